@@ -1,0 +1,1 @@
+"""Deployment helpers: embedded servers and the local process runner."""

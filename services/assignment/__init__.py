@@ -1,0 +1,1 @@
+"""Assignment service: experiment registry and sticky hash-based assignment."""

@@ -1,0 +1,74 @@
+"""Assignment endpoints (sdk keys): the product's request path."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+
+from services.assignment.api.deps import CacheDep, SdkKey, SettingsDep, StickyDep
+from services.assignment.assigner import assign_units
+from services.assignment.schemas import (
+    AssignRequest,
+    AssignResponse,
+    BatchAssignRequest,
+    BatchAssignResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["assignment"])
+
+
+def _json(payload: object) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _count(request: Request, answers: list) -> None:  # type: ignore[type-arg]
+    counters = request.app.state.assign_metrics
+    for answer in answers:
+        if answer.degraded:
+            counters.degraded.inc()
+        for decision in answer.assignments.values():
+            counters.reasons[decision.reason].inc()
+
+
+@router.post("/assign", response_model=AssignResponse)
+async def assign_unit(
+    body: AssignRequest, request: Request, principal: SdkKey, cache: CacheDep, sticky: StickyDep
+) -> Response:
+    answers = await assign_units(
+        cache.snapshot, sticky, [(body.unit_id, body.attributes)], body.experiments
+    )
+    _count(request, answers)
+    return _json(answers[0].to_dict())
+
+
+@router.post(
+    "/assign/batch",
+    response_model=BatchAssignResponse,
+    responses={413: {"description": "more units than the batch limit"}},
+)
+async def assign_batch(
+    body: BatchAssignRequest, request: Request, principal: SdkKey, cache: CacheDep,
+    sticky: StickyDep, settings: SettingsDep,
+) -> Response:  # fmt: skip
+    if len(body.units) > settings.max_batch_units:
+        raise HTTPException(
+            413, f"{len(body.units)} units in one batch; send at most {settings.max_batch_units}"
+        )
+    units = [(unit.unit_id, unit.attributes) for unit in body.units]
+    answers = await assign_units(cache.snapshot, sticky, units, body.experiments)
+    _count(request, answers)
+    return _json({"results": [answer.to_dict() for answer in answers]})
+
+
+@router.get("/config", responses={304: {"description": "unchanged since the given ETag"}})
+async def get_config(
+    principal: SdkKey, cache: CacheDep,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:  # fmt: skip
+    snapshot = cache.snapshot
+    headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and snapshot.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(snapshot.body, media_type="application/json", headers=headers)

@@ -1,0 +1,41 @@
+"""Dependencies of the assignment API as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.assignment.cache import ConfigCache
+from services.assignment.registry import Registry
+from services.assignment.settings import AssignmentSettings
+from services.assignment.sticky import StickyStore
+from services.common.auth import Principal, require_admin, require_sdk
+
+
+def get_registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def get_cache(request: Request) -> ConfigCache:
+    cache: ConfigCache = request.app.state.cache
+    return cache
+
+
+def get_sticky(request: Request) -> StickyStore:
+    store: StickyStore = request.app.state.sticky
+    return store
+
+
+def get_settings(request: Request) -> AssignmentSettings:
+    settings: AssignmentSettings = request.app.state.settings
+    return settings
+
+
+AdminKey = Annotated[Principal, Depends(require_admin)]
+SdkKey = Annotated[Principal, Depends(require_sdk)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+CacheDep = Annotated[ConfigCache, Depends(get_cache)]
+StickyDep = Annotated[StickyStore, Depends(get_sticky)]
+SettingsDep = Annotated[AssignmentSettings, Depends(get_settings)]

@@ -1,0 +1,91 @@
+"""The assignment service application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from assay.evaluation import Reason
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.exceptions import RedisError
+from typing_extensions import get_args
+
+from services.assignment.api import assign, experiments
+from services.assignment.cache import ConfigCache
+from services.assignment.registry import Registry
+from services.assignment.settings import AssignmentSettings
+from services.assignment.sticky import StickyStore
+from services.common.auth import KeyRing
+from services.common.http import install_common
+from services.common.redis import connect
+
+
+class AssignMetrics:
+    def __init__(self, registry: CollectorRegistry, cache: ConfigCache) -> None:
+        self.degraded = Counter(
+            "assay_assign_degraded_total",
+            "assignment answers computed without the sticky store (Redis unavailable)",
+            registry=registry,
+        )
+        assignments = Counter(
+            "assay_assignments_total", "assignment decisions by reason", ["reason"], registry=registry
+        )
+        self.reasons = {reason: assignments.labels(reason) for reason in get_args(Reason)}
+        config_version = Gauge(
+            "assay_config_version", "config version served from the cache", registry=registry
+        )
+        config_version.set_function(lambda: cache.snapshot.version)
+
+
+def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
+    settings = settings or AssignmentSettings()
+    redis = connect(settings.redis_url, settings.redis_timeout_ms)
+    cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
+    sticky = StickyStore(redis, retry_seconds=settings.redis_retry_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.suppress(RedisError, OSError):
+            await cache.reload()
+        refresher = asyncio.create_task(cache.run_refresher())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Assay assignment service",
+        version="0.1.0",
+        description="Experiment registry and sticky hash-based assignment of units to variants.",
+        lifespan=lifespan,
+    )
+    metrics_registry = CollectorRegistry()
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
+    app.state.registry = Registry(redis, max_audit_entries=settings.max_audit_entries)
+    app.state.cache = cache
+    app.state.sticky = sticky
+    app.state.assign_metrics = AssignMetrics(metrics_registry, cache)
+
+    async def readiness() -> dict[str, Any]:
+        try:
+            await redis.ping()
+            redis_ok = True
+        except (RedisError, OSError):
+            redis_ok = False
+        return {"ready": redis_ok and cache.loaded, "redis": redis_ok, "config_loaded": cache.loaded,
+                "config_version": cache.snapshot.version}  # fmt: skip
+
+    install_common(
+        app, registry=metrics_registry, readiness=readiness,
+        max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log,
+    )  # fmt: skip
+    app.include_router(experiments.router)
+    app.include_router(assign.router)
+    return app

@@ -1,0 +1,81 @@
+"""Assignment: evaluate every requested (unit, experiment) from the cached config, then
+resolve stickiness for all of them in one Redis round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assay.evaluation import UNKNOWN_EXPERIMENT, Decision, evaluate
+
+from services.assignment.cache import ConfigSnapshot
+from services.assignment.sticky import StickyStore
+
+# Decisions that never consult the sticky store: the experiment is not assigning, or QA
+# forced a variant.
+FINAL_REASONS = frozenset({"not_running", "override", "unknown_experiment"})
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAnswer:
+    unit_id: str
+    degraded: bool
+    assignments: dict[str, Decision]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit_id": self.unit_id,
+            "degraded": self.degraded,
+            "assignments": {k: d.to_dict() for k, d in self.assignments.items()},
+        }
+
+
+def _decide_without_store(
+    snapshot: ConfigSnapshot, experiment_keys: Sequence[str], unit_id: str,
+    attributes: Mapping[str, Any],
+) -> dict[str, Decision]:  # fmt: skip
+    decisions: dict[str, Decision] = {}
+    for key in experiment_keys:
+        config = snapshot.experiments.get(key)
+        decisions[key] = UNKNOWN_EXPERIMENT if config is None else evaluate(config, unit_id, attributes)
+    return decisions
+
+
+def _apply_sticky(
+    snapshot: ConfigSnapshot, decisions: dict[str, Decision], lookups: list[tuple[str, str | None]],
+    stored: Sequence[Any],
+) -> None:  # fmt: skip
+    for (key, _candidate), result in zip(lookups, stored, strict=True):
+        if result.variant is None:
+            continue  # not enrolled before and not eligible now: keep the hash-free reason
+        if result.variant not in snapshot.experiments[key].variant_keys():
+            continue  # defensive: a stored variant the config no longer has
+        decisions[key] = Decision(result.variant, "hash" if result.newly_stored else "sticky")
+
+
+async def assign_units(
+    snapshot: ConfigSnapshot, store: StickyStore, units: Sequence[tuple[str, Mapping[str, Any]]],
+    experiments: Sequence[str] | None,
+) -> list[UnitAnswer]:  # fmt: skip
+    experiment_keys = list(dict.fromkeys(experiments)) if experiments is not None else list(snapshot.running)
+    all_decisions = [_decide_without_store(snapshot, experiment_keys, u, a) for u, a in units]
+    lookups = [
+        [(k, d.variant) for k, d in decisions.items() if d.reason not in FINAL_REASONS]
+        for decisions in all_decisions
+    ]
+    pending = [(units[i][0], lookups[i]) for i in range(len(units)) if lookups[i]]
+    degraded = False
+    if pending:
+        stored = await store.resolve(pending)
+        if stored is None:
+            degraded = True
+        else:
+            replies = iter(stored)
+            for decisions, unit_lookups in zip(all_decisions, lookups, strict=True):
+                if unit_lookups:
+                    _apply_sticky(snapshot, decisions, unit_lookups, next(replies))
+    return [
+        UnitAnswer(unit_id, degraded, decisions)
+        for (unit_id, _), decisions in zip(units, all_decisions, strict=True)
+    ]

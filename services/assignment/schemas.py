@@ -1,0 +1,208 @@
+"""Request and response bodies of the assignment service."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from assay.models import (
+    Conditions,
+    ExperimentKey,
+    LayerName,
+    Salt,
+    Status,
+    Traffic,
+    Variant,
+    check_variants,
+)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+MetricList = Annotated[list[MetricName], Field(max_length=50)]
+UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_LIST = 100
+MAX_ATTRIBUTE_STRING = 1024
+
+
+class MetricsPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    primary: MetricList = Field(default_factory=list)
+    secondary: MetricList = Field(default_factory=list)
+    guardrails: MetricList = Field(default_factory=list)
+
+
+class AnalysisPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    cuped: bool = True
+    sequential: bool = False
+    srm_threshold: float = Field(0.001, gt=0, lt=0.5)
+
+
+class ExperimentFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    hypothesis: Annotated[str, StringConstraints(max_length=5000)] = ""
+    owner: Annotated[str, StringConstraints(max_length=100)] = ""
+    variants: list[Variant]
+    traffic: Traffic = 1.0
+    salt: Salt | None = None
+    layer: LayerName | None = None
+    layer_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    targeting: Conditions = Field(default_factory=list)
+    metrics: MetricsPlan = Field(default_factory=MetricsPlan)
+    analysis: AnalysisPlan = Field(default_factory=AnalysisPlan)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_usable(cls, variants: list[Variant]) -> list[Variant]:
+        check_variants(variants)
+        return variants
+
+
+class ExperimentCreate(ExperimentFields):
+    key: ExperimentKey
+
+
+class ExperimentUpdate(BaseModel):
+    """Partial update; `version` (if given) must match the stored one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    hypothesis: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    owner: Annotated[str, StringConstraints(max_length=100)] | None = None
+    variants: list[Variant] | None = None
+    traffic: Traffic | None = None
+    salt: Salt | None = None
+    layer: LayerName | None = None
+    layer_share: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    targeting: Conditions | None = None
+    metrics: MetricsPlan | None = None
+    analysis: AnalysisPlan | None = None
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_usable(cls, variants: list[Variant] | None) -> list[Variant] | None:
+        if variants is not None:
+            check_variants(variants)
+        return variants
+
+
+NULLABLE_ON_UPDATE = frozenset({"salt", "layer", "layer_share"})
+
+
+class ExperimentPublic(ExperimentCreate):
+    salt: Salt
+    status: Status
+    version: int
+    created_at: str
+    updated_at: str
+    layer_range: tuple[int, int] | None = None
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    reason: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+class OverrideSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class AuditEntry(BaseModel):
+    at: str
+    actor: str
+    action: str
+    changes: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+    version: int
+
+
+def _check_attribute_value(name: str, value: Any) -> None:
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"attribute '{name}' must be a finite number")
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_ATTRIBUTE_STRING:
+            raise ValueError(f"attribute '{name}' is longer than {MAX_ATTRIBUTE_STRING} characters")
+        return
+    if isinstance(value, list):
+        if len(value) > MAX_ATTRIBUTE_LIST:
+            raise ValueError(f"attribute '{name}' has more than {MAX_ATTRIBUTE_LIST} items")
+        for item in value:
+            if isinstance(item, list | dict):
+                raise ValueError(f"attribute '{name}' may only hold a flat list of values")
+            _check_attribute_value(name, item)
+        return
+    raise ValueError(f"attribute '{name}' must be a string, number, boolean, null or list")
+
+
+def check_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes per unit")
+    for name, value in attributes.items():
+        if not name or len(name) > 64:
+            raise ValueError("attribute names must be 1 to 64 characters long")
+        _check_attribute_value(name, value)
+    return attributes
+
+
+def check_unit_id(unit_id: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in unit_id):
+        raise ValueError("unit_id must not contain control characters")
+    return unit_id
+
+
+ExperimentList = Annotated[list[ExperimentKey], Field(max_length=100)]
+
+
+class UnitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: UnitId
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    _unit = field_validator("unit_id")(check_unit_id)
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class AssignRequest(UnitRequest):
+    experiments: ExperimentList | None = None
+
+
+class BatchAssignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    units: Annotated[list[UnitRequest], Field(min_length=1)]
+    experiments: ExperimentList | None = None
+
+
+class AssignmentPublic(BaseModel):
+    variant: str | None
+    reason: Literal[
+        "hash", "sticky", "override", "not_running", "not_targeted", "not_in_traffic",
+        "layer_excluded", "unknown_experiment",
+    ]  # fmt: skip
+
+
+class AssignResponse(BaseModel):
+    unit_id: str
+    degraded: bool
+    assignments: dict[str, AssignmentPublic]
+
+
+class BatchAssignResponse(BaseModel):
+    results: list[AssignResponse]

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+
+class AssignmentSettings(ServiceSettings):
+    assignment_port: int = Field(8001, ge=1, le=65535)
+    config_refresh_seconds: float = Field(1.0, gt=0, le=60)
+    redis_retry_seconds: float = Field(1.0, ge=0, le=60, description="pause after a Redis failure")
+    max_batch_units: int = Field(1000, ge=1, le=10_000)
+    max_audit_entries: int = Field(10_000, ge=10)

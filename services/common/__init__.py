@@ -1,0 +1,1 @@
+"""Shared plumbing for every Assay service: settings, auth, logging, metrics, HTTP."""

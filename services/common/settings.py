@@ -1,0 +1,64 @@
+"""Settings shared by every service; each service subclasses `ServiceSettings`.
+
+Values come from `ASSAY_*` environment variables and are validated at start-up: outside
+`ASSAY_ENV=dev` a service refuses to start without API keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_KEY = "dev-admin-key"
+DEV_SDK_KEY = "dev-sdk-key"
+MIN_KEY_LENGTH = 16
+
+
+def split_keys(raw: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    env: str = Field("production", description="'dev' allows the built-in dev keys")
+    admin_keys: str = Field("", repr=False, description="comma-separated admin API keys")
+    sdk_keys: str = Field("", repr=False, description="comma-separated SDK API keys")
+    sdk_can_read_scorecards: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_ms: int = Field(200, ge=1, le=60_000)
+    data_dir: Path = Path(".assay")
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    access_log: bool = True
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _keys_present_outside_dev(self) -> Self:
+        if self.is_dev:
+            return self
+        if not split_keys(self.admin_keys) or not split_keys(self.sdk_keys):
+            raise ValueError(
+                "ASSAY_ADMIN_KEYS and ASSAY_SDK_KEYS must be set when ASSAY_ENV is not 'dev'"
+            )
+        short = [k for k in (*self.admin_key_list, *self.sdk_key_list) if len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters long")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def admin_key_list(self) -> tuple[str, ...]:
+        keys = split_keys(self.admin_keys)
+        return keys or ((DEV_ADMIN_KEY,) if self.is_dev else ())
+
+    @property
+    def sdk_key_list(self) -> tuple[str, ...]:
+        keys = split_keys(self.sdk_keys)
+        return keys or ((DEV_SDK_KEY,) if self.is_dev else ())

@@ -1,0 +1,96 @@
+"""Session fixtures: a real Redis and a real assignment service over HTTP on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.embedded import RedisServer
+from deploy.processes import ServiceProcess
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+SDK_KEY = "test-sdk-key-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "ASSAY_ENV": "test", "ASSAY_ADMIN_KEYS": ADMIN_KEY, "ASSAY_SDK_KEYS": SDK_KEY,
+        "ASSAY_REDIS_URL": redis_url, "ASSAY_LOG_LEVEL": "INFO", **extra,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def start_assignment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start assignment services against any Redis; all are stopped at session end."""
+    started: list[ServiceProcess] = []
+
+    def start(redis_url: str, **extra: str) -> ServiceProcess:
+        logs = tmp_path_factory.mktemp("assignment-logs")
+        service = ServiceProcess(
+            "services.assignment", logs / "assignment.log", service_env(redis_url, **extra),
+            port_variable="ASSAY_ASSIGNMENT_PORT",
+        ).start()  # fmt: skip
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def assignment(redis_server: RedisServer, start_assignment: Callable[..., ServiceProcess]) -> ServiceProcess:
+    return start_assignment(redis_server.url)
+
+
+def client_for(base_url: str, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=10.0)
+
+
+@pytest.fixture
+def admin(assignment: ServiceProcess) -> Iterator[httpx.Client]:
+    with client_for(assignment.base_url, ADMIN_KEY) as client:
+        yield client
+
+
+@pytest.fixture
+def sdk(assignment: ServiceProcess) -> Iterator[httpx.Client]:
+    with client_for(assignment.base_url, SDK_KEY) as client:
+        yield client
+
+
+def unique_key(prefix: str = "exp") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def experiment_body(key: str | None = None, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": key or unique_key(),
+        "name": "Test experiment",
+        "variants": [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}],
+    }
+    body.update(fields)
+    return body
+
+
+def create_running(admin: httpx.Client, **fields: Any) -> dict[str, Any]:
+    """Create an experiment and start it; returns the running document."""
+    created = admin.post("/v1/experiments", json=experiment_body(**fields))
+    assert created.status_code == 201, created.text
+    started = admin.post(f"/v1/experiments/{created.json()['key']}/status", json={"status": "running"})
+    assert started.status_code == 200, started.text
+    return dict(started.json())
