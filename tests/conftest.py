@@ -28,7 +28,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     return {
         "ASSAY_ENV": "test", "ASSAY_ADMIN_KEYS": ADMIN_KEY, "ASSAY_SDK_KEYS": SDK_KEY,
-        "ASSAY_REDIS_URL": redis_url, "ASSAY_LOG_LEVEL": "INFO", **extra,
+        "ASSAY_REDIS_URL": redis_url, "ASSAY_LOG_LEVEL": "INFO",
+        # Generous: CI machines are small and busy; fault tests lower it themselves.
+        "ASSAY_REDIS_TIMEOUT_MS": "2000", **extra,
     }  # fmt: skip
 
 

@@ -35,7 +35,9 @@ def parse_semver(text: str) -> SemVer | None:
     if text[:1] in ("v", "V"):
         text = text[1:]
     text = text.split("+", 1)[0]
-    core_text, _, pre_text = text.partition("-")
+    core_text, dash, pre_text = text.partition("-")
+    if dash and not pre_text:
+        return None
     numbers = core_text.split(".")
     if not 1 <= len(numbers) <= 3 or not all(n.isdigit() and n.isascii() for n in numbers):
         return None

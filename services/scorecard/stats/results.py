@@ -70,7 +70,7 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Estimate:
-    """An effect with its standard error; dof is math.inf for normal-theory (sequential)."""
+    """An effect with its standard error and Welch-Satterthwaite degrees of freedom."""
 
     effect: float
     standard_error: float

@@ -80,7 +80,9 @@ def _cauchy_schwarz_errors(
 ) -> list[InputError]:
     """The centred cross-product can never exceed sqrt(S_xx S_yy) (Cauchy-Schwarz)."""
     if n == 0:
-        return [] if s_xy == 0 else [InputError(code, field, f"{field}: sums must be 0 when n is 0")]
+        if s_xy == 0:
+            return []
+        return [InputError(code, field, f"{field}: sums must be 0 when n is 0")]
     if s_xy * s_xy > s_xx * s_yy * (1 + 1e-6) + _slack(s_xx * s_yy):
         return [InputError(
             code, f"{field}.sum_products",
@@ -210,7 +212,7 @@ def validate_parameters(
             ErrorCode.INVALID_PARAMETER, "sequential_tuning",
             "sequential_tuning must be a positive number (the sample size the sequence targets)",
         ))
-    if correction not in {item.value for item in Correction}:
+    if not isinstance(correction, str) or correction not in {item.value for item in Correction}:
         errors.append(InputError(
             ErrorCode.UNKNOWN_CORRECTION, "correction",
             f"correction must be one of none, holm, bh; got {correction!r}",
@@ -222,7 +224,7 @@ def validate_analysis_request(
     metric_type: object, variants: Sequence[VariantStats], max_variants: int
 ) -> list[InputError]:
     """Request-level checks; per-variant checks only once the variant count is sane."""
-    if metric_type not in {item.value for item in MetricType}:
+    if not isinstance(metric_type, str) or metric_type not in {item.value for item in MetricType}:
         return [InputError(
             ErrorCode.UNKNOWN_METRIC_TYPE, "metric.type",
             f"metric type must be one of mean, proportion, ratio; got {metric_type!r}",

@@ -1,0 +1,1 @@
+"""Scorecard service: statistics engine, API and HTML pages."""
