@@ -9,14 +9,19 @@ compete with the server for CPU, which the report must say.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import resource
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 RESULT_MARKER = "BENCH_RESULT "
@@ -62,10 +67,25 @@ class LoadResult:
     errors: int
     p50_ms: float
     p99_ms: float
+    generator_cpu_seconds: float = 0.0
 
     @property
     def requests_per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (all threads), from /proc; NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def wrk_binary() -> str | None:
@@ -90,8 +110,10 @@ def run_wrk(
             *[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")],
             f"{parts.scheme}://{parts.netloc}", "--", parts.path, str(bodies_path),
         ]  # fmt: skip
+        before = _cpu_seconds(resource.RUSAGE_CHILDREN)
         completed = subprocess.run(command, capture_output=True, text=True, check=True)
-    return _parse_wrk(completed.stdout)
+        used = _cpu_seconds(resource.RUSAGE_CHILDREN) - before
+    return replace(_parse_wrk(completed.stdout), generator_cpu_seconds=used)
 
 
 def _parse_wrk(stdout: str) -> LoadResult:
@@ -172,8 +194,11 @@ def run_python(
 ) -> LoadResult:
     """The fallback generator; uses uvloop when installed (as the servers do)."""
     requests = build_requests(url, bodies, headers)
-    try:
+    runner: Callable[[Coroutine[Any, Any, LoadResult]], LoadResult] = asyncio.run
+    with contextlib.suppress(ImportError):
         import uvloop
-    except ImportError:
-        return asyncio.run(_python_load(url, requests, connections, seconds))
-    return uvloop.run(_python_load(url, requests, connections, seconds))
+
+        runner = uvloop.run
+    before = _cpu_seconds(resource.RUSAGE_SELF)
+    result = runner(_python_load(url, requests, connections, seconds))
+    return replace(result, generator_cpu_seconds=_cpu_seconds(resource.RUSAGE_SELF) - before)

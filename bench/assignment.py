@@ -158,6 +158,7 @@ class HttpTarget:
     reasons: dict[str, int]
     degraded: int
     sample_reasons: dict[str, int]
+    cpu_seconds: dict[str, float]  # CPU used in the measured window, by process role
 
 
 def unit_bodies(pool: int) -> list[bytes]:
@@ -227,6 +228,21 @@ def apply_load(plan: LoadPlan, url: str, headers: dict[str, str], seconds: int) 
     return load.run_python(url, plan.bodies, headers, connections=plan.connections, seconds=seconds)
 
 
+def measured_load(
+    plan: LoadPlan, url: str, headers: dict[str, str], pids: dict[str, int]
+) -> tuple[load.LoadResult, dict[str, float]]:
+    """The timed run, with the CPU each process (server, Redis) used during it."""
+    before = {role: load.process_cpu_seconds(pid) for role, pid in pids.items()}
+    result = apply_load(plan, url, headers, plan.seconds)
+    used = {role: load.process_cpu_seconds(pid) - before[role] for role, pid in pids.items()}
+    return result, {**used, "load generator": result.generator_cpu_seconds}
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    assert process is not None, "the process was started above"
+    return process.pid
+
+
 @contextlib.contextmanager
 def running(service: ServiceProcess) -> Iterator[ServiceProcess]:
     try:
@@ -261,11 +277,13 @@ def measure_assignment(plan: LoadPlan, workdir: Path, sample_size: int) -> HttpT
         url = f"{service.base_url}/v1/assign"
         apply_load(plan, url, headers, plan.warmup_seconds)
         before, degraded_before = scrape_counters(service.base_url)
-        result = apply_load(plan, url, headers, plan.seconds)
+        pids = {"server": _pid(service.process), "Redis": _pid(redis.process)}
+        result, cpu = measured_load(plan, url, headers, pids)
         after, degraded_after = scrape_counters(service.base_url)
         sample = sample_reasons(service.base_url, plan.bodies, sample_size)
     reasons = {k: round(v - before.get(k, 0.0)) for k, v in after.items() if v > before.get(k, 0.0)}
-    return HttpTarget("Assay `POST /v1/assign` (sticky)", result, reasons, round(degraded_after - degraded_before), sample)
+    degraded = round(degraded_after - degraded_before)
+    return HttpTarget("Assay `POST /v1/assign` (sticky)", result, reasons, degraded, sample, cpu)
 
 
 def measure_noop(plan: LoadPlan, workdir: Path) -> HttpTarget:
@@ -273,8 +291,8 @@ def measure_noop(plan: LoadPlan, workdir: Path) -> HttpTarget:
     with running(service):
         url = f"{service.base_url}/v1/assign"
         apply_load(plan, url, {}, plan.warmup_seconds)
-        result = apply_load(plan, url, {}, plan.seconds)
-    return HttpTarget("no-op FastAPI `POST /v1/assign`", result, {}, 0, {})
+        result, cpu = measured_load(plan, url, {}, {"server": _pid(service.process)})
+    return HttpTarget("no-op FastAPI `POST /v1/assign`", result, {}, 0, {}, cpu)
 
 
 def progress(message: str) -> None:
@@ -308,7 +326,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_facts(generator: str) -> dict[str, str]:
+def machine_facts(generator: str, load_at_start: tuple[float, float, float]) -> dict[str, str]:
     repo = DOCS_PATH.parent.parent
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"], repo)
     dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=repo, capture_output=True).returncode
@@ -321,6 +339,8 @@ def machine_facts(generator: str) -> dict[str, str]:
         "Redis": _command_output([redis_server_binary(), "--version"]),
         "load generator": _command_output(["wrk", "-v"]) if generator == "wrk" else "Python asyncio fallback (wrk not found)",
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load average (1 min) at start / end": f"{load_at_start[0]:.2f} / {os.getloadavg()[0]:.2f} "
+        "(anything else running on the box competes with the benchmark)",
     }
 
 
@@ -360,14 +380,25 @@ def _reasons_text(reasons: dict[str, int]) -> str:
     return ", ".join(f"{reason} {count:,} ({count / total:.1%})" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]))
 
 
+def _http_row(target: HttpTarget) -> str:
+    result, cpu = target.result, target.cpu_seconds
+
+    def per_request(role: str) -> str:
+        return f"{cpu[role] / result.requests * 1e6:,.0f}" if role in cpu and result.requests else "–"
+
+    def busy(role: str) -> str:
+        return f"{cpu[role] / result.seconds:.0%}" if role in cpu else "–"
+
+    return (
+        f"| {target.name} | {result.requests_per_second:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | "
+        f"{result.errors} | {result.requests:,} | {per_request('server')} ({busy('server')}) | "
+        f"{per_request('Redis')} ({busy('Redis')}) | {busy('load generator')} |"
+    )
+
+
 def render_http(assign: HttpTarget, noop: HttpTarget, plan: LoadPlan) -> list[str]:
     share = assign.result.requests_per_second / noop.result.requests_per_second
     met = share >= THROUGHPUT_AIM and assign.result.p99_ms < P99_AIM_MS
-    rows = [
-        f"| {t.name} | {t.result.requests_per_second:,.0f} | {t.result.p50_ms:.2f} | {t.result.p99_ms:.2f} | "
-        f"{t.result.errors} | {t.result.requests:,} |"
-        for t in (noop, assign)
-    ]
     return [
         "### `POST /v1/assign` over HTTP, sticky lookups",
         "",
@@ -378,9 +409,11 @@ def render_http(assign: HttpTarget, noop: HttpTarget, plan: LoadPlan) -> list[st
         f"server alone. Bodies are drawn at random from {len(plan.bodies):,} units that were all assigned "
         "once beforehand; every call to Assay does one Redis `EVALSHA` round trip.",
         "",
-        "| target | requests/s | p50 ms | p99 ms | errors | requests |",
-        "|---|---:|---:|---:|---:|---:|",
-        *rows,
+        "| target | requests/s | p50 ms | p99 ms | errors | requests | server CPU µs/request (busy) "
+        "| Redis CPU µs/request (busy) | load generator CPU busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        _http_row(noop),
+        _http_row(assign),
         "",
         f"Assay / no-op throughput = **{share:.1%}**, Assay p99 = **{assign.result.p99_ms:.2f} ms** "
         f"(aim ≥ {THROUGHPUT_AIM:.0%} with p99 < {P99_AIM_MS:.0f} ms: {_verdict(met)}).",
@@ -391,8 +424,11 @@ def render_http(assign: HttpTarget, noop: HttpTarget, plan: LoadPlan) -> list[st
     ]
 
 
-def render_report(inprocess: InProcessResult, assign: HttpTarget, noop: HttpTarget, plan: LoadPlan) -> str:
-    facts = machine_facts(plan.generator)
+def render_report(
+    inprocess: InProcessResult, assign: HttpTarget, noop: HttpTarget, plan: LoadPlan,
+    load_at_start: tuple[float, float, float],
+) -> str:  # fmt: skip
+    facts = machine_facts(plan.generator, load_at_start)
     return "\n".join([
         "## Assignment",
         "",
@@ -449,6 +485,7 @@ def choose_generator(wanted: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    load_at_start = os.getloadavg()
     generator = choose_generator(args.load_generator)
     progress(f"in-process: {args.repetitions} passes of {args.units:,} units per implementation")
     inprocess = run_inprocess(args.units, args.repetitions)
@@ -461,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         assign = measure_assignment(plan, workdir, args.sample)
         progress("HTTP: no-op FastAPI app")
         noop = measure_noop(plan, workdir)
-    report = render_report(inprocess, assign, noop, plan)
+    report = render_report(inprocess, assign, noop, plan, load_at_start)
     print(report)
     if not args.no_docs:
         rewrite_docs(report)

@@ -83,7 +83,9 @@ def _start_redis(layout: Layout, env: dict[str, str]) -> str:
     return url
 
 
-def _start_service(layout: Layout, name: str, module: str, port_variable: str, default_port: int, env: dict[str, str]) -> str:
+def _start_service(
+    layout: Layout, name: str, module: str, port_variable: str, default_port: int, env: dict[str, str]
+) -> str:
     port = int(os.environ.get(port_variable, str(default_port)))
     url = f"http://127.0.0.1:{port}"
     if _running(layout, name):
@@ -103,11 +105,13 @@ def up() -> None:
     env = {"ASSAY_ENV": os.environ.get("ASSAY_ENV", "dev"), "ASSAY_DATA_DIR": str(layout.data_dir)}
     env["ASSAY_REDIS_URL"] = _start_redis(layout, env)
     urls = {"redis": env["ASSAY_REDIS_URL"]}
-    urls["assignment"] = _start_service(layout, "assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001, env)
+    urls["assignment"] = _start_service(
+        layout, "assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001, env
+    )
     from deploy.seed import seed_demo
 
     seed_demo(urls["assignment"])
-    print("\nAssay is running (state and logs under %s)" % layout.data_dir)
+    print(f"\nAssay is running (state and logs under {layout.data_dir})")
     for name, url in urls.items():
         print(f"  {name:<11} {url}")
     print(f"  API docs    {urls['assignment']}/docs")

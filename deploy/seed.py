@@ -18,7 +18,9 @@ DEMO_EXPERIMENT = {
 
 
 def seed_demo(assignment_url: str, admin_key: str = DEMO_ADMIN_KEY) -> None:
-    with httpx.Client(base_url=assignment_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10) as client:
+    with httpx.Client(
+        base_url=assignment_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10
+    ) as client:
         key = DEMO_EXPERIMENT["key"]
         existing = client.get(f"/v1/experiments/{key}")
         if existing.status_code == 404:
@@ -29,5 +31,7 @@ def seed_demo(assignment_url: str, admin_key: str = DEMO_ADMIN_KEY) -> None:
             return
         existing.raise_for_status()
         if existing.json()["status"] == "draft":
-            client.post(f"/v1/experiments/{key}/status", json={"status": "running", "reason": "demo"}).raise_for_status()
+            client.post(
+                f"/v1/experiments/{key}/status", json={"status": "running", "reason": "demo"}
+            ).raise_for_status()
         print(f"demo experiment '{key}' is {client.get(f'/v1/experiments/{key}').json()['status']}")

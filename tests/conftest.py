@@ -96,3 +96,14 @@ def create_running(admin: httpx.Client, **fields: Any) -> dict[str, Any]:
     started = admin.post(f"/v1/experiments/{created.json()['key']}/status", json={"status": "running"})
     assert started.status_code == 200, started.text
     return dict(started.json())
+
+
+def metric_value(exposition: str, sample_name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

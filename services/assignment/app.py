@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 from assay.evaluation import Reason
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
-from typing_extensions import get_args
 
 from services.assignment.api import assign, experiments
 from services.assignment.cache import ConfigCache

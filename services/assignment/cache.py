@@ -35,7 +35,9 @@ class ConfigSnapshot:
     etag: str = ""
 
 
-def build_snapshot(version: int, docs_raw: dict[str, str], overrides: dict[str, dict[str, str]]) -> ConfigSnapshot:
+def build_snapshot(
+    version: int, docs_raw: dict[str, str], overrides: dict[str, dict[str, str]]
+) -> ConfigSnapshot:
     experiments: dict[str, ExperimentConfig] = {}
     for key, doc in parse_docs(docs_raw).items():
         fields = doc.model_dump(include=set(ExperimentConfig.model_fields))
@@ -61,7 +63,7 @@ class ConfigCache:
     async def reload(self) -> ConfigSnapshot:
         async with self._lock:
             version = int(await self.redis.get(keys.CONFIG_VERSION) or 0)
-            docs_raw: dict[str, str] = await self.redis.hgetall(keys.EXPERIMENTS)
+            docs_raw = {str(k): str(v) for k, v in (await self.redis.hgetall(keys.EXPERIMENTS)).items()}
             statuses = {k: orjson.loads(v).get("status") for k, v in docs_raw.items()}
             live = [k for k, s in statuses.items() if s in OVERRIDE_STATUSES]
             async with self.redis.pipeline(transaction=False) as pipe:

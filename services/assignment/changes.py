@@ -46,7 +46,9 @@ def _taken_slices(docs: Mapping[str, ExperimentPublic], layer: str, exclude: str
     ]  # fmt: skip
 
 
-def _slice_for(docs: Mapping[str, ExperimentPublic], key: str, layer: str | None, share: float | None) -> tuple[int, int] | None:
+def _slice_for(
+    docs: Mapping[str, ExperimentPublic], key: str, layer: str | None, share: float | None
+) -> tuple[int, int] | None:
     if layer is None:
         return None
     try:

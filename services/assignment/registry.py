@@ -8,7 +8,7 @@ every assignment process refreshes its cached config.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_docs(raw: dict[str, str]) -> Docs:
+def parse_docs(raw: Mapping[Any, Any]) -> Docs:
     return {key: ExperimentPublic.model_validate_json(value) for key, value in raw.items()}
 
 
@@ -87,8 +87,10 @@ class Registry:
             current = _current(docs, key)
             check_override_variant(current, variant)
             doc = current.model_copy(update={"version": current.version + 1, "updated_at": now})
-            return doc, {"override": {"unit_id": unit_id, "to": variant}}, (
-                lambda pipe: pipe.hset(keys.overrides_key(key), unit_id, variant)
+            return (
+                doc,
+                {"override": {"unit_id": unit_id, "to": variant}},
+                (lambda pipe: pipe.hset(keys.overrides_key(key), unit_id, variant)),
             )
 
         return await self._write(key, "override_set", actor, plan)
@@ -101,15 +103,17 @@ class Registry:
         def plan(docs: Docs, now: str) -> Plan:
             current = _current(docs, key)
             doc = current.model_copy(update={"version": current.version + 1, "updated_at": now})
-            return doc, {"override": {"unit_id": unit_id, "to": None}}, (
-                lambda pipe: pipe.hdel(keys.overrides_key(key), unit_id)
+            return (
+                doc,
+                {"override": {"unit_id": unit_id, "to": None}},
+                (lambda pipe: pipe.hdel(keys.overrides_key(key), unit_id)),
             )
 
         return await self._write(key, "override_delete", actor, plan)
 
     async def overrides(self, key: str) -> dict[str, str]:
-        result: dict[str, str] = await self.redis.hgetall(keys.overrides_key(key))
-        return result
+        raw = await self.redis.hgetall(keys.overrides_key(key))
+        return {str(unit): str(variant) for unit, variant in raw.items()}
 
     async def audit(self, key: str, limit: int) -> list[AuditEntry]:
         await self.get_experiment(key)

@@ -89,7 +89,7 @@ class StickyStore:
         calls = [(sticky_key(unit_id), _flatten(lookups)) for unit_id, lookups in units]
         if len(calls) == 1:
             key, args = calls[0]
-            return [await self.redis.evalsha(sha, 1, key, *args)]  # type: ignore[misc]
+            return [await self.redis.evalsha(sha, 1, key, *args)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, args in calls:
                 pipe.evalsha(sha, 1, key, *args)
@@ -105,6 +105,4 @@ def _flatten(lookups: UnitLookups) -> list[str]:
 
 
 def _parse(reply: list[str]) -> list[StickyResult]:
-    return [
-        StickyResult(reply[i] or None, reply[i + 1] == "1") for i in range(0, len(reply), 2)
-    ]
+    return [StickyResult(reply[i] or None, reply[i + 1] == "1") for i in range(0, len(reply), 2)]

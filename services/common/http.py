@@ -40,9 +40,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class RequestContextMiddleware:
     """Pure ASGI middleware: request id, body size limit, access log and HTTP metrics."""
 
-    def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, metrics: HttpMetrics, access_log: bool
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: HttpMetrics, access_log: bool) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
@@ -61,7 +59,9 @@ class RequestContextMiddleware:
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
                 status = 413 if declared.isdigit() else 400
-                await _send_json(send, status, _too_large_or_bad_length(declared, self.max_body_bytes), request_id)
+                await _send_json(
+                    send, status, _too_large_or_bad_length(declared, self.max_body_bytes), request_id
+                )
                 return
 
             async def send_with_id(message: Message) -> None:

@@ -41,9 +41,7 @@ class ServiceSettings(BaseSettings):
         if self.is_dev:
             return self
         if not split_keys(self.admin_keys) or not split_keys(self.sdk_keys):
-            raise ValueError(
-                "ASSAY_ADMIN_KEYS and ASSAY_SDK_KEYS must be set when ASSAY_ENV is not 'dev'"
-            )
+            raise ValueError("ASSAY_ADMIN_KEYS and ASSAY_SDK_KEYS must be set when ASSAY_ENV is not 'dev'")
         short = [k for k in (*self.admin_key_list, *self.sdk_key_list) if len(k) < MIN_KEY_LENGTH]
         if short:
             raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters long")

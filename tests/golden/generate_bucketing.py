@@ -31,7 +31,14 @@ CONFIGS = [
     {"salt": "ünïcode-salt ☃", "traffic": 0.75, "weights": [0.25, 0.25, 0.25, 0.25]},
 ]
 UNITS = [f"user-{i}" for i in range(20)] + [
-    "", "0", "a" * 256, "用户-42", "émile@example.com", "🙂", "unit with spaces", "x:y:z",
+    "",
+    "0",
+    "a" * 256,
+    "用户-42",
+    "émile@example.com",
+    "🙂",
+    "unit with spaces",
+    "x:y:z",
 ]
 
 

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 from scipy import stats
 
-from tests.conftest import SDK_KEY, client_for, create_running, unique_key
+from tests.conftest import SDK_KEY, create_running, unique_key
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "bucketing.json").read_text())
 
@@ -43,9 +43,13 @@ def test_response_shape_and_sticky_reason(admin: httpx.Client, sdk: httpx.Client
 
 
 def test_every_reason_code(admin: httpx.Client, sdk: httpx.Client) -> None:
-    targeted = create_running(admin, targeting=[{"attribute": "country", "op": "eq", "value": "US"}], traffic=0.5)
+    targeted = create_running(
+        admin, targeting=[{"attribute": "country", "op": "eq", "value": "US"}], traffic=0.5
+    )
     key = targeted["key"]
-    draft = admin.post("/v1/experiments", json={"key": unique_key(), "name": "d", "variants": targeted["variants"]}).json()
+    draft = admin.post(
+        "/v1/experiments", json={"key": unique_key(), "name": "d", "variants": targeted["variants"]}
+    ).json()
     admin.put(f"/v1/experiments/{key}/overrides/qa-unit", json={"variant": "treatment"})
     units = [f"reason-{i}" for i in range(200)]
     reasons = {r["assignments"][key]["reason"] for r in batch(sdk, units, [key], country="US")}
@@ -114,11 +118,16 @@ def test_ramp_10_to_50_percent_keeps_every_enrolled_unit(admin: httpx.Client, sd
     assert 2200 < sum(1 for v in after.values() if v) < 2800
 
 
-def test_stored_assignment_wins_over_targeting_and_traffic_changes(admin: httpx.Client, sdk: httpx.Client) -> None:
+def test_stored_assignment_wins_over_targeting_and_traffic_changes(
+    admin: httpx.Client, sdk: httpx.Client
+) -> None:
     key = create_running(admin, targeting=[{"attribute": "plan", "op": "eq", "value": "pro"}])["key"]
     units = [f"sticky-{i}" for i in range(300)]
     first = {r["unit_id"]: r["assignments"][key]["variant"] for r in batch(sdk, units, [key], plan="pro")}
-    admin.patch(f"/v1/experiments/{key}", json={"traffic": 0.05, "targeting": [{"attribute": "plan", "op": "eq", "value": "free"}]})
+    admin.patch(
+        f"/v1/experiments/{key}",
+        json={"traffic": 0.05, "targeting": [{"attribute": "plan", "op": "eq", "value": "free"}]},
+    )
     later = batch(sdk, units, [key], plan="pro")
     assert all(r["assignments"][key] == {"variant": first[r["unit_id"]], "reason": "sticky"} for r in later)
     assert assign(sdk, "newcomer", key, plan="pro")["reason"] == "not_targeted"
@@ -155,7 +164,7 @@ def test_layers_are_exclusive(admin: httpx.Client, sdk: httpx.Client) -> None:
         enrolled[hits[0]] += 1
     assert stats.chisquare(enrolled, f_exp=[1800, 1800, 2400]).pvalue > 0.001
     full = admin.post("/v1/experiments", json={"key": unique_key(), "name": "x", "layer": layer,
-                                               "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]})  # fmt: skip
+        "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]})  # fmt: skip
     assert full.status_code == 409 and "no free share" in full.json()["detail"]
 
 

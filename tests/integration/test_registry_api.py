@@ -49,7 +49,10 @@ def test_optimistic_concurrency(admin: httpx.Client) -> None:
 
 def test_running_experiment_refuses_reshuffling_changes(admin: httpx.Client) -> None:
     key = create_running(admin)["key"]
-    for change in ({"salt": "other"}, {"variants": [{"key": "control", "weight": 0.1}, {"key": "treatment", "weight": 0.9}]}):
+    for change in (
+        {"salt": "other"},
+        {"variants": [{"key": "control", "weight": 0.1}, {"key": "treatment", "weight": 0.9}]},
+    ):
         response = admin.patch(f"/v1/experiments/{key}", json=change)
         assert response.status_code == 409 and "would move enrolled units" in response.json()["detail"]
     assert admin.post(f"/v1/experiments/{key}/status", json={"status": "paused"}).status_code == 200
@@ -74,7 +77,10 @@ def test_lifecycle_over_http(admin: httpx.Client) -> None:
 
 def test_draft_can_be_archived_directly(admin: httpx.Client) -> None:
     key = admin.post("/v1/experiments", json=experiment_body()).json()["key"]
-    assert admin.post(f"/v1/experiments/{key}/status", json={"status": "archived"}).json()["status"] == "archived"
+    assert (
+        admin.post(f"/v1/experiments/{key}/status", json={"status": "archived"}).json()["status"]
+        == "archived"
+    )
 
 
 def test_audit_log_records_every_change_with_actor(admin: httpx.Client) -> None:
@@ -99,7 +105,7 @@ def test_override_validation(admin: httpx.Client) -> None:
     assert bad.status_code == 422 and "use one of control, treatment" in bad.json()["detail"]
     missing = admin.delete(f"/v1/experiments/{key}/overrides/never-set")
     assert missing.status_code == 404
-    assert admin.put(f"/v1/experiments/no-such/overrides/u1", json={"variant": "a"}).status_code == 404
+    assert admin.put("/v1/experiments/no-such/overrides/u1", json={"variant": "a"}).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -119,7 +125,9 @@ def test_admin_endpoints_need_an_admin_key(assignment, method: str, path: str) -
             assert response.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/assign"), ("POST", "/v1/assign/batch"), ("GET", "/v1/config")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/assign"), ("POST", "/v1/assign/batch"), ("GET", "/v1/config")]
+)
 def test_sdk_endpoints_need_an_sdk_key(assignment, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
     for key, expected in ((None, 401), ("wrong-key-xxxxxxxxxxxx", 401), (ADMIN_KEY, 403)):
         with client_for(assignment.base_url, key) as client:
@@ -133,4 +141,3 @@ def test_health_and_metrics_need_no_key(assignment) -> None:  # type: ignore[no-
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["redis"] is True
         assert "assay_http_requests_total" in client.get("/metrics").text
-

@@ -53,9 +53,7 @@ def in_layer_slice(config: ExperimentConfig, unit_id: str) -> bool:
     return start <= layer_bucket(config.layer, unit_id) < end
 
 
-def evaluate(
-    config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None
-) -> Decision:
+def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Decision:
     """Decide without any stored state; `reason` is `hash` when the unit is enrolled."""
     if config.status != "running":
         return NOT_RUNNING

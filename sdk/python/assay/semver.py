@@ -21,9 +21,7 @@ class SemVer:
         # alphanumeric ones and compare numerically (semver.org, rule 11).
         if not self.prerelease:
             return (self.core, 1, ())
-        parts = tuple(
-            (0, int(part), "") if part.isdigit() else (1, 0, part) for part in self.prerelease
-        )
+        parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in self.prerelease)
         return (self.core, 0, parts)
 
 

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 
 from services.assignment.api.deps import CacheDep, SdkKey, SettingsDep, StickyDep
-from services.assignment.assigner import assign_units
+from services.assignment.assigner import UnitAnswer, assign_units
 from services.assignment.schemas import (
     AssignRequest,
     AssignResponse,
@@ -23,7 +23,7 @@ def _json(payload: object) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
-def _count(request: Request, answers: list) -> None:  # type: ignore[type-arg]
+def _count(request: Request, answers: list[UnitAnswer]) -> None:
     counters = request.app.state.assign_metrics
     for answer in answers:
         if answer.degraded:
@@ -36,9 +36,7 @@ def _count(request: Request, answers: list) -> None:  # type: ignore[type-arg]
 async def assign_unit(
     body: AssignRequest, request: Request, principal: SdkKey, cache: CacheDep, sticky: StickyDep
 ) -> Response:
-    answers = await assign_units(
-        cache.snapshot, sticky, [(body.unit_id, body.attributes)], body.experiments
-    )
+    answers = await assign_units(cache.snapshot, sticky, [(body.unit_id, body.attributes)], body.experiments)
     _count(request, answers)
     return _json(answers[0].to_dict())
 

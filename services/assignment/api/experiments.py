@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -22,7 +22,9 @@ from services.assignment.schemas import (
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
 UnitPath = Annotated[str, Path(min_length=1, max_length=256)]
-CONFLICT = {409: {"description": "conflicts with the experiment's state or version"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "conflicts with the experiment's state or version"}
+}
 
 
 def _http(exc: RegistryError) -> HTTPException:

@@ -38,18 +38,29 @@ class SrmResult:
         }
 
 
-def _srm_input_errors(counts: Mapping[str, int], weights: Mapping[str, float]) -> list[InputError]:
+def _srm_input_errors(
+    counts: Mapping[str, int], weights: Mapping[str, float], threshold: float
+) -> list[InputError]:
     errors: list[InputError] = []
+    if not 0 < threshold < 1:
+        errors.append(InputError(
+            ErrorCode.INVALID_PARAMETER, "threshold", "threshold must be strictly between 0 and 1"
+        ))
     if set(counts) != set(weights) or len(counts) < 2:
         errors.append(InputError(
             ErrorCode.INVALID_PARAMETER, "weights",
             "counts and weights must name the same variants, at least two of them",
         ))
     for key, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if isinstance(count, bool) or not isinstance(count, int):
+            errors.append(InputError(
+                ErrorCode.NON_INTEGER_COUNT, f"counts.{key}",
+                f"count for {key!r} must be an integer, got {count!r}",
+            ))
+        elif count < 0:
             errors.append(InputError(
                 ErrorCode.NEGATIVE_COUNT, f"counts.{key}",
-                f"count for {key!r} must be a non-negative integer, got {count!r}",
+                f"count for {key!r} must be >= 0, got {count}",
             ))
     for key, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float):
@@ -76,7 +87,7 @@ def srm_chi_square(
     time; here only their proportions matter). Uses scipy.stats.chisquare with k - 1 dof.
     A mismatch is flagged when p < threshold and at least `min_units` units were counted.
     """
-    errors = _srm_input_errors(counts, weights)
+    errors = _srm_input_errors(counts, weights, threshold)
     if errors:
         return errors
     keys = list(counts)

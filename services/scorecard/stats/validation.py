@@ -76,13 +76,9 @@ def _block_errors(
 
 
 def _cauchy_schwarz_errors(
-    n: int, s_xx: float, s_yy: float, s_xy: float, code: ErrorCode, field: str
+    s_xx: float, s_yy: float, s_xy: float, code: ErrorCode, field: str
 ) -> list[InputError]:
     """The centred cross-product can never exceed sqrt(S_xx S_yy) (Cauchy-Schwarz)."""
-    if n == 0:
-        if s_xy == 0:
-            return []
-        return [InputError(code, field, f"{field}: sums must be 0 when n is 0")]
     if s_xy * s_xy > s_xx * s_yy * (1 + 1e-6) + _slack(s_xx * s_yy):
         return [InputError(
             code, f"{field}.sum_products",
@@ -113,7 +109,6 @@ def _paired_block_errors(
         return errors
     s_xy = block_products - sample.sum * block_sum / sample.n
     return _cauchy_schwarz_errors(
-        sample.n,
         _centred_square(sample.n, block_sum, block_squares),
         _centred_square(sample.n, sample.sum, sample.sum_squares),
         s_xy,

@@ -52,14 +52,16 @@ def test_transition_table_is_exactly_the_design() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.4}]}, "sum to 0.9; they must sum to 1"),
+        ({"variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.4}]},
+         "sum to 0.9; they must sum to 1"),
         ({"variants": [{"key": "a", "weight": 1.0}]}, "at least two variants"),
         ({"variants": [{"key": "a", "weight": 0.5}, {"key": "a", "weight": 0.5}]}, "unique; repeated: a"),
         ({"key": "Bad Key!"}, "String should match pattern"),
         ({"traffic": 0}, "greater than 0"),
         ({"traffic": 1.5}, "less than or equal to 1"),
         ({"targeting": [{"attribute": "x", "op": "matches", "value": ".*"}]}, "Input should be 'eq'"),
-        ({"variants": [{"key": "a", "weight": -0.5}, {"key": "b", "weight": 1.5}]}, "greater than or equal to 0"),
+        ({"variants": [{"key": "a", "weight": -0.5}, {"key": "b", "weight": 1.5}]},
+         "greater than or equal to 0"),
     ],
 )  # fmt: skip
 def test_validation_messages_say_what_to_fix(fields: dict[str, object], message: str) -> None:
@@ -88,7 +90,9 @@ def test_changes_that_would_reshuffle_are_refused_while_running(change: dict[str
 
 
 def test_traffic_and_targeting_may_change_while_running() -> None:
-    update = ExperimentUpdate.model_validate({"traffic": 0.5, "targeting": [{"attribute": "c", "op": "eq", "value": "US"}]})
+    update = ExperimentUpdate.model_validate(
+        {"traffic": 0.5, "targeting": [{"attribute": "c", "op": "eq", "value": "US"}]}
+    )
     new, changes = build_updated(running_doc(), update, {}, NOW)
     assert new.traffic == 0.5 and set(changes) == {"traffic", "targeting"}
     assert changes["traffic"] == {"from": 1.0, "to": 0.5}
@@ -113,11 +117,13 @@ def test_layer_slices_are_disjoint_and_released_on_stop() -> None:
         doc = build_created(body(key=key, layer="checkout", layer_share=share), docs, NOW)
         docs[key] = doc
     assert docs["a"].layer_range == (0, 3000) and docs["b"].layer_range == (3000, 8000)
-    with pytest.raises(RegistryError, match="no free range of 0.3"):
+    with pytest.raises(RegistryError, match=r"no free range of 0\.3"):
         build_created(body(key="c", layer="checkout", layer_share=0.3), docs, NOW)
     rest = build_created(body(key="c", layer="checkout"), docs, NOW)
     assert rest.layer_range == (8000, BUCKETS)
-    stopped, _ = build_status_change(docs["a"].model_copy(update={"status": "running"}), StatusChange(status="stopped"), NOW)
+    stopped, _ = build_status_change(
+        docs["a"].model_copy(update={"status": "running"}), StatusChange(status="stopped"), NOW
+    )
     assert stopped.layer_range is None
 
 

@@ -72,7 +72,7 @@ def test_no_units_at_all():
     ("counts", "weights", "code"),
     [
         ({"a": -1, "b": 5}, {"a": 0.5, "b": 0.5}, ErrorCode.NEGATIVE_COUNT),
-        ({"a": 1.5, "b": 5}, {"a": 0.5, "b": 0.5}, ErrorCode.NEGATIVE_COUNT),
+        ({"a": 1.5, "b": 5}, {"a": 0.5, "b": 0.5}, ErrorCode.NON_INTEGER_COUNT),
         ({"a": 1, "b": 5}, {"a": 0.0, "b": 1.0}, ErrorCode.INVALID_PARAMETER),
         ({"a": 1, "b": 5}, {"a": float("nan"), "b": 1.0}, ErrorCode.INVALID_PARAMETER),
         ({"a": 1, "b": 5}, {"a": 0.5, "c": 0.5}, ErrorCode.INVALID_PARAMETER),
@@ -83,3 +83,9 @@ def test_bad_input_is_typed(counts, weights, code):
     result = srm_chi_square(counts, weights)
     assert isinstance(result, list)
     assert code in {error.code for error in result}
+
+
+def test_bad_threshold_is_typed():
+    result = srm_chi_square({"a": 1, "b": 1}, {"a": 0.5, "b": 0.5}, threshold=1.5)
+    assert isinstance(result, list)
+    assert [(e.code, e.field) for e in result] == [(ErrorCode.INVALID_PARAMETER, "threshold")]

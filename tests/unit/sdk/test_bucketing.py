@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -49,12 +50,14 @@ def test_golden_vector(case: dict) -> None:  # type: ignore[type-arg]
     assert choose_variant_index(case["variant_bucket"], case["weights"]) == case["variant_index"]
 
 
-@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=20).filter(lambda w: sum(w) > 0))
+@given(
+    st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=20).filter(lambda w: sum(w) > 0)
+)
 def test_variant_ranges_tile_the_bucket_space(raw: list[int]) -> None:
     weights = [w / sum(raw) for w in raw]
     ranges = variant_ranges(weights)
     assert ranges[0][0] == 0 and ranges[-1][1] == BUCKETS
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert end == start
     for (start, end), weight in zip(ranges, weights, strict=True):
         assert abs((end - start) - weight * BUCKETS) <= 1.0
@@ -81,7 +84,7 @@ def test_different_salts_assign_independently() -> None:
     for i in range(100_000):
         unit = f"unit-{i}"
         table[int(hashed_variant(first, unit)[1:]), int(hashed_variant(second, unit)[1:])] += 1
-    chi2, p_value, _, _ = stats.chi2_contingency(table)
+    _, p_value, _, _ = stats.chi2_contingency(table)
     assert p_value > 0.001, table
 
 
