@@ -1,15 +1,23 @@
 """Assay SDK: deterministic bucketing, targeting and clients for the Assay platform."""
 
+from assay.batching import RetryPolicy
 from assay.bucketing import BUCKETING_VERSION, BUCKETS
+from assay.client import Client
 from assay.evaluation import Decision, evaluate
 from assay.models import Condition, ExperimentConfig, Variant
+from assay.sticky import InMemoryStickyStore, RedisStickyStore, StickyStore
 
 __all__ = [
     "BUCKETING_VERSION",
     "BUCKETS",
+    "Client",
     "Condition",
     "Decision",
     "ExperimentConfig",
+    "InMemoryStickyStore",
+    "RedisStickyStore",
+    "RetryPolicy",
+    "StickyStore",
     "Variant",
     "evaluate",
 ]
