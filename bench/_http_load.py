@@ -1,9 +1,10 @@
-"""Closed-loop HTTP load: `wrk` (preferred, C + LuaJIT) or a keep-alive asyncio fallback.
+"""Closed-loop HTTP load against local servers, and the CPU each process spent on it.
 
-Both keep `connections` HTTP/1.1 keep-alive connections busy for `seconds`, each sending
-the next POST as soon as the previous answer arrived, with bodies drawn at random from a
-JSON-lines file. Both run outside the server process; on a small machine they still
-compete with the server for CPU, which the report must say.
+`wrk` (C + LuaJIT) is preferred; a keep-alive asyncio generator is the fallback. Both keep
+`connections` HTTP/1.1 keep-alive connections busy, each sending the next POST as soon as
+the previous answer arrived, with bodies drawn at random from one list. Both run outside
+the server process; on a small machine they still compete with it for CPU, so the CPU
+time of every process (from /proc) is recorded beside the throughput.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from deploy.embedded import RedisServer
+from deploy.processes import ServiceProcess
 
 RESULT_MARKER = "BENCH_RESULT "
 
@@ -119,7 +123,7 @@ def run_wrk(
 def _parse_wrk(stdout: str) -> LoadResult:
     for line in stdout.splitlines():
         if line.startswith(RESULT_MARKER):
-            data = json.loads(line[len(RESULT_MARKER):])
+            data = json.loads(line[len(RESULT_MARKER) :])
             return LoadResult(
                 "wrk", data["requests"], data["duration_us"] / 1e6, data["errors"],
                 data["p50_us"] / 1000, data["p99_us"] / 1000,
@@ -186,7 +190,9 @@ async def _python_load(url: str, requests: list[bytes], connections: int, second
     def percentile(share: float) -> float:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] / 1e6 if ordered else 0.0
 
-    return LoadResult("python-asyncio", len(ordered), elapsed, tally.errors, percentile(0.5), percentile(0.99))
+    return LoadResult(
+        "python-asyncio", len(ordered), elapsed, tally.errors, percentile(0.5), percentile(0.99)
+    )
 
 
 def run_python(
@@ -202,3 +208,52 @@ def run_python(
     before = _cpu_seconds(resource.RUSAGE_SELF)
     result = runner(_python_load(url, requests, connections, seconds))
     return replace(result, generator_cpu_seconds=_cpu_seconds(resource.RUSAGE_SELF) - before)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    generator: str  # "wrk" or "python-asyncio"
+    connections: int
+    seconds: int
+    warmup_seconds: int
+    bodies: list[bytes]
+    bodies_path: Path  # the same bodies as JSON lines, for wrk
+
+
+def apply_load(plan: LoadPlan, url: str, headers: dict[str, str], seconds: int) -> LoadResult:
+    if plan.generator == "wrk":
+        return run_wrk(url, plan.bodies_path, headers, connections=plan.connections, seconds=seconds)
+    return run_python(url, plan.bodies, headers, connections=plan.connections, seconds=seconds)
+
+
+def measured_load(
+    plan: LoadPlan, url: str, headers: dict[str, str], pids: dict[str, int]
+) -> tuple[LoadResult, dict[str, float]]:
+    """The timed run, with the CPU seconds each process (by role) used during it."""
+    before = {role: process_cpu_seconds(pid) for role, pid in pids.items()}
+    result = apply_load(plan, url, headers, plan.seconds)
+    used = {role: process_cpu_seconds(pid) - before[role] for role, pid in pids.items()}
+    return result, {**used, "load generator": result.generator_cpu_seconds}
+
+
+def pid_of(process: subprocess.Popen[bytes] | None) -> int:
+    if process is None:
+        raise RuntimeError("the process has not been started")
+    return process.pid
+
+
+@contextlib.contextmanager
+def running(service: ServiceProcess) -> Iterator[ServiceProcess]:
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def running_redis(data_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -39,7 +39,14 @@ class AnalysisPlan(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     cuped: bool = True
     sequential: bool = False
+    sequential_tuning: float = Field(5000.0, gt=0, le=1e9)
     srm_threshold: float = Field(0.001, gt=0, lt=0.5)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    # Relative harm a guardrail may show and still pass (0.02 = 2% worse is tolerated).
+    guardrail_margin: float = Field(0.0, ge=0, lt=1)
+    # Relative effect the primary metrics should be able to detect; drives `keep_running`.
+    minimum_detectable_effect: float = Field(0.05, gt=0, le=10)
+    power: float = Field(0.8, gt=0.5, lt=1)
 
 
 class ExperimentFields(BaseModel):

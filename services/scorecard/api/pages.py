@@ -1,0 +1,98 @@
+"""HTML pages for experiment owners, behind a sign-in form (HttpOnly session cookie)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from services.common.auth import KeyRing
+from services.scorecard import sessions
+from services.scorecard.api.deps import RegistryDep, ResultsDep, SettingsDep
+from services.scorecard.api.scorecards import load_scorecard
+from services.scorecard.pages.render import environment, metric_groups, quality_rows
+from services.scorecard.scorecard import build_scorecard
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+TEMPLATES = environment()
+KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
+MAX_FORM_BYTES = 4096
+
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status)
+
+
+def _signed_in(request: Request, settings: SettingsDep) -> bool:
+    token = request.cookies.get(sessions.COOKIE_NAME)
+    return token is not None and sessions.verify(token, settings.admin_key_list) is not None
+
+
+def _safe_next(target: str) -> str:
+    """Only local paths: never redirect a signed-in user to another site."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target and len(target) < 300:
+        return target
+    return "/experiments"
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+@router.get("/login")
+async def login_form(next: str = "/experiments") -> HTMLResponse:
+    return _page("login.html", next=_safe_next(next), signed_in=False)
+
+
+@router.post("/login")
+async def login(request: Request, settings: SettingsDep) -> Response:
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise HTTPException(413, "the sign-in form is too large")
+    form = parse_qs(body.decode("utf-8", "replace"))
+    key, target = form.get("key", [""])[0], _safe_next(form.get("next", ["/experiments"])[0])
+    principal = KeyRing(settings.admin_key_list, ()).identify(key) if key else None
+    if principal is None:
+        return _page("login.html", 401, next=target, signed_in=False, error="That is not an admin key.")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(sessions.COOKIE_NAME, sessions.issue(key, settings.session_hours * 3600),
+                        max_age=int(settings.session_hours * 3600), httponly=True, samesite="strict",
+                        secure=settings.cookie_secure, path="/")  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+async def logout() -> RedirectResponse:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(sessions.COOKIE_NAME, path="/")
+    return response
+
+
+@router.get("/experiments")
+async def experiments_page(
+    request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep
+) -> Response:
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    rows = []
+    for experiment in reversed(await registry.list_experiments()):
+        document = results.latest(experiment.key)
+        card = build_scorecard(document, experiment) if document else None
+        rows.append({"key": experiment.key, "name": experiment.name, "status": experiment.status,
+                     "owner": experiment.owner, "verdict": card["decision"]["verdict"] if card else None,
+                     "as_of": card["as_of"] if card else None})  # fmt: skip
+    return _page("experiments.html", rows=rows, signed_in=True)
+
+
+@router.get("/experiments/{key}")
+async def experiment_page(
+    key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep
+) -> Response:
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    card = await load_scorecard(key, registry, results)
+    hypothesis = (await registry.get_experiment(key)).hypothesis
+    return _page("experiment.html", card=card, hypothesis=hypothesis, groups=metric_groups(card),
+                 quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip

@@ -1,0 +1,79 @@
+"""The scorecard service application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from services.assignment.registry import Registry
+from services.common.auth import KeyRing
+from services.common.http import install_common
+from services.common.redis import connect
+from services.scorecard.api import analysis, pages, scorecards
+from services.scorecard.pages.render import STATIC
+from services.scorecard.results_store import ResultsStore
+from services.scorecard.settings import ScorecardSettings
+
+# Pages load nothing but their own stylesheet: no scripts, no other hosts.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def add_security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.headers.get("content-type", "").startswith("text/html"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
+    settings = settings or ScorecardSettings()
+    redis = connect(settings.redis_url, settings.redis_timeout_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    description = "Statistics (SRM, lift with intervals, CUPED, sequential tests) and scorecards."
+    app = FastAPI(title="Assay scorecard service", version="0.1.0", lifespan=lifespan, description=description)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
+    app.state.registry = Registry(redis)
+    app.state.results = ResultsStore(settings.results_path)
+
+    async def readiness() -> dict[str, Any]:
+        try:
+            await redis.ping()
+            redis_ok = True
+        except (RedisError, OSError):
+            redis_ok = False
+        return {"ready": redis_ok, "redis": redis_ok, "results_dir": str(settings.results_path),
+                "experiments_with_results": len(app.state.results.experiments())}  # fmt: skip
+
+    app.middleware("http")(add_security_headers)
+    install_common(app, registry=CollectorRegistry(), readiness=readiness,
+                   max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log)  # fmt: skip
+    app.include_router(analysis.router)
+    app.include_router(scorecards.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,104 @@
+"""Turn a scorecard document into what the HTML templates show. Jinja2 autoescapes every
+string; the SVG charts escape their own text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.scorecard.pages.charts import axis_bounds, effect_over_time, forest_bar
+
+TEMPLATES = Path(__file__).with_name("templates")
+STATIC = Path(__file__).with_name("static")
+GROUP_TITLES = {"primary": "Primary metrics", "secondary": "Secondary metrics", "guardrail": "Guardrails"}
+QUALITY_LABELS = [
+    ("exposures", "Exposures"), ("units", "Units analysed"), ("duplicate_events", "Duplicate events removed"),
+    ("multiple_variant_units", "Units exposed to several variants (excluded)"),
+    ("events_without_exposure", "Events without an exposure"), ("late_events_included", "Late events included"),
+    ("late_after_freeze", "Late events after a day was frozen"), ("watermark", "Watermark (latest received)"),
+]  # fmt: skip
+
+
+def environment() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def _interval(interval: list[Any] | None, percent: bool) -> str:
+    if not interval or None in interval:
+        return ""
+    return (
+        f" [{interval[0]:+.2%}, {interval[1]:+.2%}]"
+        if percent
+        else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]"
+    )
+
+
+def _tone(comparison: dict[str, Any], higher_is_better: bool) -> str:
+    effect = comparison.get("relative_effect") or comparison.get("absolute_effect")
+    if not comparison.get("significant") or effect is None:
+        return "neutral"
+    return "good" if (effect > 0) == higher_is_better else "bad"
+
+
+def _rows(metric: dict[str, Any], bounds: tuple[float, float]) -> list[dict[str, Any]]:
+    by_variant = {c["variant"]: c for c in metric["comparisons"]}
+    rows = []
+    for index, variant in enumerate(metric["variants"]):
+        row: dict[str, Any] = {"key": variant["key"], "n": variant["n"], "mean": _number(variant["mean"]),
+                               "baseline": index == 0, "absolute": "", "relative": "", "bar": "",
+                               "p_value": "", "cuped": "", "tone": "", "error": ""}  # fmt: skip
+        comparison = by_variant.get(variant["key"])
+        if comparison is not None:
+            tone = _tone(comparison, metric["higher_is_better"])
+            reduction = comparison["cuped"].get("variance_reduction")
+            relative = comparison.get("relative_effect")
+            row.update(
+                absolute=_number(comparison["absolute_effect"]) + _interval(comparison["absolute_ci"], False),
+                relative=("–" if relative is None else f"{relative:+.2%}") + _interval(comparison["relative_ci"], True),
+                bar=forest_bar(comparison["relative_ci"], relative, bounds, tone), tone=tone,
+                p_value=_number(comparison["p_value"], 3),
+                cuped=f"−{reduction:.0%} var" if comparison["cuped"].get("applied") and reduction else "",
+                error=(comparison.get("error") or {}).get("message", ""),
+            )  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def _chart(metric: dict[str, Any]) -> tuple[Any, str]:
+    timeline = metric.get("timeline") or []
+    variant = metric["comparisons"][0]["variant"] if metric["comparisons"] else None
+    series = []
+    for point in timeline:
+        match = next((c for c in point["comparisons"] if c["variant"] == variant), None)
+        if match:
+            series.append({"date": point["date"], "final": point["final"],
+                           "effect": match["relative_effect"], "ci": match["relative_ci"]})  # fmt: skip
+    return (effect_over_time(series) if series else None), variant or ""
+
+
+def metric_groups(card: dict[str, Any]) -> list[dict[str, Any]]:
+    groups = []
+    for role, title in GROUP_TITLES.items():
+        metrics = [m for m in card["metrics"] if m["role"] == role]
+        if not metrics:
+            continue
+        bounds = axis_bounds([c["relative_ci"] for m in metrics for c in m["comparisons"]])
+        shown = []
+        for metric in metrics:
+            chart, chart_variant = _chart(metric) if role != "guardrail" else (None, "")
+            shown.append({"name": metric["name"], "type": metric["type"],
+                          "higher_is_better": metric["higher_is_better"],
+                          "rows": _rows(metric, bounds), "chart": chart, "chart_variant": chart_variant,
+                          "baseline": metric["variants"][0]["key"] if metric["variants"] else ""})  # fmt: skip
+        groups.append({"role": role, "title": title, "metrics": shown})
+    return groups
+
+
+def quality_rows(quality: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(label, quality[key]) for key, label in QUALITY_LABELS if key in quality]

@@ -1,0 +1,200 @@
+"""Assemble the scorecard document from a results document and the experiment's config.
+
+Pure: no I/O. Roles come from the experiment's metric plan; every primary and secondary
+comparison forms one multiple-testing family (Holm by default); guardrails are tested
+one-sided for harm; the decision summary explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.assignment.schemas import AnalysisPlan, ExperimentPublic
+from services.scorecard.stats import (
+    AnalyzeResult,
+    Comparison,
+    Correction,
+    GuardrailResult,
+    MetricOutcome,
+    Role,
+    SrmResult,
+    analyze,
+    correct_comparisons,
+    decide,
+    guardrail_test,
+    sample_size_per_variant,
+    srm_chi_square,
+    variant_stats_from_mapping,
+)
+from services.scorecard.stats.sufficient import VariantStats
+
+# More than this share of units seeing two variants means assignment or logging leaks.
+MAX_MULTI_VARIANT_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    name: str
+    role: Role
+    metric_type: str
+    higher_is_better: bool
+    variants: list[VariantStats]
+
+
+def metric_roles(experiment: ExperimentPublic) -> dict[str, Role]:
+    roles: dict[str, Role] = {}
+    for role, names in ((Role.GUARDRAIL, experiment.metrics.guardrails),
+                        (Role.SECONDARY, experiment.metrics.secondary),
+                        (Role.PRIMARY, experiment.metrics.primary)):  # fmt: skip
+        roles.update(dict.fromkeys(names, role))
+    return roles
+
+
+def _variant_stats(metric: Mapping[str, Any], order: Sequence[str]) -> list[VariantStats]:
+    by_key = {v.get("key"): v for v in metric.get("variants", [])}
+    stats = []
+    for key in order:
+        payload = by_key.get(key) or {"key": key, "n": 0, "sum": 0.0, "sum_squares": 0.0}
+        built = variant_stats_from_mapping(payload, f"metrics.{metric.get('name')}.{key}")
+        if isinstance(built, VariantStats):
+            stats.append(built)
+    return stats
+
+
+def metric_plans(results: Mapping[str, Any], experiment: ExperimentPublic) -> list[MetricPlan]:
+    """Metrics in the plan's order (primary, secondary, guardrails); others are left out."""
+    roles = metric_roles(experiment)
+    order = [v.key for v in experiment.variants]
+    by_name = {m.get("name"): m for m in results.get("metrics", [])}
+    names = [*experiment.metrics.primary, *experiment.metrics.secondary, *experiment.metrics.guardrails]
+    plans = []
+    for name in dict.fromkeys(names):
+        metric = by_name.get(name)
+        if metric is None:
+            continue
+        plans.append(MetricPlan(name, roles[name], str(metric.get("type")),
+                                bool(metric.get("higher_is_better", True)), _variant_stats(metric, order)))  # fmt: skip
+    return plans
+
+
+def srm_for(results: Mapping[str, Any], experiment: ExperimentPublic) -> SrmResult | None:
+    observed = {
+        v.key: int(results.get("variants", {}).get(v.key, {}).get("units", 0)) for v in experiment.variants
+    }
+    weights = {v.key: v.weight for v in experiment.variants if v.weight > 0}
+    result = srm_chi_square(
+        {k: observed[k] for k in weights}, weights, threshold=experiment.analysis.srm_threshold
+    )
+    return result if isinstance(result, SrmResult) else None
+
+
+def data_quality_failures(quality: Mapping[str, Any]) -> list[str]:
+    units, multi = int(quality.get("units", 0) or 0), int(quality.get("multiple_variant_units", 0) or 0)
+    if units + multi > 0 and multi / (units + multi) > MAX_MULTI_VARIANT_SHARE:
+        return [f"{multi} units ({multi / (units + multi):.1%}) were exposed to more than one variant; "
+                f"above {MAX_MULTI_VARIANT_SHARE:.0%} the assignment or exposure logging is leaking"]  # fmt: skip
+    return []
+
+
+def analyze_plan(plan: MetricPlan, analysis: AnalysisPlan) -> AnalyzeResult:
+    return analyze(
+        plan.metric_type, plan.variants, alpha=analysis.alpha, cuped=analysis.cuped,
+        sequential=analysis.sequential, sequential_tuning=analysis.sequential_tuning,
+    )  # fmt: skip
+
+
+def required_units(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPlan) -> int | None:
+    baseline = plan.variants[0].sample if plan.variants else None
+    if baseline is None or baseline.n < 2 or plan.role is not Role.PRIMARY:
+        return None
+    mean = baseline.sum / baseline.n
+    variance = (
+        None if plan.metric_type == "proportion" else max(baseline.sum_squares / baseline.n - mean**2, 0.0)
+    )
+    reductions = [c.cuped.variance_reduction or 0.0 for c in result.comparisons if c.cuped.applied]
+    reduction = min(max(min(reductions, default=0.0), 0.0), 0.99)
+    needed = sample_size_per_variant(
+        mean, analysis.minimum_detectable_effect, variance=variance, alpha=analysis.alpha,
+        power=analysis.power, n_variants=len(plan.variants), variance_reduction=reduction,
+    )  # fmt: skip
+    return needed if isinstance(needed, int) else None
+
+
+def _corrected(
+    plans: Sequence[MetricPlan], results: list[AnalyzeResult], analysis: AnalysisPlan
+) -> list[list[Comparison]]:
+    family = [(i, j) for i, p in enumerate(plans) if p.role is not Role.GUARDRAIL
+              for j in range(len(results[i].comparisons))]  # fmt: skip
+    tested = [results[i].comparisons[j] for i, j in family]
+    corrected = correct_comparisons(tested, Correction(analysis.correction), analysis.alpha)
+    out = [list(r.comparisons) for r in results]
+    for (i, j), comparison in zip(family, corrected, strict=True):
+        out[i][j] = comparison
+    return out
+
+
+def _guardrails(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPlan) -> list[GuardrailResult]:
+    if plan.role is not Role.GUARDRAIL:
+        return []
+    tests = [guardrail_test(e, higher_is_better=plan.higher_is_better, margin=analysis.guardrail_margin,
+                            alpha=analysis.alpha) for e in result.estimates]  # fmt: skip
+    return [t for t in tests if isinstance(t, GuardrailResult)]
+
+
+def _variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
+    return [{"key": v.key, "n": v.sample.n, "mean": (v.sample.sum / v.sample.n) if v.sample.n else None}
+            for v in plan.variants]  # fmt: skip
+
+
+def build_scorecard(results: Mapping[str, Any], experiment: ExperimentPublic) -> dict[str, Any]:
+    analysis = experiment.analysis
+    plans = metric_plans(results, experiment)
+    analyses = [analyze_plan(plan, analysis) for plan in plans]
+    comparisons = _corrected(plans, analyses, analysis)
+    outcomes, metrics = [], []
+    for plan, result, compared in zip(plans, analyses, comparisons, strict=True):
+        guardrails = _guardrails(plan, result, analysis)
+        rows = _variant_rows(plan)
+        needed = required_units(plan, result, analysis)
+        outcomes.append(MetricOutcome(plan.name, plan.role, compared, plan.higher_is_better, guardrails,
+                                      min((r["n"] for r in rows), default=0), needed))  # fmt: skip
+        metrics.append({
+            "name": plan.name, "role": plan.role.value, "type": plan.metric_type,
+            "higher_is_better": plan.higher_is_better, "variants": rows,
+            "comparisons": [c.to_dict() for c in compared],
+            "guardrails": [g.to_dict() for g in guardrails], "required_units_per_variant": needed,
+            "timeline": timeline(results, plan, experiment),
+        })  # fmt: skip
+    srm = srm_for(results, experiment)
+    quality = dict(results.get("data_quality", {}))
+    decision = decide(outcomes, srm, data_quality_failures(quality))
+    return {
+        "experiment": experiment.key, "name": experiment.name, "status": experiment.status,
+        "computed_at": results.get("computed_at"), "as_of": results.get("as_of"),
+        "catalog_version": results.get("catalog_version"),
+        "decision": {"verdict": decision.verdict.value, "reasons": list(decision.reasons)},
+        "srm": srm.to_dict() if srm else None, "data_quality": quality,
+        "analysis": analysis.model_dump(), "metrics": metrics,
+    }  # fmt: skip
+
+
+def timeline(
+    results: Mapping[str, Any], plan: MetricPlan, experiment: ExperimentPublic
+) -> list[dict[str, Any]]:
+    """Cumulative relative effect per day (from `daily`), for the effect-over-time chart."""
+    order = [v.key for v in experiment.variants]
+    points = []
+    for day in results.get("daily", []):
+        metric = next((m for m in day.get("metrics", []) if m.get("name") == plan.name), None)
+        if metric is None:
+            continue
+        day_plan = MetricPlan(
+            plan.name, plan.role, plan.metric_type, plan.higher_is_better, _variant_stats(metric, order)
+        )
+        result = analyze_plan(day_plan, experiment.analysis)
+        points.append({"date": day.get("date"), "final": bool(day.get("final")), "comparisons": [
+            {"variant": c.variant, "relative_effect": c.to_dict()["relative_effect"],
+             "relative_ci": c.to_dict()["relative_ci"]} for c in result.comparisons]})  # fmt: skip
+    return points

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+
+class ScorecardSettings(ServiceSettings):
+    scorecard_port: int = Field(8003, ge=1, le=65535)
+    results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results")
+    max_analyze_variants: int = Field(50, ge=2, le=1000)
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Mark the sign-in cookie Secure (HTTPS only); on by default outside dev.
+    secure_cookies: bool | None = None
+
+    @property
+    def results_path(self) -> Path:
+        return self.results_dir or self.data_dir / "results"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return (not self.is_dev) if self.secure_cookies is None else self.secure_cookies
