@@ -90,9 +90,7 @@ class PowerRequest(BaseModel):
     @model_validator(mode="after")
     def _one_question(self) -> PowerRequest:
         if (self.relative_mde is None) == (self.n_per_variant is None):
-            raise ValueError(
-                "give exactly one of relative_mde (for a sample size) or n_per_variant (for an MDE)"
-            )
+            raise ValueError("give exactly one of relative_mde (for a sample size) or n_per_variant (for an MDE)")
         if self.metric_type == "mean" and self.variance is None:
             raise ValueError("a mean metric needs its per-unit variance")
         if self.metric_type == "proportion" and not 0 < self.baseline_mean < 1:

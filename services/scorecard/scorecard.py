@@ -80,13 +80,9 @@ def metric_plans(results: Mapping[str, Any], experiment: ExperimentPublic) -> li
 
 
 def srm_for(results: Mapping[str, Any], experiment: ExperimentPublic) -> SrmResult | None:
-    observed = {
-        v.key: int(results.get("variants", {}).get(v.key, {}).get("units", 0)) for v in experiment.variants
-    }
+    observed = {v.key: int(results.get("variants", {}).get(v.key, {}).get("units", 0)) for v in experiment.variants}
     weights = {v.key: v.weight for v in experiment.variants if v.weight > 0}
-    result = srm_chi_square(
-        {k: observed[k] for k in weights}, weights, threshold=experiment.analysis.srm_threshold
-    )
+    result = srm_chi_square({k: observed[k] for k in weights}, weights, threshold=experiment.analysis.srm_threshold)
     return result if isinstance(result, SrmResult) else None
 
 
@@ -110,9 +106,7 @@ def required_units(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPl
     if baseline is None or baseline.n < 2 or plan.role is not Role.PRIMARY:
         return None
     mean = baseline.sum / baseline.n
-    variance = (
-        None if plan.metric_type == "proportion" else max(baseline.sum_squares / baseline.n - mean**2, 0.0)
-    )
+    variance = None if plan.metric_type == "proportion" else max(baseline.sum_squares / baseline.n - mean**2, 0.0)
     reductions = [c.cuped.variance_reduction or 0.0 for c in result.comparisons if c.cuped.applied]
     reduction = min(max(min(reductions, default=0.0), 0.0), 0.99)
     needed = sample_size_per_variant(
@@ -180,9 +174,7 @@ def build_scorecard(results: Mapping[str, Any], experiment: ExperimentPublic) ->
     }  # fmt: skip
 
 
-def timeline(
-    results: Mapping[str, Any], plan: MetricPlan, experiment: ExperimentPublic
-) -> list[dict[str, Any]]:
+def timeline(results: Mapping[str, Any], plan: MetricPlan, experiment: ExperimentPublic) -> list[dict[str, Any]]:
     """Cumulative relative effect per day (from `daily`), for the effect-over-time chart."""
     order = [v.key for v in experiment.variants]
     points = []

@@ -37,8 +37,6 @@ def verify(token: str, admin_keys: Iterable[str], now: float | None = None) -> s
     payload = f"{fingerprint}.{expires}"
     valid = None
     for key in admin_keys:
-        if key_fingerprint("admin", key) == fingerprint and hmac.compare_digest(
-            _signature(key, payload), signature
-        ):
+        if key_fingerprint("admin", key) == fingerprint and hmac.compare_digest(_signature(key, payload), signature):
             valid = fingerprint
     return valid

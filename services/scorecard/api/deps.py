@@ -33,9 +33,7 @@ def require_scorecard_reader(request: Request) -> Principal:
     settings = get_settings(request)
     if principal.role == "admin" or (principal.role == "sdk" and settings.sdk_can_read_scorecards):
         return principal
-    raise HTTPException(
-        403, "reading scorecards needs an admin key (or set ASSAY_SDK_CAN_READ_SCORECARDS=true)"
-    )
+    raise HTTPException(403, "reading scorecards needs an admin key (or set ASSAY_SDK_CAN_READ_SCORECARDS=true)")
 
 
 ScorecardReader = Annotated[Principal, Depends(require_scorecard_reader)]

@@ -22,9 +22,17 @@ def axis_bounds(intervals: Sequence[Sequence[float | None] | None]) -> tuple[flo
     return -reach, reach
 
 
+def data_bounds(intervals: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The range the intervals span, always including zero, with a little headroom."""
+    low = min([0.0, *(iv[0] for iv in intervals)])
+    high = max([0.0, *(iv[1] for iv in intervals)])
+    pad = max(high - low, 0.01) * 0.08
+    return low - pad, high + pad
+
+
 def forest_bar(
     interval: Sequence[float | None] | None, point: float | None, bounds: tuple[float, float], tone: str,
-    width: int = 220, height: int = 26,
+    width: int = 180, height: int = 26,
 ) -> Markup:  # fmt: skip
     """One comparison's interval drawn around zero (a row of a forest plot)."""
     low, high = bounds
@@ -53,7 +61,7 @@ def effect_over_time(series: Sequence[dict[str, Any]], width: int = 640, height:
     usable = [p for p in series if p.get("effect") is not None and p.get("ci") and None not in p["ci"]]
     if len(usable) < 1:
         return Markup('<p class="muted">Not enough daily data for a chart yet.</p>')
-    low, high = axis_bounds([p["ci"] for p in usable])
+    low, high = data_bounds([p["ci"] for p in usable])
     pad_x, pad_y = 48.0, 18.0
 
     def xy(i: int, value: float) -> tuple[float, float]:
@@ -75,8 +83,12 @@ def effect_over_time(series: Sequence[dict[str, Any]], width: int = 640, height:
         parts.append(
             f'<circle class="day {tone}" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(tip)}</title></circle>'
         )
-    for value in (high / 1.1, 0.0, low / 1.1):
-        parts.append(f'<text class="tick" x="4" y="{xy(0, value)[1] + 4:.1f}">{value:+.1%}</text>')
+    drawn: list[float] = []
+    for value in (0.0, high, low):  # zero first; skip labels that would overlap it
+        y = xy(0, value)[1]
+        if all(abs(y - other) > 14 for other in drawn):
+            drawn.append(y)
+            parts.append(f'<text class="tick" x="4" y="{y + 4:.1f}">{value:+.1%}</text>')
     parts.append(f'<text class="tick" x="{pad_x}" y="{height - 2}">{escape(str(usable[0]["date"]))}</text>')
     parts.append(
         f'<text class="tick end" x="{width - pad_x}" y="{height - 2}">{escape(str(usable[-1]["date"]))}</text>'

@@ -32,11 +32,7 @@ def _number(value: Any, digits: int = 4) -> str:
 def _interval(interval: list[Any] | None, percent: bool) -> str:
     if not interval or None in interval:
         return ""
-    return (
-        f" [{interval[0]:+.2%}, {interval[1]:+.2%}]"
-        if percent
-        else f" [{interval[0]:+.4g}, {interval[1]:+.4g}]"
-    )
+    return f"[{interval[0]:+.2%}, {interval[1]:+.2%}]" if percent else f"[{interval[0]:+.4g}, {interval[1]:+.4g}]"
 
 
 def _tone(comparison: dict[str, Any], higher_is_better: bool) -> str:
@@ -46,26 +42,36 @@ def _tone(comparison: dict[str, Any], higher_is_better: bool) -> str:
     return "good" if (effect > 0) == higher_is_better else "bad"
 
 
+EMPTY_ROW = dict.fromkeys(("absolute", "absolute_ci", "relative", "relative_ci", "bar", "p_value", "cuped", "tone", "error"), "")
+
+
+def _comparison_cells(comparison: dict[str, Any], higher_is_better: bool, bounds: tuple[float, float]) -> dict[str, Any]:
+    tone = _tone(comparison, higher_is_better)
+    reduction = comparison["cuped"].get("variance_reduction") or 0.0
+    relative = comparison.get("relative_effect")
+    return {
+        "absolute": _number(comparison["absolute_effect"]),
+        "absolute_ci": _interval(comparison["absolute_ci"], False),
+        "relative": "–" if relative is None else f"{relative:+.2%}",
+        "relative_ci": _interval(comparison["relative_ci"], True),
+        "bar": forest_bar(comparison["relative_ci"], relative, bounds, tone),
+        "tone": tone,
+        "p_value": _number(comparison["p_value"], 3),
+        # Only worth showing when CUPED removed a visible share of the variance.
+        "cuped": f"−{reduction:.0%} var" if comparison["cuped"].get("applied") and reduction >= 0.005 else "",
+        "error": (comparison.get("error") or {}).get("message", ""),
+    }
+
+
 def _rows(metric: dict[str, Any], bounds: tuple[float, float]) -> list[dict[str, Any]]:
     by_variant = {c["variant"]: c for c in metric["comparisons"]}
     rows = []
     for index, variant in enumerate(metric["variants"]):
-        row: dict[str, Any] = {"key": variant["key"], "n": variant["n"], "mean": _number(variant["mean"]),
-                               "baseline": index == 0, "absolute": "", "relative": "", "bar": "",
-                               "p_value": "", "cuped": "", "tone": "", "error": ""}  # fmt: skip
+        row = {"key": variant["key"], "n": variant["n"], "mean": _number(variant["mean"]), "baseline": index == 0,
+               **EMPTY_ROW}  # fmt: skip
         comparison = by_variant.get(variant["key"])
         if comparison is not None:
-            tone = _tone(comparison, metric["higher_is_better"])
-            reduction = comparison["cuped"].get("variance_reduction")
-            relative = comparison.get("relative_effect")
-            row.update(
-                absolute=_number(comparison["absolute_effect"]) + _interval(comparison["absolute_ci"], False),
-                relative=("–" if relative is None else f"{relative:+.2%}") + _interval(comparison["relative_ci"], True),
-                bar=forest_bar(comparison["relative_ci"], relative, bounds, tone), tone=tone,
-                p_value=_number(comparison["p_value"], 3),
-                cuped=f"−{reduction:.0%} var" if comparison["cuped"].get("applied") and reduction else "",
-                error=(comparison.get("error") or {}).get("message", ""),
-            )  # fmt: skip
+            row.update(_comparison_cells(comparison, metric["higher_is_better"], bounds))
         rows.append(row)
     return rows
 

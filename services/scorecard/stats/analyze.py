@@ -119,10 +119,13 @@ def _cuped_plan(
         if variant.covariate is None:
             return CupedPlan(None, f"variant {variant.key!r} has no covariate block")
         if kind is MetricType.RATIO and variant.covariate.denominator_products is None:
-            return CupedPlan(None, (
-                f"variant {variant.key!r}: CUPED for a ratio metric needs "
-                "covariate.denominator_products (sum of denominator x covariate)"
-            ))
+            return CupedPlan(
+                None,
+                (
+                    f"variant {variant.key!r}: CUPED for a ratio metric needs "
+                    "covariate.denominator_products (sum of denominator x covariate)"
+                ),
+            )
     usable = [item for item in moments if isinstance(item, UnitMoments)]
     theta = cuped_theta(usable) if usable else None
     if theta is None:
@@ -140,7 +143,8 @@ def _compare(
     settings: InferenceSettings,
 ) -> tuple[Comparison, ComparisonEstimates | None]:
     failed = Comparison(
-        variant_key, baseline_key,
+        variant_key,
+        baseline_key,
         baseline_mean=baseline.mean if isinstance(baseline, UnitMoments) else None,
         variant_mean=variant.mean if isinstance(variant, UnitMoments) else None,
         cuped=CupedSummary(reason=plan.reason if cuped_requested else None),
@@ -158,15 +162,24 @@ def _compare(
     absolute_ci = _interval(absolute, n_total, settings)
     p_value = _p_value(absolute, n_total, settings)
     relative_ci = None if relative is None else _interval(relative, n_total, settings)
-    error = None if relative is not None else AnalysisError(
-        ErrorCode.BASELINE_MEAN_ZERO,
-        f"the baseline {baseline_key!r} has mean 0, so the relative effect is undefined",
+    error = (
+        None
+        if relative is not None
+        else AnalysisError(
+            ErrorCode.BASELINE_MEAN_ZERO,
+            f"the baseline {baseline_key!r} has mean 0, so the relative effect is undefined",
+        )
     )
     comparison = replace(
         failed,
-        absolute_effect=absolute.effect, absolute_ci=absolute_ci,
-        relative_effect=None if relative is None else relative.effect, relative_ci=relative_ci,
-        p_value=p_value, significant=p_value < settings.alpha, cuped=cuped, error=error,
+        absolute_effect=absolute.effect,
+        absolute_ci=absolute_ci,
+        relative_effect=None if relative is None else relative.effect,
+        relative_ci=relative_ci,
+        p_value=p_value,
+        significant=p_value < settings.alpha,
+        cuped=cuped,
+        error=error,
     )
     return comparison, ComparisonEstimates(variant_key, absolute, relative)
 
@@ -180,61 +193,54 @@ def _estimates(
     b_cov, v_cov = baseline.covariate, variant.covariate
     variance_b = cuped_adjusted_variance(baseline.variance, b_cov.variance, b_cov.covariance, theta)
     variance_v = cuped_adjusted_variance(variant.variance, v_cov.variance, v_cov.covariance, theta)
-    difference = cuped_adjusted_difference(
-        baseline.mean, b_cov.mean, variant.mean, v_cov.mean, theta
-    )
+    difference = cuped_adjusted_difference(baseline.mean, b_cov.mean, variant.mean, v_cov.mean, theta)
     difference_variance = variance_b / baseline.n + variance_v / variant.n
-    absolute = _estimate(difference, difference_variance, variance_b, baseline.n,
-                         variance_v, variant.n)
+    absolute = _estimate(difference, difference_variance, variance_b, baseline.n, variance_v, variant.n)
     relative = None
     if baseline.mean != 0:
         # Relative effect = adjusted difference / baseline mean; the two share the baseline
         # arm, hence the covariance term (Deng et al. 2018, eq. 3).
         relative_variance = delta_method_ratio_variance(
-            difference, baseline.mean, difference_variance, baseline.variance_of_mean,
+            difference,
+            baseline.mean,
+            difference_variance,
+            baseline.variance_of_mean,
             cuped_baseline_covariance(baseline.variance, b_cov.covariance, theta, baseline.n),
         )
-        relative = Estimate(difference / baseline.mean, math.sqrt(max(relative_variance, 0.0)),
-                            absolute.dof)
+        relative = Estimate(difference / baseline.mean, math.sqrt(max(relative_variance, 0.0)), absolute.dof)
     unadjusted = baseline.variance_of_mean + variant.variance_of_mean
     reduction = cuped_variance_reduction(difference_variance, unadjusted) if unadjusted else None
     return absolute, relative, CupedSummary(True, theta, reduction)
 
 
-def _plain_estimates(
-    baseline: UnitMoments, variant: UnitMoments
-) -> tuple[Estimate, Estimate | None]:
+def _plain_estimates(baseline: UnitMoments, variant: UnitMoments) -> tuple[Estimate, Estimate | None]:
     absolute = _estimate(
         variant.mean - baseline.mean,
         baseline.variance_of_mean + variant.variance_of_mean,
-        baseline.variance, baseline.n, variant.variance, variant.n,
+        baseline.variance,
+        baseline.n,
+        variant.variance,
+        variant.n,
     )
     if baseline.mean == 0:
         return absolute, None
     relative_variance = delta_method_relative_variance(
         baseline.mean, baseline.variance_of_mean, variant.mean, variant.variance_of_mean
     )
-    relative = Estimate(variant.mean / baseline.mean - 1.0, math.sqrt(relative_variance),
-                        absolute.dof)
+    relative = Estimate(variant.mean / baseline.mean - 1.0, math.sqrt(relative_variance), absolute.dof)
     return absolute, relative
 
 
-def _estimate(
-    effect: float, variance: float, variance_b: float, n_b: int, variance_v: float, n_v: int
-) -> Estimate:
+def _estimate(effect: float, variance: float, variance_b: float, n_b: int, variance_v: float, n_v: int) -> Estimate:
     if variance <= 0:
         return Estimate(effect, 0.0, math.nan)
     return Estimate(effect, math.sqrt(variance), welch_dof(variance_b, n_b, variance_v, n_v))
 
 
-def _interval(
-    estimate: Estimate, n_total: int, settings: InferenceSettings
-) -> tuple[float, float]:
+def _interval(estimate: Estimate, n_total: int, settings: InferenceSettings) -> tuple[float, float]:
     """Fixed-horizon Welch t interval, or the always-valid confidence sequence."""
     if not settings.sequential:
-        return t_confidence_interval(
-            estimate.effect, estimate.standard_error, estimate.dof, settings.alpha
-        )
+        return t_confidence_interval(estimate.effect, estimate.standard_error, estimate.dof, settings.alpha)
     halfwidth = confidence_sequence_halfwidth(
         estimate.standard_error**2, n_total, settings.alpha, settings.sequential_tuning
     )
@@ -246,6 +252,9 @@ def _p_value(estimate: Estimate, n_total: int, settings: InferenceSettings) -> f
     if not settings.sequential:
         return t_two_sided_p_value(estimate.effect / estimate.standard_error, estimate.dof)
     return always_valid_p_value(
-        estimate.effect, estimate.standard_error**2, n_total, settings.alpha,
+        estimate.effect,
+        estimate.standard_error**2,
+        n_total,
+        settings.alpha,
         settings.sequential_tuning,
     )

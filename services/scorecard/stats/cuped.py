@@ -32,9 +32,7 @@ def cuped_theta(moments: Sequence[UnitMoments]) -> float | None:
     return centred_products / centred_squares
 
 
-def cuped_adjusted_variance(
-    variance: float, covariate_variance: float, covariance: float, theta: float
-) -> float:
+def cuped_adjusted_variance(variance: float, covariate_variance: float, covariance: float, theta: float) -> float:
     """Var(y - theta x) = var(y) - 2 theta cov(y, x) + theta^2 var(x) (Deng et al. 2013, eq. 4)."""
     return max(variance - 2.0 * theta * covariance + theta * theta * covariate_variance, 0.0)
 
@@ -47,14 +45,10 @@ def cuped_adjusted_difference(
     theta: float,
 ) -> float:
     """(mean_v - theta xbar_v) - (mean_b - theta xbar_b) (Deng et al. 2013, eq. 2 per arm)."""
-    return (variant_mean - baseline_mean) - theta * (
-        variant_covariate_mean - baseline_covariate_mean
-    )
+    return (variant_mean - baseline_mean) - theta * (variant_covariate_mean - baseline_covariate_mean)
 
 
-def cuped_baseline_covariance(
-    baseline_variance: float, baseline_covariance: float, theta: float, n: int
-) -> float:
+def cuped_baseline_covariance(baseline_variance: float, baseline_covariance: float, theta: float, n: int) -> float:
     """Cov(adjusted difference, baseline mean) = -(var(y) - theta cov(y, x)) / n.
 
     Needed by the delta-method variance of the relative effect adjusted_difference /

@@ -11,7 +11,7 @@ Order of precedence, first match wins:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,11 +69,11 @@ def describe_effect(comparison: Comparison) -> str:
     p_value = "n/a" if comparison.p_value is None else f"{comparison.p_value:.4f}"
     if comparison.relative_effect is not None and comparison.relative_ci is not None:
         low, high = comparison.relative_ci
-        return (f"{_percent(comparison.relative_effect)} relative "
-                f"(CI {_percent(low)} to {_percent(high)}), p = {p_value}")
+        return (
+            f"{_percent(comparison.relative_effect)} relative (CI {_percent(low)} to {_percent(high)}), p = {p_value}"
+        )
     low, high = comparison.absolute_ci or (float("nan"), float("nan"))
-    return (f"{comparison.absolute_effect:+.4g} absolute (CI {low:+.4g} to {high:+.4g}), "
-            f"p = {p_value}")
+    return f"{comparison.absolute_effect:+.4g} absolute (CI {low:+.4g} to {high:+.4g}), p = {p_value}"
 
 
 def _is_good(comparison: Comparison, higher_is_better: bool) -> bool:
@@ -81,13 +81,17 @@ def _is_good(comparison: Comparison, higher_is_better: bool) -> bool:
     return effect > 0 if higher_is_better else effect < 0
 
 
+def _listed(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {value:,}" for key, value in counts.items())
+
+
 def _invalid_reasons(srm: SrmResult | None, data_quality_failures: Sequence[str]) -> list[str]:
     reasons: list[str] = []
     if srm is not None and srm.mismatch:
         reasons.append(
             f"sample ratio mismatch: p = {srm.p_value:.2g} is below {srm.threshold:g}; observed "
-            f"{srm.observed} against expected {_rounded(srm.expected)}, so assignment or "
-            "logging is broken and no effect can be trusted"
+            f"{_listed(srm.observed)} against expected {_listed(_rounded(srm.expected))}, so "
+            "assignment or logging is broken and no effect can be trusted"
         )
     reasons += [f"data quality check failed: {failure}" for failure in data_quality_failures]
     return reasons
@@ -105,12 +109,12 @@ def _harm_reasons(metrics: Sequence[MetricOutcome]) -> list[str]:
                 f"guardrail {metric.name} harmed in {result.variant} beyond the "
                 f"{result.margin:g}{' relative' if result.relative else ''} margin "
                 f"(one-sided p = {result.p_value_harm:.4f})"
-                for result in metric.guardrails if result.harmed
+                for result in metric.guardrails
+                if result.harmed
             ]
         if metric.role is Role.PRIMARY:
             reasons += [
-                f"primary metric {metric.name} significantly worse in {item.variant}: "
-                f"{describe_effect(item)}"
+                f"primary metric {metric.name} significantly worse in {item.variant}: {describe_effect(item)}"
                 for item in metric.comparisons
                 if item.significant and not _is_good(item, metric.higher_is_better)
             ]
@@ -130,8 +134,7 @@ def _pending_reasons(primaries: Sequence[MetricOutcome]) -> list[str]:
     reasons: list[str] = []
     for metric in primaries:
         reasons += [
-            f"primary metric {metric.name} cannot be analysed for {item.variant} yet: "
-            f"{item.error.message}"
+            f"primary metric {metric.name} cannot be analysed for {item.variant} yet: {item.error.message}"
             for item in metric.comparisons
             if item.error is not None and item.p_value is None
         ]
@@ -148,7 +151,8 @@ def _guardrail_caveats(metrics: Sequence[MetricOutcome]) -> list[str]:
     return [
         f"note: guardrail {metric.name} shows no harm in {result.variant}, but staying within "
         f"the {result.margin:g} margin is not yet established"
-        for metric in metrics if metric.role is Role.GUARDRAIL
+        for metric in metrics
+        if metric.role is Role.GUARDRAIL
         for result in metric.guardrails
         if result.margin > 0 and not result.harmed and not result.non_inferior
     ]

@@ -89,9 +89,7 @@ def delta_method_relative_variance(
     The independent-samples special case of `delta_method_ratio_variance` (covariance 0),
     as in Deng et al. 2018, section 3.3, and GrowthBook gbstats `TTest.variance`.
     """
-    return delta_method_ratio_variance(
-        variant_mean, baseline_mean, variant_mean_variance, baseline_mean_variance, 0.0
-    )
+    return delta_method_ratio_variance(variant_mean, baseline_mean, variant_mean_variance, baseline_mean_variance, 0.0)
 
 
 def ratio_unit_variance(
@@ -106,9 +104,7 @@ def ratio_unit_variance(
     n times the delta-method variance of sum(y) / sum(d) (Deng et al. 2018, eq. 3 with the
     unit-level moments; Deng et al. 2013 "CUPED", appendix B).
     """
-    spread = (
-        numerator_variance - 2.0 * ratio * covariance + ratio * ratio * denominator_variance
-    )
+    spread = numerator_variance - 2.0 * ratio * covariance + ratio * ratio * denominator_variance
     return max(spread, 0.0) / (denominator_mean * denominator_mean)
 
 
@@ -124,9 +120,7 @@ def ratio_variance_delta_method(
 
     Deng et al. 2018, eq. 3, with the means' variances Var(y)/n, Var(d)/n, Cov(y,d)/n.
     """
-    unit = ratio_unit_variance(
-        ratio, denominator_mean, numerator_variance, denominator_variance, covariance
-    )
+    unit = ratio_unit_variance(ratio, denominator_mean, numerator_variance, denominator_variance, covariance)
     return unit / n
 
 

@@ -81,9 +81,7 @@ def ratio_metric_moments(stats: VariantStats) -> UnitMoments | AnalysisError:
         sample_variance(n, denominator.sum, denominator.sum_squares),
         sample_covariance(n, sample.sum, denominator.sum, denominator.sum_products),
     )
-    return UnitMoments(
-        n=n, mean=ratio, variance=variance, covariate=_ratio_covariate(stats, ratio)
-    )
+    return UnitMoments(n=n, mean=ratio, variance=variance, covariate=_ratio_covariate(stats, ratio))
 
 
 def _ratio_covariate(stats: VariantStats, ratio: float) -> CovariateMoments | None:

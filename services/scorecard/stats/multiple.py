@@ -60,9 +60,7 @@ def adjust_p_values(p_values: Sequence[float], correction: Correction) -> list[f
     return [float(p) for p in p_values]
 
 
-def correct_comparisons(
-    comparisons: Sequence[Comparison], correction: Correction, alpha: float
-) -> list[Comparison]:
+def correct_comparisons(comparisons: Sequence[Comparison], correction: Correction, alpha: float) -> list[Comparison]:
     """Replace each p-value by its adjusted value within the family and re-judge significance.
 
     Comparisons without a p-value (errors) are not part of the family and pass unchanged.
@@ -72,7 +70,5 @@ def correct_comparisons(
     adjusted = adjust_p_values([p for p in raw if p is not None], correction)
     corrected = list(comparisons)
     for index, p_value in zip(tested, adjusted, strict=True):
-        corrected[index] = replace(
-            comparisons[index], p_value=p_value, significant=p_value < alpha
-        )
+        corrected[index] = replace(comparisons[index], p_value=p_value, significant=p_value < alpha)
     return corrected

@@ -37,9 +37,7 @@ def _block(payload: object, field: str, names: tuple[str, ...]) -> dict[str, Any
     values = {name: payload.get(name, _MISSING) for name in names}
     for name, value in values.items():
         if value is _MISSING:
-            return InputError(
-                ErrorCode.INVALID_NUMBER, f"{field}.{name}", f"{field}.{name} is required"
-            )
+            return InputError(ErrorCode.INVALID_NUMBER, f"{field}.{name}", f"{field}.{name} is required")
     return values
 
 
@@ -51,15 +49,13 @@ def variant_stats_from_mapping(payload: object, field: str) -> VariantStats | In
     assert isinstance(payload, Mapping)
     covariate = denominator = None
     if payload.get("covariate") is not None:
-        block = _block(payload["covariate"], f"{field}.covariate",
-                       ("sum", "sum_squares", "sum_products"))
+        block = _block(payload["covariate"], f"{field}.covariate", ("sum", "sum_squares", "sum_products"))
         if isinstance(block, InputError):
             return block
         products = payload["covariate"].get("denominator_products")
         covariate = CovariateStats(**block, denominator_products=products)
     if payload.get("denominator") is not None:
-        block = _block(payload["denominator"], f"{field}.denominator",
-                       ("sum", "sum_squares", "sum_products"))
+        block = _block(payload["denominator"], f"{field}.denominator", ("sum", "sum_squares", "sum_products"))
         if isinstance(block, InputError):
             return block
         denominator = DenominatorStats(**block)
@@ -71,26 +67,29 @@ def variant_stats_from_mapping(payload: object, field: str) -> VariantStats | In
     )
 
 
-def analyze_payload(
-    body: object, *, max_variants: int = DEFAULT_MAX_VARIANTS
-) -> AnalyzeResult:
+def analyze_payload(body: object, *, max_variants: int = DEFAULT_MAX_VARIANTS) -> AnalyzeResult:
     """`analyze` for a decoded JSON body shaped as in DESIGN.md `POST /v1/analyze`."""
     if not isinstance(body, Mapping):
-        return AnalyzeResult(errors=[InputError(
-            ErrorCode.INVALID_PARAMETER, "", "the request body must be a JSON object"
-        )])
+        return AnalyzeResult(
+            errors=[InputError(ErrorCode.INVALID_PARAMETER, "", "the request body must be a JSON object")]
+        )
     metric = body.get("metric")
     metric_type = metric.get("type") if isinstance(metric, Mapping) else None
     raw_variants = body.get("variants")
     if not isinstance(raw_variants, list):
-        return AnalyzeResult(errors=[InputError(
-            ErrorCode.TOO_FEW_VARIANTS, "variants", "variants must be a list of variant objects"
-        )])
+        return AnalyzeResult(
+            errors=[InputError(ErrorCode.TOO_FEW_VARIANTS, "variants", "variants must be a list of variant objects")]
+        )
     if len(raw_variants) > max_variants:
-        return AnalyzeResult(errors=[InputError(
-            ErrorCode.TOO_MANY_VARIANTS, "variants",
-            f"{len(raw_variants)} variants exceed the limit of {max_variants}",
-        )])
+        return AnalyzeResult(
+            errors=[
+                InputError(
+                    ErrorCode.TOO_MANY_VARIANTS,
+                    "variants",
+                    f"{len(raw_variants)} variants exceed the limit of {max_variants}",
+                )
+            ]
+        )
     variants: list[VariantStats] = []
     errors: list[InputError] = []
     for index, raw in enumerate(raw_variants):
@@ -102,7 +101,8 @@ def analyze_payload(
     flags = {name: body.get(name, False) for name in ("cuped", "sequential")}
     errors += [
         InputError(ErrorCode.INVALID_PARAMETER, name, f"{name} must be true or false")
-        for name, value in flags.items() if not isinstance(value, bool)
+        for name, value in flags.items()
+        if not isinstance(value, bool)
     ]
     if errors:
         return AnalyzeResult(errors=errors)

@@ -24,15 +24,18 @@ from services.scorecard.stats.formulas import normal_quantile
 
 
 def _parameter_error(
-    baseline_mean: float, variance: float | None, alpha: float, power: float,
-    n_variants: int, variance_reduction: float,
+    baseline_mean: float,
+    variance: float | None,
+    alpha: float,
+    power: float,
+    n_variants: int,
+    variance_reduction: float,
 ) -> InputError | None:
     problems = {
         "baseline_mean": not math.isfinite(baseline_mean) or baseline_mean == 0,
         "alpha": not 0 < alpha < 1,
         "power": not 0 < power < 1,
-        "n_variants": isinstance(n_variants, bool) or not isinstance(n_variants, int)
-        or n_variants < 2,
+        "n_variants": isinstance(n_variants, bool) or not isinstance(n_variants, int) or n_variants < 2,
         "variance_reduction": not 0 <= variance_reduction < 1,
         "variance": variance is not None and not (math.isfinite(variance) and variance > 0),
     }
@@ -82,11 +85,13 @@ def sample_size_per_variant(
     """Units per variant for a two-sided test to detect `relative_mde` with `power`."""
     error = _parameter_error(baseline_mean, variance, alpha, power, n_variants, variance_reduction)
     if error is None and not (math.isfinite(relative_mde) and relative_mde > 0):
-        error = InputError(ErrorCode.INVALID_PARAMETER, "relative_mde",
-                           _PARAMETER_HELP["relative_mde"])
+        error = InputError(ErrorCode.INVALID_PARAMETER, "relative_mde", _PARAMETER_HELP["relative_mde"])
     if error is None and variance is None and baseline_mean * (1 + relative_mde) >= 1:
-        error = InputError(ErrorCode.INVALID_PARAMETER, "relative_mde",
-                           "baseline_mean * (1 + relative_mde) must stay below 1 for a proportion")
+        error = InputError(
+            ErrorCode.INVALID_PARAMETER,
+            "relative_mde",
+            "baseline_mean * (1 + relative_mde) must stay below 1 for a proportion",
+        )
     if error is not None:
         return error
     delta = relative_mde * abs(baseline_mean)
@@ -111,10 +116,8 @@ def minimum_detectable_effect(
     the equation delta = z * sd(delta) / sqrt(n) is solved numerically (Brent's method).
     """
     error = _parameter_error(baseline_mean, variance, alpha, power, n_variants, variance_reduction)
-    if error is None and (isinstance(n_per_variant, bool) or not isinstance(n_per_variant, int)
-                          or n_per_variant < 2):
-        error = InputError(ErrorCode.INVALID_PARAMETER, "n_per_variant",
-                           _PARAMETER_HELP["n_per_variant"])
+    if error is None and (isinstance(n_per_variant, bool) or not isinstance(n_per_variant, int) or n_per_variant < 2):
+        error = InputError(ErrorCode.INVALID_PARAMETER, "n_per_variant", _PARAMETER_HELP["n_per_variant"])
     if error is not None:
         return error
     z = critical_sum(alpha, power, n_variants)

@@ -23,9 +23,7 @@ def sequential_rho(alpha: float, tuning: float) -> float:
     return math.sqrt((-2.0 * log_alpha + math.log(-2.0 * log_alpha + 1.0)) / tuning)
 
 
-def confidence_sequence_halfwidth(
-    variance_of_estimate: float, n_total: int, alpha: float, tuning: float
-) -> float:
+def confidence_sequence_halfwidth(variance_of_estimate: float, n_total: int, alpha: float, tuning: float) -> float:
     """Two-sided asymptotic confidence sequence halfwidth (eq. 9):
 
     sigma_hat * sqrt( 2 (N rho^2 + 1) / (N^2 rho^2) * log( sqrt(N rho^2 + 1) / alpha ) )

@@ -38,40 +38,50 @@ class SrmResult:
         }
 
 
-def _srm_input_errors(
-    counts: Mapping[str, int], weights: Mapping[str, float], threshold: float
-) -> list[InputError]:
+def _srm_input_errors(counts: Mapping[str, int], weights: Mapping[str, float], threshold: float) -> list[InputError]:
     errors: list[InputError] = []
     if not 0 < threshold < 1:
-        errors.append(InputError(
-            ErrorCode.INVALID_PARAMETER, "threshold", "threshold must be strictly between 0 and 1"
-        ))
+        errors.append(
+            InputError(ErrorCode.INVALID_PARAMETER, "threshold", "threshold must be strictly between 0 and 1")
+        )
     if set(counts) != set(weights) or len(counts) < 2:
-        errors.append(InputError(
-            ErrorCode.INVALID_PARAMETER, "weights",
-            "counts and weights must name the same variants, at least two of them",
-        ))
+        errors.append(
+            InputError(
+                ErrorCode.INVALID_PARAMETER,
+                "weights",
+                "counts and weights must name the same variants, at least two of them",
+            )
+        )
     for key, count in counts.items():
         if isinstance(count, bool) or not isinstance(count, int):
-            errors.append(InputError(
-                ErrorCode.NON_INTEGER_COUNT, f"counts.{key}",
-                f"count for {key!r} must be an integer, got {count!r}",
-            ))
+            errors.append(
+                InputError(
+                    ErrorCode.NON_INTEGER_COUNT,
+                    f"counts.{key}",
+                    f"count for {key!r} must be an integer, got {count!r}",
+                )
+            )
         elif count < 0:
-            errors.append(InputError(
-                ErrorCode.NEGATIVE_COUNT, f"counts.{key}",
-                f"count for {key!r} must be >= 0, got {count}",
-            ))
+            errors.append(
+                InputError(
+                    ErrorCode.NEGATIVE_COUNT,
+                    f"counts.{key}",
+                    f"count for {key!r} must be >= 0, got {count}",
+                )
+            )
     for key, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float):
             valid = False
         else:
             valid = math.isfinite(weight) and weight > 0
         if not valid:
-            errors.append(InputError(
-                ErrorCode.INVALID_PARAMETER, f"weights.{key}",
-                f"weight for {key!r} must be a positive finite number, got {weight!r}",
-            ))
+            errors.append(
+                InputError(
+                    ErrorCode.INVALID_PARAMETER,
+                    f"weights.{key}",
+                    f"weight for {key!r} must be a positive finite number, got {weight!r}",
+                )
+            )
     return errors
 
 
@@ -96,9 +106,7 @@ def srm_chi_square(
     expected = {key: total * weights[key] / weight_total for key in keys}
     if total == 0:
         return SrmResult(None, None, False, threshold, False, dict(counts), expected)
-    result = scipy_stats.chisquare(
-        [counts[key] for key in keys], [expected[key] for key in keys]
-    )
+    result = scipy_stats.chisquare([counts[key] for key in keys], [expected[key] for key in keys])
     chi2, p_value = float(result.statistic), float(result.pvalue)
     judged = total >= min_units
     return SrmResult(

@@ -26,17 +26,13 @@ class TTestResult:
     ci: tuple[float, float]
 
 
-def t_confidence_interval(
-    estimate: float, standard_error: float, dof: float, alpha: float
-) -> tuple[float, float]:
+def t_confidence_interval(estimate: float, standard_error: float, dof: float, alpha: float) -> tuple[float, float]:
     """Two-sided (1 - alpha) interval estimate +- t_{1-alpha/2, dof} * se."""
     halfwidth = t_quantile(1.0 - alpha / 2.0, dof) * standard_error
     return (estimate - halfwidth, estimate + halfwidth)
 
 
-def t_test_from_estimate(
-    effect: float, standard_error: float, dof: float, alpha: float
-) -> TTestResult:
+def t_test_from_estimate(effect: float, standard_error: float, dof: float, alpha: float) -> TTestResult:
     """Two-sided test of effect = 0 given its standard error and degrees of freedom."""
     t_statistic = effect / standard_error
     return TTestResult(
@@ -68,9 +64,7 @@ def zero_variance_error() -> AnalysisError:
     )
 
 
-def welch_t_test(
-    baseline: SampleStats, variant: SampleStats, alpha: float = 0.05
-) -> TTestResult | AnalysisError:
+def welch_t_test(baseline: SampleStats, variant: SampleStats, alpha: float = 0.05) -> TTestResult | AnalysisError:
     """Welch's t-test of mean(variant) - mean(baseline) (Welch 1947).
 
     Agrees with scipy.stats.ttest_ind_from_stats(..., equal_var=False).

@@ -1,0 +1,30 @@
+"""`python -m services.exposure`: serve the exposure API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from services.common.logs import configure_logging
+from services.exposure.app import create_app
+from services.exposure.settings import ExposureSettings
+
+
+def main() -> None:
+    settings = ExposureSettings()
+    configure_logging("exposure", settings.log_level)
+    # kafka-python narrates every connection at INFO; keep its warnings and errors.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.exposure_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP API of the exposure service: one router per resource."""

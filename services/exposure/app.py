@@ -1,0 +1,95 @@
+"""The exposure service application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from services.assignment.cache import ConfigCache
+from services.common.auth import KeyRing
+from services.common.http import install_common
+from services.common.redis import connect
+from services.exposure.api import events, exposures
+from services.exposure.delivery import Delivery
+from services.exposure.ingest import Ingestor
+from services.exposure.metrics import ExposureMetrics
+from services.exposure.producer import KafkaSink
+from services.exposure.settings import ExposureSettings
+from services.exposure.spool import Spool
+from services.exposure.validation import TOPICS
+
+
+def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> Any:
+    async def readiness() -> dict[str, Any]:
+        stats = spool.stats()
+        full = stats.bytes >= spool.max_bytes
+        return {
+            "ready": ingestor.cache.loaded and not full,
+            "config_loaded": ingestor.cache.loaded, "config_version": ingestor.cache.snapshot.version,
+            "broker": {"connected": sink.connected, "last_error": sink.last_error},
+            "spool": {"bytes": stats.bytes, "max_bytes": spool.max_bytes, "full": full,
+                      "records": stats.records, "segments": stats.segments,
+                      "oldest_age_seconds": None if stats.oldest_age_seconds is None
+                      else round(stats.oldest_age_seconds, 3)},
+        }  # fmt: skip
+
+    return readiness
+
+
+def create_app(settings: ExposureSettings | None = None) -> FastAPI:
+    """Build the app. Opening the spool takes its directory lock and counts what it holds, so
+    a second process on the same spool fails here, before serving."""
+    settings = settings or ExposureSettings()
+    redis = connect(settings.redis_url, settings.redis_timeout_ms)
+    cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
+    spool = Spool(
+        settings.spool_path, max_bytes=settings.spool_max_bytes, segment_bytes=settings.spool_segment_bytes
+    )
+    sink = KafkaSink(settings, tuple(TOPICS.values()))
+    metrics_registry = CollectorRegistry()
+    metrics = ExposureMetrics(metrics_registry)
+    metrics.watch(spool, sink)
+    delivery = Delivery(sink, spool, metrics, settings)
+    ingestor = Ingestor(settings, cache, delivery, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.suppress(RedisError, OSError):
+            await cache.reload()
+        await sink.connect()  # a first attempt; the replayer keeps trying while the broker is away
+        tasks = [asyncio.create_task(cache.run_refresher()), asyncio.create_task(delivery.run_replayer())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sink.close()
+            spool.close()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Assay exposure service",
+        version="0.1.0",
+        description="Ingests SDK exposures and product events into Kafka, spooling to disk while "
+        "the broker is away.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
+    app.state.ingestor = ingestor
+    install_common(
+        app, registry=metrics_registry, readiness=_readiness(ingestor, spool, sink),
+        max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log,
+    )  # fmt: skip
+    app.include_router(exposures.router)
+    app.include_router(events.router)
+    return app

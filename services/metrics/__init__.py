@@ -1,0 +1,1 @@
+"""Metrics: ingest (Kafka -> Parquet lake), metric catalog, Spark job (lake -> sufficient statistics)."""

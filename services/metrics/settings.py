@@ -1,0 +1,46 @@
+"""Settings of the metrics ingest and job (`ASSAY_*` environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from services.common.settings import ServiceSettings
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
+
+
+class MetricsSettings(ServiceSettings):
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    metrics_catalog: Path = Field(DEFAULT_CATALOG, description="metric catalog YAML")
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(8, ge=1, le=100_000)
+
+    ingest_group: str = "assay-metrics-ingest"
+    ingest_batch_max_records: int = Field(20_000, ge=1, description="flush after this many messages")
+    ingest_batch_max_seconds: float = Field(2.0, gt=0, description="flush at least this often")
+    ingest_poll_ms: int = Field(200, ge=1, le=60_000)
+    ingest_session_timeout_ms: int = Field(6000, ge=1000)
+
+    metrics_allowed_lateness_hours: float = Field(
+        72.0, ge=0, description="a day's snapshot is frozen this long after the day ends"
+    )
+    metrics_late_threshold_hours: float = Field(
+        1.0, ge=0, description="an event received later than this after its timestamp is late"
+    )
+
+    @model_validator(mode="after")
+    def _keys_present_outside_dev(self) -> Self:
+        """Overrides the API-key check: ingest and the job serve no authenticated endpoint."""
+        return self
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"

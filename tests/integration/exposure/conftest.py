@@ -1,0 +1,137 @@
+"""Session fixtures for the exposure service: a real Tansu broker and the service over HTTP,
+against the session Redis and assignment service of tests/conftest.py."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.serializer import Deserializer
+
+from deploy.broker import TansuBroker
+from deploy.embedded import RedisServer
+from deploy.processes import ServiceProcess
+from tests.conftest import SDK_KEY, client_for, create_running, service_env
+
+EXPOSURES = "assay.exposures"
+EVENTS = "assay.events"
+
+
+class Utf8(Deserializer):
+    def deserialize(self, topic: str, headers: list[tuple[str, bytes]], data: bytes) -> str:
+        return data.decode("utf-8")
+
+
+class Json(Deserializer):
+    def deserialize(self, topic: str, headers: list[tuple[str, bytes]], data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    server = TansuBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+    yield server
+    server.stop()
+
+
+def exposure_env(redis_url: str, bootstrap: str, spool_dir: Path, **extra: str) -> dict[str, str]:
+    return service_env(
+        redis_url, ASSAY_KAFKA_BOOTSTRAP=bootstrap, ASSAY_SPOOL_DIR=str(spool_dir),
+        ASSAY_KAFKA_PRODUCE_TIMEOUT_MS="1500", ASSAY_KAFKA_RETRY_SECONDS="0.2",
+        ASSAY_CONFIG_REFRESH_SECONDS="0.5", **extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def start_exposure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start exposure services (each with its own spool unless given one); all are stopped at
+    session end."""
+    started: list[ServiceProcess] = []
+
+    def start(redis_url: str, bootstrap: str, spool_dir: Path | None = None, **extra: str) -> ServiceProcess:
+        base = tmp_path_factory.mktemp("exposure")
+        env = exposure_env(redis_url, bootstrap, spool_dir or base / "spool", **extra)
+        service = ServiceProcess(
+            "services.exposure", base / "exposure.log", env, port_variable="ASSAY_EXPOSURE_PORT"
+        ).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def exposure_service(
+    redis_server: RedisServer, broker: TansuBroker, start_exposure: Callable[..., ServiceProcess],
+    assignment: ServiceProcess,
+) -> ServiceProcess:  # fmt: skip
+    return start_exposure(redis_server.url, broker.bootstrap)
+
+
+@pytest.fixture
+def ingest(exposure_service: ServiceProcess) -> Iterator[httpx.Client]:
+    with client_for(exposure_service.base_url, SDK_KEY) as client:
+        yield client
+
+
+@pytest.fixture
+def experiment(admin: httpx.Client) -> dict[str, Any]:
+    return create_running(admin)
+
+
+def exposure(experiment: str, unit: str, variant: str = "treatment", **fields: Any) -> dict[str, Any]:
+    item = {"event_id": str(uuid.uuid4()), "experiment": experiment, "variant": variant, "unit_id": unit,
+            "timestamp": int(time.time() * 1000)}  # fmt: skip
+    item.update(fields)
+    return item
+
+
+def read_topics(
+    bootstrap: str, topics: Iterable[str], wanted: Callable[[Message], bool], expect: int, timeout: float = 20.0
+) -> list[Message]:
+    """Every message of `topics` (from the beginning) that `wanted` selects, polling until
+    `expect` of them are found or `timeout` passes."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False,
+        auto_offset_reset="earliest", key_deserializer=Utf8(), value_deserializer=Json(),
+    )  # fmt: skip
+    try:
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        found: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < expect and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    message = Message(record.topic, record.key, record.value)
+                    if wanted(message):
+                        found.append(message)
+        return found
+    finally:
+        consumer.close()
+
+
+def event_ids_in(bootstrap: str, topic: str, ids: set[str], timeout: float = 20.0) -> list[str]:
+    """The event ids of `ids` found in `topic`, with repeats (duplicates) kept."""
+    messages = read_topics(bootstrap, [topic], lambda m: m.value.get("event_id") in ids, len(ids), timeout)
+    return [m.value["event_id"] for m in messages]

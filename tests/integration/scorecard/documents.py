@@ -1,0 +1,98 @@
+"""Hand-made results documents (the metrics job's output format) with known truth.
+
+Per-unit data is simulated with numpy and reduced to sufficient statistics exactly as the
+metrics job does, so scorecard tests do not need Spark.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VARIANTS = ("control", "treatment")
+
+
+def _block(values: np.ndarray, other: np.ndarray | None = None) -> dict[str, float]:
+    block = {"sum": float(values.sum()), "sum_squares": float((values**2).sum())}
+    if other is not None:
+        block["sum_products"] = float((values * other).sum())
+    return block
+
+
+def _variant_stats(key: str, metric: np.ndarray, covariate: np.ndarray | None,
+                   denominator: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+    stats: dict[str, Any] = {"key": key, "n": int(metric.size), **_block(metric)}
+    if covariate is not None:
+        stats["covariate"] = _block(covariate, metric)
+    if denominator is not None:
+        stats["denominator"] = _block(denominator, metric)
+    return stats
+
+
+def _simulate_units(rng: np.random.Generator, n: int, lift: float, treated: bool) -> dict[str, np.ndarray]:
+    factor = 1 + lift if treated else 1.0
+    pre_revenue = rng.gamma(2.0, 5.0, n)
+    revenue = np.maximum(0.0, 0.8 * pre_revenue * factor + rng.normal(0, 4, n))
+    sessions = rng.poisson(3, n) + 1.0
+    return {
+        "conversion": (rng.random(n) < 0.10 * factor).astype(float),
+        "pre_conversion": (rng.random(n) < 0.10).astype(float),
+        "revenue": revenue, "pre_revenue": pre_revenue, "sessions": sessions,
+        "latency_ms": rng.normal(200, 30, n),
+    }  # fmt: skip
+
+
+def _metrics_for(units: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    def per_variant(builder: Any) -> list[dict[str, Any]]:
+        return [builder(key, units[key]) for key in units]
+
+    return [
+        {"name": "conversion", "type": "proportion", "variants": per_variant(
+            lambda k, u: _variant_stats(k, u["conversion"], u["pre_conversion"]))},
+        {"name": "revenue", "type": "mean", "variants": per_variant(
+            lambda k, u: _variant_stats(k, u["revenue"], u["pre_revenue"]))},
+        {"name": "revenue_per_session", "type": "ratio", "variants": per_variant(
+            lambda k, u: _variant_stats(k, u["revenue"], None, u["sessions"]))},
+        {"name": "latency_ms", "type": "mean", "higher_is_better": False, "variants": per_variant(
+            lambda k, u: _variant_stats(k, u["latency_ms"], None))},
+    ]  # fmt: skip
+
+
+def simulated_results(
+    key: str, units_per_variant: int = 5000, lift: float = 0.0, seed: int = 7,
+    counts: dict[str, int] | None = None, days: int = 5,
+) -> dict[str, Any]:  # fmt: skip
+    """A results document; `counts` overrides units per variant (e.g. to break SRM)."""
+    rng = np.random.default_rng(seed)
+    sizes = counts or dict.fromkeys(VARIANTS, units_per_variant)
+    units = {k: _simulate_units(rng, n, lift, k != "control") for k, n in sizes.items()}
+    start = date(2026, 11, 15)
+    daily = []
+    for day in range(days):
+        share = (day + 1) / days
+        partial = {k: {name: arr[: max(2, int(arr.size * share))] for name, arr in u.items()} for k, u in units.items()}
+        daily.append({"date": (start + timedelta(days=day)).isoformat(), "final": day < days - 3,
+                      "variants": {k: {"units": int(v["revenue"].size)} for k, v in partial.items()},
+                      "metrics": _metrics_for(partial)})  # fmt: skip
+    total = sum(sizes.values())
+    return {
+        "experiment": key, "computed_at": "2026-11-20T06:00:00Z", "as_of": "2026-11-20T00:00:00Z",
+        "catalog_version": "test-catalog",
+        "data_quality": {"exposures": total + 40, "units": total, "duplicate_events": 12,
+                         "multiple_variant_units": 3, "events_without_exposure": 5, "late_events_included": 8,
+                         "late_after_freeze": 1, "watermark": "2026-11-20T05:59:00Z"},
+        "variants": {k: {"units": n} for k, n in sizes.items()},
+        "metrics": _metrics_for(units), "daily": daily,
+    }  # fmt: skip
+
+
+def publish(results_dir: Path, document: dict[str, Any]) -> None:
+    target = results_dir / document["experiment"] / "latest.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(target)
