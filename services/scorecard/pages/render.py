@@ -42,10 +42,13 @@ def _tone(comparison: dict[str, Any], higher_is_better: bool) -> str:
     return "good" if (effect > 0) == higher_is_better else "bad"
 
 
-EMPTY_ROW = dict.fromkeys(("absolute", "absolute_ci", "relative", "relative_ci", "bar", "p_value", "cuped", "tone", "error"), "")
+CELLS = ("absolute", "absolute_ci", "relative", "relative_ci", "bar", "p_value", "cuped", "tone", "error")
+EMPTY_ROW = dict.fromkeys(CELLS, "")
 
 
-def _comparison_cells(comparison: dict[str, Any], higher_is_better: bool, bounds: tuple[float, float]) -> dict[str, Any]:
+def _comparison_cells(
+    comparison: dict[str, Any], higher_is_better: bool, bounds: tuple[float, float]
+) -> dict[str, Any]:
     tone = _tone(comparison, higher_is_better)
     reduction = comparison["cuped"].get("variance_reduction") or 0.0
     relative = comparison.get("relative_effect")
