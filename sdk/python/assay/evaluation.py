@@ -55,15 +55,16 @@ def in_layer_slice(config: ExperimentConfig, unit_id: str) -> bool:
 
 def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Decision:
     """Decide without any stored state; `reason` is `hash` when the unit is enrolled."""
-    if config.status != "running":
+    compiled = config.compiled
+    if not compiled.running:
         return NOT_RUNNING
-    override = config.overrides.get(unit_id)
+    override = compiled.overrides.get(unit_id)
     if override is not None:
         return Decision(override, "override")
-    if config.targeting and not all_conditions_hold(config.targeting, attributes or {}):
+    if compiled.predicates and not compiled.eligible(attributes or {}):
         return NOT_TARGETED
-    if not in_layer_slice(config, unit_id):
+    if not compiled.in_layer(unit_id):
         return LAYER_EXCLUDED
-    if not in_traffic(config.salt, unit_id, config.traffic):
+    if not compiled.in_traffic(unit_id):
         return NOT_IN_TRAFFIC
-    return Decision(hashed_variant(config, unit_id), "hash")
+    return Decision(compiled.variant(unit_id), "hash")

@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from assay.semver import parse_semver
+
+if TYPE_CHECKING:
+    from assay.compiled import CompiledExperiment
 
 EXPERIMENT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VARIANT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -140,6 +144,13 @@ class ExperimentConfig(BaseModel):
 
     def variant_keys(self) -> list[str]:
         return [v.key for v in self.variants]
+
+    @cached_property
+    def compiled(self) -> CompiledExperiment:
+        """Closures and bucket bounds for fast evaluation, built once per config."""
+        from assay.compiled import compile_experiment
+
+        return compile_experiment(self)
 
 
 def is_valid_experiment_key(key: str) -> bool:

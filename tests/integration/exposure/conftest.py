@@ -3,8 +3,11 @@ against the session Redis and assignment service of tests/conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +53,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 
 
 def exposure_env(redis_url: str, bootstrap: str, spool_dir: Path, **extra: str) -> dict[str, str]:
-    return service_env(
-        redis_url, ASSAY_KAFKA_BOOTSTRAP=bootstrap, ASSAY_SPOOL_DIR=str(spool_dir),
-        ASSAY_KAFKA_PRODUCE_TIMEOUT_MS="1500", ASSAY_KAFKA_RETRY_SECONDS="0.2",
-        ASSAY_CONFIG_REFRESH_SECONDS="0.5", **extra,
-    )  # fmt: skip
+    defaults = {"ASSAY_KAFKA_BOOTSTRAP": bootstrap, "ASSAY_SPOOL_DIR": str(spool_dir),
+                "ASSAY_KAFKA_PRODUCE_TIMEOUT_MS": "1500", "ASSAY_KAFKA_RETRY_SECONDS": "0.2",
+                "ASSAY_CONFIG_REFRESH_SECONDS": "0.5"}  # fmt: skip
+    return service_env(redis_url, **{**defaults, **extra})
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +137,74 @@ def event_ids_in(bootstrap: str, topic: str, ids: set[str], timeout: float = 20.
     """The event ids of `ids` found in `topic`, with repeats (duplicates) kept."""
     messages = read_topics(bootstrap, [topic], lambda m: m.value.get("event_id") in ids, len(ids), timeout)
     return [m.value["event_id"] for m in messages]
+
+
+def readiness(base_url: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{base_url}/readyz", timeout=5).json())
+
+
+def wait_until_drained(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Until the service is connected to a broker and its spool is empty."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = readiness(base_url)
+        if report["broker"]["connected"] and report["spool"]["records"] == 0 and not report["spool"]["segments"]:
+            return report
+        assert time.monotonic() < deadline, f"the spool did not drain: {report}"
+        time.sleep(0.1)
+
+
+class Poster(threading.Thread):
+    """Posts batches of exposures back to back until stopped; remembers every accepted id."""
+
+    def __init__(self, base_url: str, experiment: str, batch: int = 50) -> None:
+        super().__init__(daemon=True)
+        self.client = client_for(base_url, SDK_KEY)
+        self.client.timeout = httpx.Timeout(30.0)
+        self.experiment = experiment
+        self.batch = batch
+        self.accepted: list[str] = []
+        self.statuses: Counter[int] = Counter()
+        self._stop_requested = threading.Event()
+        self._in_request = threading.Lock()
+        self._sent = 0
+
+    def post_once(self) -> None:
+        items = [exposure(self.experiment, f"stream-{self._sent + i}") for i in range(self.batch)]
+        self._sent += self.batch
+        response = self.client.post("/v1/exposures", json={"exposures": items})
+        self.statuses[response.status_code] += 1
+        if response.status_code == 202:
+            refused = {r["index"] for r in response.json()["rejected"]}
+            self.accepted.extend(item["event_id"] for i, item in enumerate(items) if i not in refused)
+
+    def run(self) -> None:
+        while not self._stop_requested.is_set():
+            with self._in_request:
+                self.post_once()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No request in flight inside the block."""
+        with self._in_request:
+            yield
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.accepted) < count:
+            assert time.monotonic() < deadline and self.is_alive(), (len(self.accepted), self.statuses)
+            time.sleep(0.02)
+
+    def finish(self) -> list[str]:
+        self._stop_requested.set()
+        self.join(timeout=60)
+        self.client.close()
+        return list(self.accepted)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker this test may stop, kill and restart."""
+    server = TansuBroker(log_path=tmp_path / "tansu.log").start()
+    yield server
+    server.stop()
