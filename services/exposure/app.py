@@ -28,7 +28,7 @@ from services.exposure.validation import TOPICS
 def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> Any:
     async def readiness() -> dict[str, Any]:
         stats = spool.stats()
-        full = stats.bytes >= spool.max_bytes
+        full = spool.full
         return {
             "ready": ingestor.cache.loaded and not full,
             "config_loaded": ingestor.cache.loaded, "config_version": ingestor.cache.snapshot.version,

@@ -111,6 +111,7 @@ class Spool:
         self._bytes = 0
         self._records = 0
         self._next_seq = 1
+        self._refusing = False
         self._lock_fd = self._take_directory()
         self._load()
 
@@ -173,6 +174,7 @@ class Spool:
         data = b"".join(encode_record(entry) for entry in entries)
         with self._lock:
             if self._bytes + len(data) > self.max_bytes:
+                self._refusing = True
                 raise SpoolFull(len(data), self._bytes, self.max_bytes)
             active = self._active_for(len(data))
             try:
@@ -258,6 +260,7 @@ class Spool:
                 _fsync_dir(self.directory)
                 self._sealed.popleft()
                 self._bytes -= size
+                self._refusing = False
                 self._replay_offset = 0
                 self._cache = None
             else:
@@ -270,6 +273,11 @@ class Spool:
     @property
     def pending_records(self) -> int:
         return self._records
+
+    @property
+    def full(self) -> bool:
+        """A write was refused for lack of room and no segment has been freed since."""
+        return self._refusing
 
     @property
     def has_data(self) -> bool:

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from assay.bucketing import choose_variant_index, in_traffic, layer_bucket, variant_bucket
+from assay.bucketing import choose_variant_index, layer_bucket, variant_bucket
 from assay.models import ExperimentConfig
-from assay.targeting import all_conditions_hold
 
 Reason = Literal[
     "hash", "sticky", "override", "not_running", "not_targeted", "not_in_traffic",

@@ -13,22 +13,22 @@ from services.assignment.sticky import StickyStore
 from services.common.auth import Principal, require_admin, require_sdk
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_cache(request: Request) -> ConfigCache:
+async def get_cache(request: Request) -> ConfigCache:
     cache: ConfigCache = request.app.state.cache
     return cache
 
 
-def get_sticky(request: Request) -> StickyStore:
+async def get_sticky(request: Request) -> StickyStore:
     store: StickyStore = request.app.state.sticky
     return store
 
 
-def get_settings(request: Request) -> AssignmentSettings:
+async def get_settings(request: Request) -> AssignmentSettings:
     settings: AssignmentSettings = request.app.state.settings
     return settings
 

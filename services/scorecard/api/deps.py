@@ -12,25 +12,25 @@ from services.scorecard.results_store import ResultsStore
 from services.scorecard.settings import ScorecardSettings
 
 
-def get_settings(request: Request) -> ScorecardSettings:
+async def get_settings(request: Request) -> ScorecardSettings:
     settings: ScorecardSettings = request.app.state.settings
     return settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_results(request: Request) -> ResultsStore:
+async def get_results(request: Request) -> ResultsStore:
     store: ResultsStore = request.app.state.results
     return store
 
 
-def require_scorecard_reader(request: Request) -> Principal:
+async def require_scorecard_reader(request: Request) -> Principal:
     """Admin keys; SDK keys too when ASSAY_SDK_CAN_READ_SCORECARDS=true."""
     principal = authenticate(request)
-    settings = get_settings(request)
+    settings: ScorecardSettings = request.app.state.settings
     if principal.role == "admin" or (principal.role == "sdk" and settings.sdk_can_read_scorecards):
         return principal
     raise HTTPException(403, "reading scorecards needs an admin key (or set ASSAY_SDK_CAN_READ_SCORECARDS=true)")

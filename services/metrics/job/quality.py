@@ -1,0 +1,67 @@
+"""Data-quality counts of the latest snapshot, as one-row DataFrames (pure transforms).
+
+Definitions (all after de-duplication by event_id, over rows with event time and receipt
+<= as-of; "relevant" events are those whose name some computed metric uses):
+- exposures / duplicate exposure rows: the experiment's exposures.
+- units: distinct exposed units (including units with more than one variant).
+- multiple_variant_units: units exposed to more than one variant (left out of the analysis).
+- events_without_exposure: relevant events at or after the experiment's first exposure
+  whose unit had no exposure to the experiment at that time (never, or only later).
+- duplicate event rows: extra copies of relevant events of exposed units.
+- used events: events counted in a metric (numerator or denominator, inside the window)
+  for an analysed unit in the latest results. Of those, `late_events_included` were
+  received more than the late threshold after their event time, and `late_after_freeze`
+  have an event date whose daily snapshot was already frozen when they were received.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def _count_when(condition: F.Column) -> F.Column:
+    return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def exposure_summary(exposures: DataFrame) -> DataFrame:
+    """De-duplicated experiment exposures -> exposures, duplicates, first_us, watermark_us."""
+    return exposures.agg(
+        F.count(F.lit(1)).alias("exposures"),
+        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
+        F.min("ts_us").alias("first_us"),
+        F.max("last_received_us").alias("watermark_us"),
+    )
+
+
+def unit_summary(segments: DataFrame) -> DataFrame:
+    latest = segments.where(F.col("seg_end").isNull())
+    return latest.agg(
+        F.count(F.lit(1)).alias("units"),
+        F.coalesce(_count_when(~F.col("included")), F.lit(0)).alias("multiple_variant_units"),
+    )
+
+
+def event_summary(events: DataFrame, segments: DataFrame, experiment_start_us: int) -> DataFrame:
+    """De-duplicated relevant events -> events_without_exposure, duplicates, watermark_us."""
+    latest = segments.where(F.col("seg_end").isNull()).select("unit_id", "first_us")
+    joined = events.join(latest, "unit_id", "left")
+    exposed = F.col("first_us").isNotNull()
+    unexposed = (~exposed | (F.col("ts_us") < F.col("first_us"))) & (F.col("ts_us") >= experiment_start_us)
+    return joined.agg(
+        F.coalesce(_count_when(unexposed), F.lit(0)).alias("events_without_exposure"),
+        F.coalesce(F.sum(F.when(exposed, F.col("copies") - 1).otherwise(0)), F.lit(0)).alias("duplicates"),
+        F.max("last_received_us").alias("watermark_us"),
+    )
+
+
+def used_event_summary(classified: DataFrame, frozen_days: int, late_threshold_us: int) -> DataFrame:
+    """Classified event rows -> late_events_included, late_after_freeze (distinct events)."""
+    used = classified.where(F.col("seg_end").isNull() & F.col("included") & F.col("post"))
+    events = used.select("event_id", "ts_us", "received_us", "k_time", "k_received").dropDuplicates(["event_id"])
+    late = (F.col("received_us") - F.col("ts_us")) > late_threshold_us
+    after_freeze = (F.col("k_time") < frozen_days) & (F.col("k_received") > F.col("k_time"))
+    return events.agg(
+        F.coalesce(_count_when(late), F.lit(0)).alias("late_events_included"),
+        F.coalesce(_count_when(after_freeze), F.lit(0)).alias("late_after_freeze"),
+    )

@@ -1,0 +1,226 @@
+"""Pure DataFrame -> DataFrame transforms of the metrics job; parameters are passed in.
+
+Pipeline (names are the functions below):
+    lake rows -> with_micros -> experiment_exposures / relevant_events -> first_received
+    -> with_entry_index -> unit_segments (exposures) and segment_events (events)
+    -> classify_events -> metric_increments -> unit_metric_values -> contribution_deltas
+
+A unit's *segment* is a stretch of snapshots over which its exposure state (first exposure
+time, variant, single/multiple variants) is constant; late exposures can start a new one.
+Values are fixed-point decimals, so sums are exact and do not depend on partitioning or
+summation order: re-running on the same lake gives the same digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from services.metrics.catalog import MetricDefinition
+from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline
+
+EVENT_VALUE = T.DecimalType(20, 6)  # one event's value (|value| < 1e12 is enforced at ingest)
+UNIT_VALUE = T.DecimalType(28, 6)  # one unit's metric value
+SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
+EXPOSURE_COLUMNS = ("event_id", "unit_id", "variant", "ts_us", "received_us", "kafka_partition", "kafka_offset")
+EVENT_COLUMNS = ("event_id", "unit_id", "name", "value", "ts_us", "received_us", "kafka_partition", "kafka_offset")
+SEGMENT_KEYS = ("unit_id", "metric", "kind", "seg_start", "variant", "included")
+# The per-unit contribution to a variant's sufficient statistics, in a fixed order.
+VECTOR = ("n", "sum", "sum_squares", "cov_sum", "cov_sum_squares", "cov_sum_products",
+          "den_sum", "den_sum_squares", "den_sum_products", "cov_den_products")  # fmt: skip
+ROLES_SCHEMA = "metric string, kind string, role string, event string, use_value boolean, " \
+               "window_us long, lookback_us long"  # fmt: skip
+
+
+def with_micros(frame: DataFrame) -> DataFrame:
+    """`timestamp`/`received_at` as UTC microseconds (`ts_us`, `received_us`): exact integer maths."""
+    return (
+        frame.withColumn("ts_us", F.unix_micros("timestamp"))
+        .withColumn("received_us", F.unix_micros("received_at"))
+        .drop("timestamp", "received_at")
+    )
+
+
+def experiment_exposures(exposures: DataFrame, experiment: str, as_of_us: int) -> DataFrame:
+    known = (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
+    return exposures.where((F.col("experiment") == experiment) & known).select(*EXPOSURE_COLUMNS)
+
+
+def relevant_events(events: DataFrame, names: Iterable[str], since_us: int, as_of_us: int) -> DataFrame:
+    """Events the metrics can use: their names, event time in [since, as-of], received by as-of."""
+    in_range = F.col("ts_us").between(since_us, as_of_us) & (F.col("received_us") <= as_of_us)
+    return events.where(F.col("name").isin(sorted(names)) & in_range).select(*EVENT_COLUMNS)
+
+
+def first_received(frame: DataFrame) -> DataFrame:
+    """One row per `event_id`: the copy received first wins (ties: Kafka partition, offset).
+
+    Adds `copies` (rows that had this id) and `last_received_us` (latest copy's receipt).
+    """
+    order = ["received_us", "kafka_partition", "kafka_offset"]
+    rest = [c for c in frame.columns if c not in ("event_id", *order)]
+    grouped = frame.groupBy("event_id").agg(
+        F.min(F.struct(*order, *rest)).alias("winner"),
+        F.count(F.lit(1)).alias("copies"),
+        F.max("received_us").alias("last_received_us"),
+    )
+    return grouped.select("event_id", *[F.col(f"winner.{c}").alias(c) for c in order + rest],
+                          "copies", "last_received_us")  # fmt: skip
+
+
+def _day_index(column: str, origin_us: int) -> Column:
+    # Truncating division; negative results are clamped to 0 by the callers, where
+    # truncation and floor agree.
+    return F.expr(f"({column} - ({origin_us})) div {DAY_US}")
+
+
+def _clamp(column: Column, low: int, high: int) -> Column:
+    return F.least(F.greatest(column, F.lit(low)), F.lit(high))
+
+
+def with_entry_index(frame: DataFrame, timeline: Timeline) -> DataFrame:
+    """Adds `k_time`, `k_received` and `k`: the first snapshot whose time cutoff, received
+    cutoff, and both, cover the row (see `timeline`)."""
+    by_time = _clamp(_day_index("ts_us", timeline.day0_us), 0, timeline.latest)
+    by_receipt = _clamp(_day_index("received_us", timeline.day0_us + timeline.lateness_us), 0, timeline.frozen_days)
+    return (
+        frame.withColumn("k_time", by_time.cast("int"))
+        .withColumn("k_received", by_receipt.cast("int"))
+        .withColumn("k", F.greatest("k_time", "k_received"))
+    )
+
+
+def unit_segments(exposures: DataFrame) -> DataFrame:
+    """Exposures (with `k`) -> (unit_id, seg_start, seg_end, first_us, variant, included).
+
+    From `seg_start` until `seg_end` (exclusive; null = through the latest snapshot) the
+    unit's first exposure is `first_us`; `included` is false when it has seen more than one
+    variant (then `variant` is just the smallest key and the unit is left out).
+    """
+    per_entry = exposures.groupBy("unit_id", "k").agg(
+        F.min("ts_us").alias("min_ts"), F.min("variant").alias("min_variant"), F.max("variant").alias("max_variant")
+    )
+    ordered = Window.partitionBy("unit_id").orderBy("k")
+    running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    smallest = F.min("min_variant").over(running)
+    return per_entry.select(
+        "unit_id",
+        F.col("k").alias("seg_start"),
+        F.lead("k").over(ordered).alias("seg_end"),
+        F.min("min_ts").over(running).alias("first_us"),
+        smallest.alias("variant"),
+        (smallest == F.max("max_variant").over(running)).alias("included"),
+    )
+
+
+def segment_events(events: DataFrame, segments: DataFrame) -> DataFrame:
+    """Events (with `k`) of exposed units, once per segment they fall in, entering at `c`."""
+    joined = events.join(segments, "unit_id").withColumn("c", F.greatest("k", "seg_start"))
+    return joined.where(F.col("seg_end").isNull() | (F.col("c") < F.col("seg_end")))
+
+
+def metric_roles(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) -> DataFrame:
+    """One row per (metric, role): which event feeds the numerator ('num') or denominator ('den')."""
+    rows = []
+    for metric in metrics:
+        window = None if metric.window_hours is None else round(metric.window_hours * HOUR_US)
+        lookback = metric.cuped_lookback_days * DAY_US
+        measures = [("num", metric.numerator_measure)]
+        if metric.denominator is not None:
+            measures.append(("den", metric.denominator))
+        for role, measure in measures:
+            rows.append((metric.name, metric.type, role, measure.event, measure.value is not None, window, lookback))
+    return spark_frame.sparkSession.createDataFrame(rows, ROLES_SCHEMA)
+
+
+def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
+    """Joins events to the metric roles they feed; `post`: inside the metric window after the
+    first exposure; `pre`: in the CUPED lookback before it (numerator role only)."""
+    rows = seg_events.join(F.broadcast(roles), seg_events["name"] == roles["event"])
+    ts, first = F.col("ts_us"), F.col("first_us")
+    post = (ts >= first) & (F.col("window_us").isNull() | (ts < first + F.col("window_us")))
+    pre = (ts >= first - F.col("lookback_us")) & (ts < first) & (F.col("role") == "num")
+    return rows.withColumn("post", post).withColumn("pre", pre).where(F.col("post") | F.col("pre"))
+
+
+def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
+    """Per (unit segment, metric, entry c): what enters the numerator, denominator and
+    pre-period sums at c; plus a zero row at each segment start (units without events count)."""
+    value = F.coalesce(F.col("value").try_cast(EVENT_VALUE), F.lit(0).cast(EVENT_VALUE))
+    amount = F.when(F.col("use_value"), value).otherwise(F.lit(1).cast(EVENT_VALUE))
+    zero = F.lit(0).cast(EVENT_VALUE)
+
+    def part(condition: Column) -> Column:
+        return F.sum(F.when(condition, amount).otherwise(zero))
+
+    moved = classified.groupBy(*SEGMENT_KEYS, "c").agg(
+        part(F.col("post") & (F.col("role") == "num")).alias("num"),
+        part(F.col("post") & (F.col("role") == "den")).alias("den"),
+        part(F.col("pre")).alias("pre"),
+    )
+    starts = segments.crossJoin(F.broadcast(metrics.select("metric", "kind"))).select(
+        *SEGMENT_KEYS, F.col("seg_start").alias("c"), *[zero.cast("decimal(30,6)").alias(n) for n in ("num", "den", "pre")]
+    )
+    return moved.unionByName(starts)
+
+
+def unit_metric_values(increments: DataFrame) -> DataFrame:
+    """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
+    anything changed (cumulative within the segment)."""
+    merged = increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
+    running = Window.partitionBy("unit_id", "metric", "seg_start").orderBy("c").rowsBetween(
+        Window.unboundedPreceding, Window.currentRow
+    )
+    num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
+    proportion = F.col("kind") == "proportion"
+    one, nothing = F.lit(1).cast(UNIT_VALUE), F.lit(0).cast(UNIT_VALUE)
+    return merged.select(
+        "unit_id", "metric", "variant", "included", "c",
+        F.when(proportion, F.when(num > 0, one).otherwise(nothing)).otherwise(num).cast(UNIT_VALUE).alias("y"),
+        F.when(proportion, F.when(pre > 0, one).otherwise(nothing)).otherwise(pre).cast(UNIT_VALUE).alias("x"),
+        F.when(F.col("kind") == "ratio", den).otherwise(nothing).cast(UNIT_VALUE).alias("d"),
+    )  # fmt: skip
+
+
+def _contribution(values: DataFrame) -> DataFrame:
+    y, x, d = F.col("y"), F.col("x"), F.col("d")
+    terms = {
+        "n": F.lit(1), "sum": y, "sum_squares": y * y, "cov_sum": x, "cov_sum_squares": x * x,
+        "cov_sum_products": y * x, "den_sum": d, "den_sum_squares": d * d, "den_sum_products": y * d,
+        "cov_den_products": d * x,
+    }  # fmt: skip
+    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
+    return values.select("unit_id", "metric", "variant", "c", *gated)
+
+
+def contribution_deltas(values: DataFrame) -> DataFrame:
+    """(metric, variant, c) -> change of every sufficient statistic at snapshot c.
+
+    A unit whose value changes at c adds its new contribution and takes back its previous
+    one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
+    """
+    contribution = _contribution(values)
+    order = Window.partitionBy("unit_id", "metric").orderBy("c")
+    previous = contribution.select(
+        "metric", "variant", "c", *VECTOR,
+        F.lag("variant").over(order).alias("prev_variant"),
+        *[F.lag(name).over(order).alias(f"prev_{name}") for name in VECTOR],
+    )  # fmt: skip
+    added = previous.select("metric", "variant", "c", *VECTOR)
+    removed = previous.where(F.col("prev_variant").isNotNull()).select(
+        "metric", F.col("prev_variant").alias("variant"), "c", *[(-F.col(f"prev_{n}")).alias(n) for n in VECTOR]
+    )
+    return added.unionByName(removed).groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
+
+
+def unit_count_deltas(segments: DataFrame) -> DataFrame:
+    """(variant, c) -> change in the number of analysed units at snapshot c."""
+    included = segments.where(F.col("included"))
+    joined = included.select("variant", F.col("seg_start").alias("c"), F.lit(1).alias("units"))
+    left = included.where(F.col("seg_end").isNotNull()).select(
+        "variant", F.col("seg_end").alias("c"), F.lit(-1).alias("units")
+    )
+    return joined.unionByName(left).groupBy("variant", "c").agg(F.sum("units").alias("units"))
