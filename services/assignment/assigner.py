@@ -49,7 +49,7 @@ def _apply_sticky(
     for (key, _candidate), result in zip(lookups, stored, strict=True):
         if result.variant is None:
             continue  # not enrolled before and not eligible now: keep the hash-free reason
-        if result.variant not in snapshot.experiments[key].variant_keys():
+        if result.variant not in snapshot.experiments[key].compiled.variant_keys:
             continue  # defensive: a stored variant the config no longer has
         decisions[key] = Decision(result.variant, "hash" if result.newly_stored else "sticky")
 

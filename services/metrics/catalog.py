@@ -71,7 +71,9 @@ class MetricDefinition(BaseModel):
     def _fields_fit_type(self) -> Self:
         if self.type == "ratio":
             if self.numerator is None or self.denominator is None:
-                raise ValueError("a ratio metric needs 'numerator' and 'denominator' ({event: ..., value: ...})")
+                raise ValueError(
+                    "a ratio metric needs 'numerator' and 'denominator' ({event: ..., value: ...})"
+                )
             if self.event is not None or self.value is not None:
                 raise ValueError("a ratio metric takes 'numerator' and 'denominator', not 'event'/'value'")
             return self
@@ -147,7 +149,9 @@ def _describe(exc: ValidationError, raw: Any) -> str:
             entry = entries[location[1]] if isinstance(entries, list) and location[1] < len(entries) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             rest = ".".join(str(part) for part in location[2:])
-            where = f"metric #{location[1] + 1}" + (f" ({name!r})" if name else "") + (f" {rest}" if rest else "")
+            where = (
+                f"metric #{location[1] + 1}" + (f" ({name!r})" if name else "") + (f" {rest}" if rest else "")
+            )
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"

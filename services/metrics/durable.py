@@ -57,7 +57,10 @@ def write_atomic(final: Path, write: Callable[[BinaryIO], None]) -> Path:
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> Path:
-    return write_atomic(final, lambda handle: handle.write(data) and None)
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return write_atomic(final, write)
 
 
 def append_durably(path: Path, data: bytes) -> None:

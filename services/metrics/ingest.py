@@ -39,7 +39,9 @@ PartitionKey = tuple[str, date, str | None]  # topic, event date, experiment (ex
 class Consumer(Protocol):
     """The part of KafkaConsumer the loop uses."""
 
-    def poll(self, timeout_ms: int = ..., max_records: int | None = ...) -> dict[TopicPartition, list[Any]]: ...
+    def poll(
+        self, timeout_ms: int = ..., max_records: int | None = ...
+    ) -> dict[TopicPartition, list[Any]]: ...
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = ...) -> None: ...
 
 
@@ -123,7 +125,9 @@ class Ingestor:
         batch, self.batch = self.batch, Batch()
         if not batch.next_offsets:
             return
-        for key, rows in sorted(batch.rows.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")):
+        for key, rows in sorted(
+            batch.rows.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
+        ):
             write_partition(self.lake_dir, key, rows)
             self.counters.files += 1
             if key[0] == lake.EXPOSURES_TOPIC:
@@ -163,7 +167,7 @@ class Ingestor:
         self.flush()
 
 
-class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+class FlushOnRevoke(ConsumerRebalanceListener):
     """Partitions leaving this member: write and commit what was read from them first."""
 
     def __init__(self) -> None:
@@ -174,7 +178,10 @@ class FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             self.ingestor.flush()
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
+        log.info(
+            "partitions assigned",
+            extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)},
+        )
 
 
 def make_consumer(settings: MetricsSettings, listener: ConsumerRebalanceListener) -> KafkaConsumer:

@@ -92,7 +92,12 @@ def parse_exposure(item: dict[str, Any]) -> Row:
 
 
 def parse_event(item: dict[str, Any]) -> Row:
-    return {**_common(item), "name": _text(item, "name", 128), "value": _value(item), "properties": _properties(item)}
+    return {
+        **_common(item),
+        "name": _text(item, "name", 128),
+        "value": _value(item),
+        "properties": _properties(item),
+    }
 
 
 def parse_message(topic: str, value: bytes | None) -> Row:

@@ -15,8 +15,10 @@ from services.metrics.job.transforms import VECTOR
 
 Vector = tuple[Decimal, ...]
 ZERO: Vector = tuple(Decimal(0) for _ in VECTOR)
-QUALITY_FIELDS = ("exposures", "units", "duplicate_events", "multiple_variant_units", "events_without_exposure",
-                  "late_events_included", "late_after_freeze")  # fmt: skip
+QUALITY_FIELDS = (
+    "exposures", "units", "duplicate_events", "multiple_variant_units", "events_without_exposure",
+    "late_events_included", "late_after_freeze",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ def variant_order(configured: Sequence[str], seen: Iterable[str]) -> list[str]:
 def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> dict[str, Any]:
     values = dict(zip(VECTOR, vector, strict=True))
     block: dict[str, Any] = {
-        "key": key, "n": int(values["n"]), "sum": float(values["sum"]), "sum_squares": float(values["sum_squares"]),
+        "key": key, "n": int(values["n"]),
+        "sum": float(values["sum"]), "sum_squares": float(values["sum_squares"]),
     }  # fmt: skip
     if metric.cuped_lookback_days > 0:
         block["covariate"] = {
@@ -75,26 +78,31 @@ def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> dict[st
     return block
 
 
-def metric_entries(metrics: Sequence[MetricDefinition], snapshot: Snapshot, variants: Sequence[str]) -> list[Any]:
-    return [
-        {
+def metric_entries(
+    metrics: Sequence[MetricDefinition], snapshot: Snapshot, variants: Sequence[str]
+) -> list[Any]:
+    entries = []
+    for metric in metrics:
+        blocks = [
+            variant_block(metric, key, snapshot.stats.get((metric.name, key), ZERO)) for key in variants
+        ]
+        entries.append({
             "name": metric.name, "type": metric.type, "definition_hash": metric.definition_hash,
-            "variants": [variant_block(metric, key, snapshot.stats.get((metric.name, key), ZERO)) for key in variants],
-        }  # fmt: skip
-        for metric in metrics
-    ]
+            "variants": blocks,
+        })  # fmt: skip
+    return entries
 
 
 def daily_entries(timeline: Timeline, snapshots: Sequence[Snapshot], metrics: Sequence[MetricDefinition],
                   variants: Sequence[str]) -> list[dict[str, Any]]:  # fmt: skip
-    return [
-        {
+    entries = []
+    for index, snapshot in enumerate(snapshots):
+        entries.append({
             "date": timeline.day(index).isoformat(), "final": timeline.is_final(index),
             "variants": {key: {"units": snapshot.units.get(key, 0)} for key in variants},
             "metrics": metric_entries(metrics, snapshot, variants),
-        }  # fmt: skip
-        for index, snapshot in enumerate(snapshots)
-    ]
+        })  # fmt: skip
+    return entries
 
 
 def empty_snapshot() -> Snapshot:

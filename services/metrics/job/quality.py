@@ -58,7 +58,9 @@ def event_summary(events: DataFrame, segments: DataFrame, experiment_start_us: i
 def used_event_summary(classified: DataFrame, frozen_days: int, late_threshold_us: int) -> DataFrame:
     """Classified event rows -> late_events_included, late_after_freeze (distinct events)."""
     used = classified.where(F.col("seg_end").isNull() & F.col("included") & F.col("post"))
-    events = used.select("event_id", "ts_us", "received_us", "k_time", "k_received").dropDuplicates(["event_id"])
+    events = used.select("event_id", "ts_us", "received_us", "k_time", "k_received").dropDuplicates(
+        ["event_id"]
+    )
     late = (F.col("received_us") - F.col("ts_us")) > late_threshold_us
     after_freeze = (F.col("k_time") < frozen_days) & (F.col("k_received") > F.col("k_time"))
     return events.agg(

@@ -25,8 +25,25 @@ from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline
 EVENT_VALUE = T.DecimalType(20, 6)  # one event's value (|value| < 1e12 is enforced at ingest)
 UNIT_VALUE = T.DecimalType(28, 6)  # one unit's metric value
 SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
-EXPOSURE_COLUMNS = ("event_id", "unit_id", "variant", "ts_us", "received_us", "kafka_partition", "kafka_offset")
-EVENT_COLUMNS = ("event_id", "unit_id", "name", "value", "ts_us", "received_us", "kafka_partition", "kafka_offset")
+EXPOSURE_COLUMNS = (
+    "event_id",
+    "unit_id",
+    "variant",
+    "ts_us",
+    "received_us",
+    "kafka_partition",
+    "kafka_offset",
+)
+EVENT_COLUMNS = (
+    "event_id",
+    "unit_id",
+    "name",
+    "value",
+    "ts_us",
+    "received_us",
+    "kafka_partition",
+    "kafka_offset",
+)
 SEGMENT_KEYS = ("unit_id", "metric", "kind", "seg_start", "variant", "included")
 # The per-unit contribution to a variant's sufficient statistics, in a fixed order.
 VECTOR = ("n", "sum", "sum_squares", "cov_sum", "cov_sum_squares", "cov_sum_products",
@@ -85,7 +102,9 @@ def with_entry_index(frame: DataFrame, timeline: Timeline) -> DataFrame:
     """Adds `k_time`, `k_received` and `k`: the first snapshot whose time cutoff, received
     cutoff, and both, cover the row (see `timeline`)."""
     by_time = _clamp(_day_index("ts_us", timeline.day0_us), 0, timeline.latest)
-    by_receipt = _clamp(_day_index("received_us", timeline.day0_us + timeline.lateness_us), 0, timeline.frozen_days)
+    by_receipt = _clamp(
+        _day_index("received_us", timeline.day0_us + timeline.lateness_us), 0, timeline.frozen_days
+    )
     return (
         frame.withColumn("k_time", by_time.cast("int"))
         .withColumn("k_received", by_receipt.cast("int"))
@@ -101,7 +120,9 @@ def unit_segments(exposures: DataFrame) -> DataFrame:
     variant (then `variant` is just the smallest key and the unit is left out).
     """
     per_entry = exposures.groupBy("unit_id", "k").agg(
-        F.min("ts_us").alias("min_ts"), F.min("variant").alias("min_variant"), F.max("variant").alias("max_variant")
+        F.min("ts_us").alias("min_ts"),
+        F.min("variant").alias("min_variant"),
+        F.max("variant").alias("max_variant"),
     )
     ordered = Window.partitionBy("unit_id").orderBy("k")
     running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
@@ -132,7 +153,9 @@ def metric_roles(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) ->
         if metric.denominator is not None:
             measures.append(("den", metric.denominator))
         for role, measure in measures:
-            rows.append((metric.name, metric.type, role, measure.event, measure.value is not None, window, lookback))
+            rows.append(
+                (metric.name, metric.type, role, measure.event, measure.value is not None, window, lookback)
+            )
     return spark_frame.sparkSession.createDataFrame(rows, ROLES_SCHEMA)
 
 
@@ -161,8 +184,9 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
         part(F.col("post") & (F.col("role") == "den")).alias("den"),
         part(F.col("pre")).alias("pre"),
     )
+    zeros = [zero.cast("decimal(30,6)").alias(name) for name in ("num", "den", "pre")]
     starts = segments.crossJoin(F.broadcast(metrics.select("metric", "kind"))).select(
-        *SEGMENT_KEYS, F.col("seg_start").alias("c"), *[zero.cast("decimal(30,6)").alias(n) for n in ("num", "den", "pre")]
+        *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
     )
     return moved.unionByName(starts)
 
@@ -171,16 +195,22 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
     """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
     anything changed (cumulative within the segment)."""
     merged = increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
-    running = Window.partitionBy("unit_id", "metric", "seg_start").orderBy("c").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    running = (
+        Window.partitionBy("unit_id", "metric", "seg_start")
+        .orderBy("c")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
-    proportion = F.col("kind") == "proportion"
     one, nothing = F.lit(1).cast(UNIT_VALUE), F.lit(0).cast(UNIT_VALUE)
+
+    def by_kind(total: Column) -> Column:
+        # proportion: 1 when the unit has any matching event; mean and ratio: the sum itself
+        return F.when(F.col("kind") == "proportion", F.when(total > 0, one).otherwise(nothing)).otherwise(total)
+
     return merged.select(
         "unit_id", "metric", "variant", "included", "c",
-        F.when(proportion, F.when(num > 0, one).otherwise(nothing)).otherwise(num).cast(UNIT_VALUE).alias("y"),
-        F.when(proportion, F.when(pre > 0, one).otherwise(nothing)).otherwise(pre).cast(UNIT_VALUE).alias("x"),
+        by_kind(num).cast(UNIT_VALUE).alias("y"),
+        by_kind(pre).cast(UNIT_VALUE).alias("x"),
         F.when(F.col("kind") == "ratio", den).otherwise(nothing).cast(UNIT_VALUE).alias("d"),
     )  # fmt: skip
 
@@ -192,7 +222,9 @@ def _contribution(values: DataFrame) -> DataFrame:
         "cov_sum_products": y * x, "den_sum": d, "den_sum_squares": d * d, "den_sum_products": y * d,
         "cov_den_products": d * x,
     }  # fmt: skip
-    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
+    gated = [
+        F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR
+    ]
     return values.select("unit_id", "metric", "variant", "c", *gated)
 
 
@@ -211,9 +243,14 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
     )  # fmt: skip
     added = previous.select("metric", "variant", "c", *VECTOR)
     removed = previous.where(F.col("prev_variant").isNotNull()).select(
-        "metric", F.col("prev_variant").alias("variant"), "c", *[(-F.col(f"prev_{n}")).alias(n) for n in VECTOR]
+        "metric",
+        F.col("prev_variant").alias("variant"),
+        "c",
+        *[(-F.col(f"prev_{n}")).alias(n) for n in VECTOR],
     )
-    return added.unionByName(removed).groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
+    return (
+        added.unionByName(removed).groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
+    )
 
 
 def unit_count_deltas(segments: DataFrame) -> DataFrame:

@@ -1,0 +1,56 @@
+"""Thin edges of the job: which lake files to read, reading them, publishing results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from services.metrics import lake
+from services.metrics.durable import write_bytes_atomic
+
+EXPOSURE_DDL = (
+    "event_id string, experiment string, variant string, unit_id string, timestamp timestamp, "
+    "received_at timestamp, kafka_partition int, kafka_offset long"
+)
+EVENT_DDL = (
+    "event_id string, name string, unit_id string, timestamp timestamp, received_at timestamp, "
+    "value double, properties string, kafka_partition int, kafka_offset long"
+)
+
+
+def read_parquet(spark: SparkSession, files: Sequence[Path], ddl: str) -> DataFrame:
+    """Exactly these files (never a directory scan), with the lake schema."""
+    if not files:
+        return spark.createDataFrame([], ddl)
+    return spark.read.schema(ddl).parquet(*[str(path) for path in files])
+
+
+def exposure_files(lake_dir: Path, experiment: str, as_of: date) -> list[Path]:
+    """The experiment's exposure partitions dated up to as-of (a listing; other experiments untouched)."""
+    return lake.exposure_files(lake_dir, experiment, date.min, as_of)
+
+
+def event_files(lake_dir: Path, first_exposure: date, lookback_days: int, as_of: date) -> list[Path]:
+    """Event partitions that can affect the result: the CUPED lookback before the first
+    exposure's date through as-of's date."""
+    return lake.event_files(lake_dir, first_exposure - timedelta(days=lookback_days), as_of)
+
+
+def results_paths(results_dir: Path, experiment: str, computed_at: str) -> tuple[Path, Path]:
+    base = results_dir / experiment
+    return base / "latest.json", base / "history" / f"{computed_at}.json"
+
+
+def publish(results_dir: Path, document: dict[str, Any]) -> Path:
+    """History first, then latest.json; each is written atomically, so readers never see
+    a partial document and a crash keeps the previous latest.json."""
+    latest, history = results_paths(results_dir, document["experiment"], document["computed_at"])
+    data = json.dumps(document, indent=1, allow_nan=False).encode() + b"\n"
+    write_bytes_atomic(history, data)
+    write_bytes_atomic(latest, data)
+    return latest
