@@ -14,8 +14,11 @@ from services.exposure.settings import ExposureSettings
 def main() -> None:
     settings = ExposureSettings()
     configure_logging("exposure", settings.log_level)
-    # kafka-python narrates every connection at INFO; keep its warnings and errors.
+    # kafka-python narrates every connection at INFO and logs each failed reconnect (10/s while
+    # the broker is away) as an error; the service logs broker state changes itself.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    for chatty in ("kafka.net", "kafka.cluster"):
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,7 +14,7 @@ from redis.exceptions import RedisError
 
 from services.assignment.cache import ConfigCache
 from services.common.auth import KeyRing
-from services.common.http import install_common
+from services.common.http import ReadinessCheck, install_common
 from services.common.redis import connect
 from services.exposure.api import events, exposures
 from services.exposure.delivery import Delivery
@@ -25,7 +26,7 @@ from services.exposure.spool import Spool
 from services.exposure.validation import TOPICS
 
 
-def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> Any:
+def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> ReadinessCheck:
     async def readiness() -> dict[str, Any]:
         stats = spool.stats()
         full = spool.full
@@ -40,6 +41,30 @@ def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> Any:
         }  # fmt: skip
 
     return readiness
+
+
+def _lifespan(
+    cache: ConfigCache, sink: KafkaSink, spool: Spool, delivery: Delivery
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.suppress(RedisError, OSError):
+            await cache.reload()
+        await sink.connect()  # a first attempt; the replayer keeps trying while the broker is away
+        tasks = [asyncio.create_task(cache.run_refresher()), asyncio.create_task(delivery.run_replayer())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sink.close()
+            spool.close()
+            await cache.redis.aclose()
+
+    return lifespan
 
 
 def create_app(settings: ExposureSettings | None = None) -> FastAPI:
@@ -58,30 +83,12 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     delivery = Delivery(sink, spool, metrics, settings)
     ingestor = Ingestor(settings, cache, delivery, metrics)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        with contextlib.suppress(RedisError, OSError):
-            await cache.reload()
-        await sink.connect()  # a first attempt; the replayer keeps trying while the broker is away
-        tasks = [asyncio.create_task(cache.run_refresher()), asyncio.create_task(delivery.run_replayer())]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await sink.close()
-            spool.close()
-            await redis.aclose()
-
     app = FastAPI(
         title="Assay exposure service",
         version="0.1.0",
         description="Ingests SDK exposures and product events into Kafka, spooling to disk while "
         "the broker is away.",
-        lifespan=lifespan,
+        lifespan=_lifespan(cache, sink, spool, delivery),
     )
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)

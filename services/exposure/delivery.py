@@ -29,6 +29,7 @@ from services.exposure.validation import Kind
 
 log = logging.getLogger("assay.exposure.delivery")
 IDLE_SECONDS = 1.0
+UNREACHABLE_LOG_SECONDS = 30.0
 
 
 class SpoolUnavailable(Exception):
@@ -44,6 +45,8 @@ class Delivery:
         self.metrics = metrics
         self.settings = settings
         self._wake = asyncio.Event()
+        self._unreachable_since: float | None = None
+        self._last_warning = 0.0
 
     async def deliver(self, kind: Kind, entries: list[SpoolEntry]) -> None:
         """Return once every entry is acked or spooled; raise SpoolFull / SpoolUnavailable."""
@@ -86,8 +89,10 @@ class Delivery:
 
     async def _replay_step(self) -> None:
         if not self.sink.connected and not await self.sink.connect():
+            self._warn_unreachable()
             await asyncio.sleep(self.settings.kafka_retry_seconds)
             return
+        self._unreachable_since = None
         if not self.spool.has_data:
             await self._idle()
             return
@@ -103,6 +108,21 @@ class Delivery:
             self.metrics.produce_seconds.labels("replay").observe(time.perf_counter() - started)
         await asyncio.to_thread(self.spool.commit, batch)
         self._count(batch)
+
+    def _warn_unreachable(self) -> None:
+        """One warning when the broker is first found away, then one every UNREACHABLE_LOG_SECONDS."""
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = self._last_warning = now
+        elif now - self._last_warning < UNREACHABLE_LOG_SECONDS:
+            return
+        self._last_warning = now
+        stats = self.spool.stats()
+        log.warning(
+            "Kafka is unreachable; spooling to disk",
+            extra={"error": self.sink.last_error, "for_seconds": round(now - self._unreachable_since, 1),
+                   "spool_records": stats.records, "spool_bytes": stats.bytes},
+        )  # fmt: skip
 
     def _count(self, batch: ReplayBatch) -> None:
         for topic, count in Counter(entry.topic for entry in batch.entries).items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -12,14 +12,21 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from services.assignment.cache import ConfigCache
+from services.assignment.cache import ConfigCache, ConfigSnapshot
 from services.exposure.delivery import Delivery, SpoolUnavailable
 from services.exposure.envelope import check_content_type, items_of, parse_json
 from services.exposure.metrics import ExposureMetrics
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import SpoolFull
 from services.exposure.timestamps import TimeWindow, format_rfc3339, utc_now
-from services.exposure.validation import ItemContext, Kind, Outcome, needs_fresh_registry, validate_items
+from services.exposure.validation import (
+    ItemContext,
+    Kind,
+    Outcome,
+    RegistryIndex,
+    needs_fresh_registry,
+    validate_items,
+)
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -35,22 +42,30 @@ class Ingestor:
     delivery: Delivery
     metrics: ExposureMetrics
 
-    def _context(self) -> ItemContext:
+    _indexed: tuple[ConfigSnapshot, RegistryIndex] | None = field(default=None, init=False, repr=False)
+
+    def _registry(self, snapshot: ConfigSnapshot) -> RegistryIndex:
+        if self._indexed is None or self._indexed[0] is not snapshot:
+            self._indexed = (snapshot, RegistryIndex(snapshot.experiments))
+        return self._indexed[1]
+
+    def _context(self, snapshot: ConfigSnapshot) -> ItemContext:
         now = utc_now()
         window = TimeWindow.at(
             now, max_future_seconds=self.settings.max_future_seconds, horizon_days=self.settings.horizon_days
         )
-        return ItemContext(window, format_rfc3339(now), self.cache.snapshot.experiments)
+        return ItemContext(window, format_rfc3339(now), self._registry(snapshot))
 
     async def validate(self, kind: Kind, items: list[Any]) -> Outcome:
-        outcome = validate_items(kind, items, self._context())
+        snapshot = self.cache.snapshot
+        outcome = validate_items(kind, items, self._context(snapshot))
         if kind == "exposure" and needs_fresh_registry(outcome):
-            # The experiment may have been created a moment ago: look once for a newer registry.
-            version = self.cache.snapshot.version
+            # The experiment may have been created a moment ago: look once for a newer registry
+            # (the refresher may also have swapped in a newer snapshot meanwhile).
             with contextlib.suppress(RedisError, OSError):
                 await self.cache.reload_if_changed()
-            if self.cache.snapshot.version != version:
-                outcome = validate_items(kind, items, self._context())
+            if self.cache.snapshot is not snapshot:
+                outcome = validate_items(kind, items, self._context(self.cache.snapshot))
         return outcome
 
     async def ingest(self, kind: Kind, request: Request) -> Response:
@@ -63,8 +78,9 @@ class Ingestor:
             await self.delivery.deliver(kind, outcome.entries)
         except SpoolFull:
             return _unavailable(
-                "the broker is unreachable and the local spool is full, so this request was not stored; "
-                f"retry after {RETRY_AFTER_SECONDS} s (resending items with the same event_id is safe)"
+                "the broker is unreachable and the local spool is full, so this request was not stored "
+                f"in full; retry it after {RETRY_AFTER_SECONDS} s (items resent with the same event_id "
+                "are deduplicated downstream)"
             )
         except SpoolUnavailable:
             return _unavailable("the broker is unreachable and the local spool could not be written; retry")
@@ -78,4 +94,3 @@ class Ingestor:
             self.metrics.accepted[kind].inc(len(outcome.entries))
         for reason, count in Counter(r.reason for r in outcome.rejected).items():
             self.metrics.rejected[kind, reason].inc(count)
-

@@ -25,7 +25,10 @@ class ExposureMetrics:
             registry=registry,
         )  # fmt: skip
         spooled = Counter(
-            "assay_exposure_items_spooled_total", "items written to the disk spool", ["kind"], registry=registry
+            "assay_exposure_items_spooled_total",
+            "items written to the disk spool",
+            ["kind"],
+            registry=registry,
         )
         replayed = Counter(
             "assay_exposure_items_replayed_total", "spooled items acked by the broker on replay", ["kind"],
@@ -46,7 +49,8 @@ class ExposureMetrics:
             registry=registry,
         )  # fmt: skip
         self.produce_seconds = Histogram(
-            "assay_exposure_produce_seconds", "time until the broker acked all items of a request or replay batch",
+            "assay_exposure_produce_seconds",
+            "time until the broker acked all items of a request or replay batch",
             ["path"], buckets=PRODUCE_BUCKETS, registry=registry,
         )  # fmt: skip
         self.registry = registry
@@ -61,7 +65,10 @@ class ExposureMetrics:
                 "age of the oldest unreplayed spool segment (0 when empty)",
                 lambda: spool.stats().oldest_age_seconds or 0.0,
             ),
-            "assay_exposure_broker_connected": ("1 while a Kafka producer is connected", lambda: float(sink.connected)),
+            "assay_exposure_broker_connected": (
+                "1 while a Kafka producer is connected",
+                lambda: float(sink.connected),
+            ),
         }
         for name, (description, read) in gauges.items():
             Gauge(name, description, registry=self.registry).set_function(read)

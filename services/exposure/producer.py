@@ -1,9 +1,9 @@
 """The Kafka side: topic set-up and an idempotent kafka-python producer bridged to asyncio.
 
 kafka-python is thread-based: `send` appends to an accumulator and a sender thread talks to
-the broker. Sends run in a worker thread (so a metadata wait or a full buffer never blocks
-the event loop), and each request's delivery futures report back through one counter that
-wakes the event loop once, with `call_soon_threadsafe`, when the last of them settles.
+the broker. Sends run on one dedicated thread (so a metadata wait or a full buffer never
+blocks the event loop), and each request's delivery futures report back through one counter
+that wakes the event loop once, with `call_soon_threadsafe`, when the last of them settles.
 
 After any failure the producer is retired and a new one is built on the next `connect`:
 against a restarted broker an idempotent producer cannot recover (see deploy/broker.py),
@@ -17,8 +17,8 @@ import contextlib
 import logging
 import socket
 import threading
-import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
@@ -74,7 +74,8 @@ def ensure_topics(admin: KafkaAdminClient, topics: Sequence[str], partitions: in
 
 
 class _Confirmations:
-    """Delivery results of one batch, settled from the producer's sender thread."""
+    """Delivery results of one request's (or one replay batch's) messages, settled from the
+    producer's sender thread."""
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.acked = [False] * count
@@ -108,6 +109,9 @@ class KafkaSink:
         self.topics = tuple(topics)
         self._producer: KafkaProducer | None = None
         self.last_error: str | None = None
+        # One thread for all sends: several would only take turns on the GIL (and contend
+        # with the producer's sender thread), which costs more than it overlaps.
+        self._send_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-kafka-send")
 
     @property
     def connected(self) -> bool:
@@ -160,7 +164,9 @@ class KafkaSink:
         return True
 
     @staticmethod
-    def _send_all(producer: KafkaProducer, entries: Sequence[SpoolEntry], confirmations: _Confirmations) -> None:
+    def _send_all(
+        producer: KafkaProducer, entries: Sequence[SpoolEntry], confirmations: _Confirmations
+    ) -> None:
         for index, entry in enumerate(entries):
             try:
                 future = producer.send(entry.topic, key=entry.key, value=entry.value)
@@ -177,8 +183,9 @@ class KafkaSink:
         producer = self._producer
         if producer is None:
             return [False] * len(entries)
-        confirmations = _Confirmations(len(entries), asyncio.get_running_loop())
-        await asyncio.to_thread(self._send_all, producer, entries, confirmations)
+        loop = asyncio.get_running_loop()
+        confirmations = _Confirmations(len(entries), loop)
+        await loop.run_in_executor(self._send_thread, self._send_all, producer, entries, confirmations)
         try:
             await asyncio.wait_for(asyncio.shield(confirmations.done), self._wait_seconds)
         except TimeoutError:
@@ -204,15 +211,16 @@ class KafkaSink:
             return
         self._producer = None
         self.last_error = reason[:300]
-        log.warning("Kafka produce failed; spooling until the broker is back", extra={"error": self.last_error})
+        log.warning(
+            "Kafka produce failed; spooling until the broker is back", extra={"error": self.last_error}
+        )
         grace = self._delivery_timeout_seconds + 2
         threading.Thread(target=self._close_quietly, args=(producer, grace), daemon=True).start()
 
     @staticmethod
     def _close_quietly(producer: KafkaProducer, grace: float) -> None:
-        deadline = time.monotonic() + grace
         try:
-            producer.close(timeout=max(0.0, deadline - time.monotonic()))
+            producer.close(timeout=grace)
         except KafkaError as exc:
             log.warning("a retired Kafka producer did not close cleanly", extra={"error": str(exc)})
 
@@ -221,3 +229,4 @@ class KafkaSink:
         producer, self._producer = self._producer, None
         if producer is not None:
             await asyncio.to_thread(self._close_quietly, producer, self.settings.produce_timeout_seconds + 1)
+        self._send_thread.shutdown(wait=False)

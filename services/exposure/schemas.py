@@ -43,8 +43,13 @@ def no_control_chars(value: str) -> str:
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(no_control_chars)]
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_control_chars)]
-EventName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+EVENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
+# The metrics lake stores values as fixed-point numbers below this magnitude; refusing larger
+# ones here tells the sender, instead of quarantining them downstream.
+MAX_ABS_VALUE = 1e12
+
+EventName = Annotated[str, StringConstraints(pattern=EVENT_NAME_PATTERN)]
+EventValue = Annotated[float, Field(allow_inf_nan=False, gt=-MAX_ABS_VALUE, lt=MAX_ABS_VALUE)]
 
 
 def _check_property_key(key: object) -> None:
@@ -116,7 +121,7 @@ class ExposureIn(ItemIn):
 
 class EventIn(ItemIn):
     name: EventName
-    value: FiniteFloat | None = None
+    value: EventValue | None = None
     properties: Annotated[dict[str, Any], AfterValidator(check_properties)] = Field(default_factory=dict)
 
 

@@ -15,11 +15,19 @@ from typing import Any, Literal
 
 import orjson
 from assay.models import ExperimentConfig
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from services.exposure.items import (
+    ValidEvent,
+    ValidExposure,
+    event_from_model,
+    exposure_from_model,
+    quick_event,
+    quick_exposure,
+)
 from services.exposure.schemas import EventIn, ExposureIn
 from services.exposure.spool_format import SpoolEntry
-from services.exposure.timestamps import TimeWindow, format_rfc3339
+from services.exposure.timestamps import TimeWindow
 
 Kind = Literal["exposure", "event"]
 KINDS: tuple[Kind, ...] = ("exposure", "event")
@@ -41,11 +49,32 @@ class Rejected:
     reason: ReasonClass
 
 
+class RegistryIndex:
+    """What exposure checks need from a registry snapshot, in sets for quick lookups."""
+
+    def __init__(self, experiments: Mapping[str, ExperimentConfig]) -> None:
+        self.status = {key: config.status for key, config in experiments.items()}
+        self.variants = {key: frozenset(config.variant_keys()) for key, config in experiments.items()}
+
+    def problem(self, experiment: str, variant: str) -> tuple[str, ReasonClass] | None:
+        status = self.status.get(experiment)
+        if status is None:
+            return f"unknown experiment '{experiment}'", "unknown_experiment"
+        if status not in ACCEPTED_STATUSES:
+            return (
+                f"experiment '{experiment}' is {status}; exposures are accepted only while it is "
+                "running, paused or stopped"
+            ), "experiment_status"
+        if variant not in self.variants[experiment]:
+            return f"unknown variant '{variant}' for experiment '{experiment}'", "unknown_variant"
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class ItemContext:
     window: TimeWindow
     received_at: str
-    experiments: Mapping[str, ExperimentConfig]
+    registry: RegistryIndex
 
 
 @dataclass(slots=True)
@@ -78,55 +107,54 @@ def describe(exc: ValidationError) -> tuple[str, ReasonClass]:
     return text[:300], reason
 
 
-def _registry_problem(
-    item: ExposureIn, experiments: Mapping[str, ExperimentConfig]
-) -> tuple[str, ReasonClass] | None:
-    config = experiments.get(item.experiment)
-    if config is None:
-        return f"unknown experiment '{item.experiment}'", "unknown_experiment"
-    if config.status not in ACCEPTED_STATUSES:
-        return (
-            f"experiment '{item.experiment}' is {config.status}; exposures are accepted only while it is "
-            "running, paused or stopped"
-        ), "experiment_status"
-    if all(variant.key != item.variant for variant in config.variants):
-        return f"unknown variant '{item.variant}' for experiment '{item.experiment}'", "unknown_variant"
-    return None
-
-
-def _exposure_value(item: ExposureIn, event_id: str, context: ItemContext) -> bytes:
+def _exposure_value(item: ValidExposure, event_id: str, received_at: str) -> bytes:
     return orjson.dumps({
         "event_id": event_id, "experiment": item.experiment, "variant": item.variant,
-        "unit_id": item.unit_id, "timestamp": format_rfc3339(item.timestamp),
-        "received_at": context.received_at,
+        "unit_id": item.unit_id, "timestamp": item.timestamp, "received_at": received_at,
     })  # fmt: skip
 
 
-def _event_value(item: EventIn, event_id: str, context: ItemContext) -> bytes:
+def _event_value(item: ValidEvent, event_id: str, received_at: str) -> bytes:
     return orjson.dumps({
-        "event_id": event_id, "name": item.name, "unit_id": item.unit_id,
-        "timestamp": format_rfc3339(item.timestamp), "value": item.value,
-        "properties": item.properties, "received_at": context.received_at,
+        "event_id": event_id, "name": item.name, "unit_id": item.unit_id, "timestamp": item.timestamp,
+        "value": item.value, "properties": item.properties, "received_at": received_at,
     })  # fmt: skip
+
+
+def _checked(
+    kind: Kind, raw: dict[str, Any], window: TimeWindow
+) -> ValidExposure | ValidEvent | ValidationError:
+    if kind == "exposure":
+        quick: ValidExposure | ValidEvent | None = quick_exposure(raw, window)
+        if quick is None:
+            try:
+                return exposure_from_model(ExposureIn.model_validate(raw, context=window))
+            except ValidationError as exc:
+                return exc
+        return quick
+    quick = quick_event(raw, window)
+    if quick is None:
+        try:
+            return event_from_model(EventIn.model_validate(raw, context=window))
+        except ValidationError as exc:
+            return exc
+    return quick
 
 
 def _validate_one(kind: Kind, raw: Any, context: ItemContext) -> SpoolEntry | tuple[str, ReasonClass]:
     if not isinstance(raw, dict):
         return f"each item must be a JSON object, not {type(raw).__name__}", "malformed"
-    model: type[BaseModel] = ExposureIn if kind == "exposure" else EventIn
-    try:
-        item = model.model_validate(raw, context=context.window)
-    except ValidationError as exc:
-        return describe(exc)
-    if isinstance(item, ExposureIn):
-        problem = _registry_problem(item, context.experiments)
+    item = _checked(kind, raw, context.window)
+    if isinstance(item, ValidationError):
+        return describe(item)
+    event_id = item.event_id or str(uuid.uuid4())
+    if isinstance(item, ValidExposure):
+        problem = context.registry.problem(item.experiment, item.variant)
         if problem is not None:
             return problem
-    assert isinstance(item, ExposureIn | EventIn)
-    event_id = item.event_id or str(uuid.uuid4())
-    value = _exposure_value(item, event_id, context) if isinstance(item, ExposureIn) else (
-        _event_value(item, event_id, context)
-    )  # fmt: skip
+        value = _exposure_value(item, event_id, context.received_at)
+    else:
+        value = _event_value(item, event_id, context.received_at)
     return SpoolEntry(TOPICS[kind], item.unit_id.encode("utf-8"), value)
 
 
@@ -141,6 +169,10 @@ def validate_items(kind: Kind, items: list[Any], context: ItemContext) -> Outcom
     return outcome
 
 
+REGISTRY_REASONS = frozenset({"unknown_experiment", "unknown_variant", "experiment_status"})
+
+
 def needs_fresh_registry(outcome: Outcome) -> bool:
-    """An unknown experiment or variant may only mean the cached registry is behind."""
-    return any(r.reason in ("unknown_experiment", "unknown_variant") for r in outcome.rejected)
+    """An unknown experiment or variant, or a draft one, may only mean that the cached registry
+    is behind (an experiment created or started a moment ago)."""
+    return any(r.reason in REGISTRY_REASONS for r in outcome.rejected)

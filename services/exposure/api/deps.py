@@ -10,7 +10,8 @@ from services.common.auth import Principal, require_sdk
 from services.exposure.ingest import Ingestor
 
 
-def get_ingestor(request: Request) -> Ingestor:
+async def get_ingestor(request: Request) -> Ingestor:
+    # async although it does no I/O: FastAPI runs plain `def` dependencies in a thread pool.
     ingestor: Ingestor = request.app.state.ingestor
     return ingestor
 

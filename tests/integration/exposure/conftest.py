@@ -98,44 +98,44 @@ def experiment(admin: httpx.Client) -> dict[str, Any]:
     return create_running(admin)
 
 
-def exposure(experiment: str, unit: str, variant: str = "treatment", **fields: Any) -> dict[str, Any]:
+def exposure(experiment: str, unit: Any, variant: Any = "treatment", **fields: Any) -> dict[str, Any]:
     item = {"event_id": str(uuid.uuid4()), "experiment": experiment, "variant": variant, "unit_id": unit,
             "timestamp": int(time.time() * 1000)}  # fmt: skip
     item.update(fields)
     return item
 
 
-def read_topics(
-    bootstrap: str, topics: Iterable[str], wanted: Callable[[Message], bool], expect: int, timeout: float = 20.0
-) -> list[Message]:
-    """Every message of `topics` (from the beginning) that `wanted` selects, polling until
-    `expect` of them are found or `timeout` passes."""
+def read_topics(bootstrap: str, topics: Iterable[str], wanted: Callable[[Message], bool]) -> list[Message]:
+    """The messages of `topics` that `wanted` selects, reading every partition from its start
+    to the end offset it had when called (so: everything acked before the call)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False,
         auto_offset_reset="earliest", key_deserializer=Utf8(), value_deserializer=Json(),
     )  # fmt: skip
     try:
         partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(partitions)
         consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
         found: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while len(found) < expect and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, "could not read the topics to their end"
             for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    message = Message(record.topic, record.key, record.value)
-                    if wanted(message):
-                        found.append(message)
+                messages = (Message(r.topic, r.key, r.value) for r in records)
+                found.extend(m for m in messages if wanted(m))
         return found
     finally:
         consumer.close()
 
 
-def event_ids_in(bootstrap: str, topic: str, ids: set[str], timeout: float = 20.0) -> list[str]:
+def event_ids_in(bootstrap: str, topic: str, ids: set[str]) -> list[str]:
     """The event ids of `ids` found in `topic`, with repeats (duplicates) kept."""
-    messages = read_topics(bootstrap, [topic], lambda m: m.value.get("event_id") in ids, len(ids), timeout)
+    messages = read_topics(bootstrap, [topic], lambda m: m.value.get("event_id") in ids)
     return [m.value["event_id"] for m in messages]
 
 
@@ -148,7 +148,11 @@ def wait_until_drained(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         report = readiness(base_url)
-        if report["broker"]["connected"] and report["spool"]["records"] == 0 and not report["spool"]["segments"]:
+        if (
+            report["broker"]["connected"]
+            and report["spool"]["records"] == 0
+            and not report["spool"]["segments"]
+        ):
             return report
         assert time.monotonic() < deadline, f"the spool did not drain: {report}"
         time.sleep(0.1)

@@ -35,7 +35,9 @@ def test_broker_hangs_mid_stream_then_recovers(
         own_broker.freeze()  # requests in flight now get no ack: they time out into the spool
         spooled_before = poster.statuses[202]
         deadline = time.monotonic() + 15
-        while readiness(service.base_url)["spool"]["records"] == 0 or poster.statuses[202] < spooled_before + 5:
+        while (
+            readiness(service.base_url)["spool"]["records"] == 0 or poster.statuses[202] < spooled_before + 5
+        ):
             assert time.monotonic() < deadline, "nothing was spooled while the broker hung"
             time.sleep(0.05)
     finally:
@@ -51,6 +53,7 @@ def test_broker_hangs_mid_stream_then_recovers(
     metrics = httpx.get(f"{service.base_url}/metrics").text
     assert metric_value(metrics, "assay_exposure_items_spooled_total", kind="exposure") > 0
     assert metric_value(metrics, "assay_exposure_items_replayed_total", kind="exposure") > 0
+    service.stop()
 
 
 def test_broker_restarted_empty_mid_stream(
@@ -79,3 +82,4 @@ def test_broker_restarted_empty_mid_stream(
     assert set(accepted) - before - set(on_new_broker) == set(), "accepted exposures were lost"
     assert set(poster.statuses) == {202}, poster.statuses
     report_duplicates("broker restart", on_old_broker + on_new_broker)
+    service.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,7 +25,9 @@ def assert_client_error(response: httpx.Response, status: int) -> str:
     return detail
 
 
-def raw(client: httpx.Client, path: str, content: bytes, content_type: str = "application/json") -> httpx.Response:
+def raw(
+    client: httpx.Client, path: str, content: bytes, content_type: str = "application/json"
+) -> httpx.Response:
     return client.post(path, content=content, headers={"Content-Type": content_type})
 
 
@@ -52,7 +55,9 @@ def test_malformed_json_is_422(ingest: httpx.Client, content: bytes) -> None:
 )  # fmt: skip
 def test_malformed_envelopes_are_422(ingest: httpx.Client, body: Any, message: str) -> None:
     for path, field in PATHS.items():
-        payload = {field if k == "FIELD" else k: v for k, v in body.items()} if isinstance(body, dict) else body
+        payload = (
+            {field if k == "FIELD" else k: v for k, v in body.items()} if isinstance(body, dict) else body
+        )
         assert message in assert_client_error(raw(ingest, path, json.dumps(payload).encode()), 422)
 
 
@@ -70,7 +75,7 @@ def test_a_5_mb_body_is_413(ingest: httpx.Client) -> None:
     for path in PATHS:
         assert "byte limit" in assert_client_error(raw(ingest, path, body), 413)
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"events": [{"name": "a", "properties": {"blob": "'
         for _ in range(80):
             yield b"x" * 65536
@@ -91,7 +96,9 @@ def test_nan_and_infinity_reject_only_their_item(ingest: httpx.Client, literal: 
     now = str(int(time.time() * 1000)).encode()
     good = b'{"name": "ok", "unit_id": "u", "timestamp": ' + now + b"}"
     bad_value = b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "value": ' + literal + b"}"
-    bad_property = b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "properties": {"p": ' + literal + b"}}"
+    bad_property = (
+        b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "properties": {"p": ' + literal + b"}}"
+    )
     bad_time = b'{"name": "x", "unit_id": "u", "timestamp": ' + literal + b"}"
     body = b'{"events": [' + b", ".join([good, bad_value, bad_property, bad_time]) + b"]}"
     response = raw(ingest, "/v1/events", body)
@@ -103,13 +110,16 @@ def test_nan_and_infinity_reject_only_their_item(ingest: httpx.Client, literal: 
     assert "finite numbers" in errors[1] and "finite" in errors[2]
 
 
-def test_wrong_types_and_hostile_items_are_rejected_one_by_one(ingest: httpx.Client, experiment: dict) -> None:  # type: ignore[type-arg]
+def test_wrong_types_and_hostile_items_are_rejected_one_by_one(
+    ingest: httpx.Client, experiment: dict[str, Any]
+) -> None:
     key = experiment["key"]
-    exposures = [
+    exposures: list[Any] = [
         exposure(key, "fine"), exposure(key, 42), exposure(key, None), exposure(key, "u", variant=["x"]),
         exposure(key, "tab\tid"), exposure(key, "nul\x00"), exposure(key, "x" * 10_000),
-        exposure(key, "u", event_id="bad\nid"), exposure(key, "u", event_id=""), exposure(key, "u", timestamp=True),
-        exposure(key, "u", timestamp=[1]), exposure(key, "u", experiment="../../etc/passwd"),
+        exposure(key, "u", event_id="bad\nid"), exposure(key, "u", event_id=""),
+        exposure(key, "u", timestamp=True),
+        exposure(key, "u", timestamp=[1]), {**exposure(key, "u"), "experiment": "../../etc/passwd"},
         exposure(key, "u", extra={"x": 1}), {"unit_id": "u"}, [], None, 7, exposure(key, "用户-🙂"),
     ]  # fmt: skip
     response = ingest.post("/v1/exposures", json={"exposures": exposures})
@@ -123,7 +133,8 @@ def test_wrong_types_and_hostile_items_are_rejected_one_by_one(ingest: httpx.Cli
 
 def test_huge_property_maps_are_rejected_per_item(ingest: httpx.Client) -> None:
     events = [
-        event(properties={f"k{i}": i for i in range(10_000)}), event(properties={"a": {"b": {"c": {"d": 1}}}}),
+        event(properties={f"k{i}": i for i in range(10_000)}),
+        event(properties={"a": {"b": {"c": {"d": 1}}}}),
         event(properties={"blob": "x" * 100_000}), event(properties={"a": list(range(5000))}),
         event(properties={"k" * 1000: 1}), event(properties={"nested": [[[[[]]]]]}), event(),
     ]  # fmt: skip
@@ -142,7 +153,9 @@ def test_deeply_nested_items_never_500(ingest: httpx.Client) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 item_like = st.fixed_dictionaries(

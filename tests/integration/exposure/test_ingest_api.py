@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from deploy.broker import TansuBroker
+from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, client_for, metric_value
+from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running, metric_value
 from tests.integration.exposure.conftest import EVENTS, EXPOSURES, exposure, read_topics
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -28,7 +31,7 @@ def test_exposures_round_trip(ingest: httpx.Client, broker: TansuBroker, experim
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": 2, "rejected": []}
 
-    messages = read_topics(broker.bootstrap, [EXPOSURES], lambda m: m.value["experiment"] == key, 2)
+    messages = read_topics(broker.bootstrap, [EXPOSURES], lambda m: m.value["experiment"] == key)
     by_unit = {m.key: m for m in messages}
     assert sorted(by_unit) == ["unit-a", "unit-b"] and len(messages) == 2
     first = by_unit["unit-a"].value
@@ -53,7 +56,7 @@ def test_events_round_trip(ingest: httpx.Client, broker: TansuBroker) -> None:
     ]  # fmt: skip
     response = ingest.post("/v1/events", json={"events": events})
     assert response.status_code == 202 and response.json() == {"accepted": 2, "rejected": []}
-    messages = read_topics(broker.bootstrap, [EVENTS], lambda m: m.key == unit, 2)
+    messages = read_topics(broker.bootstrap, [EVENTS], lambda m: m.key == unit)
     by_name = {m.value["name"]: m.value for m in messages}
     assert len(messages) == 2 and all(m.topic == EVENTS for m in messages)
     purchase = by_name["purchase"]
@@ -99,7 +102,7 @@ def test_partial_acceptance_reports_exact_indices(
     assert errors[6].startswith(f"experiment '{draft}' is draft")
     assert errors[8] == "each item must be a JSON object, not str"
     assert "RFC 3339" in errors[9]
-    messages = read_topics(broker.bootstrap, [EXPOSURES], lambda m: m.value["experiment"] == key, 3, timeout=5)
+    messages = read_topics(broker.bootstrap, [EXPOSURES], lambda m: m.value["experiment"] == key)
     assert sorted(m.key for m in messages) == ["ok-0", "ok-7"]
 
 
@@ -122,15 +125,13 @@ def test_paused_and_stopped_experiments_still_take_late_exposures(
 
 
 def test_a_new_experiment_is_usable_at_once(ingest: httpx.Client, admin: httpx.Client) -> None:
-    from tests.conftest import create_running
-
     key = create_running(admin)["key"]
     response = ingest.post("/v1/exposures", json={"exposures": [exposure(key, "early-bird")]})
     assert response.json() == {"accepted": 1, "rejected": []}
 
 
 def test_roles_and_keys(exposure_service: ServiceProcess) -> None:
-    body = {"exposures": []}
+    body: dict[str, Any] = {"exposures": []}
     with client_for(exposure_service.base_url, ADMIN_KEY) as admin_client:
         refused = admin_client.post("/v1/exposures", json=body)
         assert refused.status_code == 403 and refused.json()["detail"] == "this endpoint needs an sdk key"
@@ -142,9 +143,13 @@ def test_roles_and_keys(exposure_service: ServiceProcess) -> None:
         assert anonymous.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readiness_and_metrics(ingest: httpx.Client, exposure_service: ServiceProcess, experiment: dict) -> None:  # type: ignore[type-arg]
+def test_readiness_and_metrics(
+    ingest: httpx.Client, exposure_service: ServiceProcess, experiment: dict[str, Any]
+) -> None:
     key = experiment["key"]
-    ingest.post("/v1/exposures", json={"exposures": [exposure(key, "m-1"), exposure(key, "m-2", variant="zz")]})
+    ingest.post(
+        "/v1/exposures", json={"exposures": [exposure(key, "m-1"), exposure(key, "m-2", variant="zz")]}
+    )
     with client_for(exposure_service.base_url, None) as anonymous:
         ready = anonymous.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -153,7 +158,26 @@ def test_readiness_and_metrics(ingest: httpx.Client, exposure_service: ServicePr
         assert report["spool"]["records"] == 0 and report["spool"]["full"] is False
         metrics = anonymous.get("/metrics").text
     assert metric_value(metrics, "assay_exposure_items_accepted_total", kind="exposure") >= 1
-    assert metric_value(metrics, "assay_exposure_items_rejected_total", kind="exposure", reason="unknown_variant") >= 1
+    assert (
+        metric_value(
+            metrics, "assay_exposure_items_rejected_total", kind="exposure", reason="unknown_variant"
+        )
+        >= 1
+    )
     assert metric_value(metrics, "assay_exposure_broker_connected") == 1
     assert metric_value(metrics, "assay_exposure_produce_seconds_count", path="direct") >= 1
     assert metric_value(metrics, "assay_exposure_spool_bytes") == 0
+
+
+def test_without_a_registry_the_service_pushes_back(
+    tmp_path: Path, broker: TansuBroker, start_exposure: Callable[..., ServiceProcess]
+) -> None:
+    dead_redis = RedisServer(tmp_path / "never-started")  # a free port nobody listens on
+    service = start_exposure(dead_redis.url, broker.bootstrap, ASSAY_REDIS_TIMEOUT_MS="100")
+    with client_for(service.base_url, SDK_KEY) as client:
+        response = client.post("/v1/exposures", json={"exposures": [exposure("k", "u")]})
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert "registry has not been loaded" in response.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["config_loaded"] is False
+    service.stop()

@@ -24,7 +24,9 @@ from tests.integration.exposure.conftest import (
 from tests.integration.exposure.test_broker_faults import report_duplicates
 
 
-def post_batches(base_url: str, key: str, batches: int, size: int = 100) -> tuple[list[str], list[httpx.Response]]:
+def post_batches(
+    base_url: str, key: str, batches: int, size: int = 100
+) -> tuple[list[str], list[httpx.Response]]:
     accepted: list[str] = []
     responses = []
     with client_for(base_url, SDK_KEY) as client:

@@ -14,7 +14,7 @@ from fastapi import HTTPException
 
 from services.exposure.envelope import items_of, parse_json
 from services.exposure.timestamps import TimestampError, TimeWindow, format_rfc3339, parse_timestamp
-from services.exposure.validation import ItemContext, validate_items
+from services.exposure.validation import ItemContext, RegistryIndex, validate_items
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -28,10 +28,10 @@ def config(key: str, status: str = "running") -> ExperimentConfig:
     })  # fmt: skip
 
 
-CONTEXT = ItemContext(WINDOW, "2026-11-20T12:00:00.000Z", {
+CONTEXT = ItemContext(WINDOW, "2026-11-20T12:00:00.000Z", RegistryIndex({
     "live": config("live"), "paused-exp": config("paused-exp", "paused"), "done": config("done", "stopped"),
     "draft-exp": config("draft-exp", "draft"), "old": config("old", "archived"),
-})  # fmt: skip
+}))  # fmt: skip
 
 
 def exposure(**fields: Any) -> dict[str, Any]:
@@ -61,7 +61,8 @@ def accepted_value(kind: str, item: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("2026-11-20T10:00:00Z", "2026-11-20T10:00:00.000Z"), ("2026-11-20t10:00:00.5z", "2026-11-20T10:00:00.500Z"),
+    [("2026-11-20T10:00:00Z", "2026-11-20T10:00:00.000Z"),
+     ("2026-11-20t10:00:00.5z", "2026-11-20T10:00:00.500Z"),
      ("2026-11-20T12:00:00.123456789+02:00", "2026-11-20T10:00:00.123Z"),
      ("2026-11-20 05:30:00-04:30", "2026-11-20T10:00:00.000Z"), (1795168800123, "2026-11-20T10:00:00.123Z"),
      (1795168800000.0, "2026-11-20T10:00:00.000Z")],
@@ -89,7 +90,7 @@ def test_time_window_limits() -> None:
     WINDOW.check(NOW - timedelta(days=30))
     with pytest.raises(TimestampError, match="301 s ahead of server time"):
         WINDOW.check(NOW + timedelta(seconds=301))
-    with pytest.raises(TimestampError, match="older than the 30-day horizon$"):
+    with pytest.raises(TimestampError, match=r"older than the 30-day horizon$"):
         WINDOW.check(NOW - timedelta(days=30, seconds=1))
     seconds_not_ms = parse_timestamp(NOW_MS // 1000)
     with pytest.raises(TimestampError, match="in milliseconds, not seconds"):
@@ -119,7 +120,9 @@ def test_registry_rules() -> None:
         accepted_value("exposure", exposure(experiment=key))
     assert one_error("exposure", exposure(experiment="nope")) == "unknown experiment 'nope'"
     assert one_error("exposure", exposure(variant="x")) == "unknown variant 'x' for experiment 'live'"
-    assert one_error("exposure", exposure(experiment="draft-exp")).startswith("experiment 'draft-exp' is draft")
+    assert one_error("exposure", exposure(experiment="draft-exp")).startswith(
+        "experiment 'draft-exp' is draft"
+    )
     assert one_error("exposure", exposure(experiment="old")).startswith("experiment 'old' is archived")
 
 
@@ -137,7 +140,9 @@ def test_control_characters_in_ids(field: str, text: str) -> None:
 
 
 def test_lone_surrogates_cannot_reach_the_broker() -> None:
-    assert one_error("exposure", exposure(unit_id="\ud800")).startswith("unit_id: Input should be a valid string")
+    assert one_error("exposure", exposure(unit_id="\ud800")).startswith(
+        "unit_id: Input should be a valid string"
+    )
     assert "cannot be stored" in one_error("event", event(properties={"note": "\udfff"}))
 
 
@@ -158,7 +163,8 @@ def test_lone_surrogates_cannot_reach_the_broker() -> None:
      (event(properties={"a": {"b": {"c": {}}}}), "nest at most 3 levels"),
      (event(properties={"a": [[[1]]]}), "nest at most 3 levels"),
      (event(properties={"a": list(range(600))}), "more than 512 values"),
-     (event(properties={"": 1}), "1 to 128 characters"), (event(properties={"k\x01": 1}), "control characters"),
+     (event(properties={"": 1}), "1 to 128 characters"),
+     (event(properties={"k\x01": 1}), "control characters"),
      (event(properties={"x": 2**70}), "cannot be stored")],
 )  # fmt: skip
 def test_wrong_shapes_and_limits(item: Any, message: str) -> None:
@@ -167,7 +173,7 @@ def test_wrong_shapes_and_limits(item: Any, message: str) -> None:
 
 
 def test_one_bad_item_never_rejects_the_others() -> None:
-    items = [exposure(unit_id=f"u{i}") for i in range(5)]
+    items: list[Any] = [exposure(unit_id=f"u{i}") for i in range(5)]
     items[1]["variant"], items[3] = "zzz", "junk"
     outcome = validate_items("exposure", items, CONTEXT)
     assert [r.index for r in outcome.rejected] == [1, 3]
