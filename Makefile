@@ -37,6 +37,7 @@ test: install browser
 
 bench: install
 	$(PY) -m bench.assignment
+	$(PY) -m bench.exposure
 
 lint: install
 	$(PY) -m ruff check sdk services deploy bench tests

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer, port_open
 from deploy.processes import ServiceProcess
 
@@ -83,6 +84,21 @@ def _start_redis(layout: Layout, env: dict[str, str]) -> str:
     return url
 
 
+def _start_broker(layout: Layout) -> str:
+    if os.environ.get("ASSAY_KAFKA_BOOTSTRAP"):
+        return os.environ["ASSAY_KAFKA_BOOTSTRAP"]
+    port = int(os.environ.get("ASSAY_BROKER_PORT", "9092"))
+    bootstrap = f"127.0.0.1:{port}"
+    if _running(layout, "broker"):
+        return bootstrap
+    if port_open("127.0.0.1", port):
+        sys.exit(f"port {port} is taken by another program; set ASSAY_BROKER_PORT or ASSAY_KAFKA_BOOTSTRAP")
+    broker = TansuBroker(port=port, log_path=layout.logs / "broker.log").start()
+    assert broker.process is not None
+    _record(layout, "broker", broker.process.pid, "tansu", bootstrap)
+    return bootstrap
+
+
 def _start_service(
     layout: Layout, name: str, module: str, port_variable: str, default_port: int, env: dict[str, str]
 ) -> str:
@@ -99,22 +115,31 @@ def _start_service(
     return url
 
 
+# (pid-file name, module, port variable, default port), started in this order.
+SERVICES = (
+    ("assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001),
+    ("exposure", "services.exposure", "ASSAY_EXPOSURE_PORT", 8002),
+    ("scorecard", "services.scorecard", "ASSAY_SCORECARD_PORT", 8003),
+)
+
+
 def up() -> None:
     layout = _layout()
     layout.logs.mkdir(parents=True, exist_ok=True)
     env = {"ASSAY_ENV": os.environ.get("ASSAY_ENV", "dev"), "ASSAY_DATA_DIR": str(layout.data_dir)}
     env["ASSAY_REDIS_URL"] = _start_redis(layout, env)
-    urls = {"redis": env["ASSAY_REDIS_URL"]}
-    urls["assignment"] = _start_service(
-        layout, "assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001, env
-    )
+    env["ASSAY_KAFKA_BOOTSTRAP"] = _start_broker(layout)
+    urls = {"redis": env["ASSAY_REDIS_URL"], "broker": env["ASSAY_KAFKA_BOOTSTRAP"]}
+    for name, module, port_variable, default_port in SERVICES:
+        urls[name] = _start_service(layout, name, module, port_variable, default_port, env)
     from deploy.seed import seed_demo
 
     seed_demo(urls["assignment"])
     print(f"\nAssay is running (state and logs under {layout.data_dir})")
     for name, url in urls.items():
         print(f"  {name:<11} {url}")
-    print(f"  API docs    {urls['assignment']}/docs")
+    print(f"  API docs    {urls['assignment']}/docs  {urls['exposure']}/docs  {urls['scorecard']}/docs")
+    print(f"  scorecards  {urls['scorecard']}/experiments")
     if env["ASSAY_ENV"] == "dev":
         print("  keys        admin: dev-admin-key   sdk: dev-sdk-key")
     print("Stop everything with: make down")
@@ -137,7 +162,7 @@ def _stop(layout: Layout, name: str) -> None:
 
 def down() -> None:
     layout = _layout()
-    for name in ("assignment", "redis"):
+    for name in [*reversed([service[0] for service in SERVICES]), "broker", "redis"]:
         _stop(layout, name)
 
 

@@ -12,9 +12,13 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from services.common.logs import configure_logging
 from services.metrics.settings import MetricsSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("services.metrics")
 
@@ -40,7 +44,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_command(args: argparse.Namespace, settings: MetricsSettings) -> int:
+def run_command(
+    args: argparse.Namespace, settings: MetricsSettings, spark: SparkSession | None = None
+) -> int:
+    """Compute and publish every requested experiment; 1 when any failed. A session passed in
+    is used and left running; otherwise one is built from the settings and stopped."""
     from services.metrics.catalog import load_catalog
     from services.metrics.job.registry import running_experiments
     from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
@@ -59,18 +67,21 @@ def run_command(args: argparse.Namespace, settings: MetricsSettings) -> int:
         as_of_us=as_of_us, lateness_us=round(settings.metrics_allowed_lateness_hours * HOUR_US),
         late_threshold_us=round(settings.metrics_late_threshold_hours * HOUR_US),
     )  # fmt: skip
-    spark = build_session(settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
-                          driver_memory=settings.spark_driver_memory)  # fmt: skip
+    session = spark or build_session(
+        settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
+        driver_memory=settings.spark_driver_memory,
+    )  # fmt: skip
     failures = 0
     try:
         for spec in specs:
             try:
-                run_experiment(spark, settings.lake_dir, settings.results_dir, spec, catalog, options)
+                run_experiment(session, settings.lake_dir, settings.results_dir, spec, catalog, options)
             except Exception:
                 failures += 1
                 log.exception("metrics job failed", extra={"experiment": spec.key})
     finally:
-        spark.stop()
+        if spark is None:
+            session.stop()
     return 1 if failures else 0
 
 

@@ -17,7 +17,7 @@ Vector = tuple[Decimal, ...]
 ZERO: Vector = tuple(Decimal(0) for _ in VECTOR)
 QUALITY_FIELDS = (
     "exposures", "units", "duplicate_events", "multiple_variant_units", "events_without_exposure",
-    "late_events_included", "late_after_freeze",
+    "late_events_included", "late_after_freeze", "events_before_exposure",
 )  # fmt: skip
 
 

@@ -6,7 +6,11 @@ Definitions (all after de-duplication by event_id, over rows with event time and
 - units: distinct exposed units (including units with more than one variant).
 - multiple_variant_units: units exposed to more than one variant (left out of the analysis).
 - events_without_exposure: relevant events at or after the experiment's first exposure
-  whose unit had no exposure to the experiment at that time (never, or only later).
+  from units never exposed to the experiment (a sign of broken exposure logging when the
+  experiment covers all traffic).
+- events_before_exposure (extra field): relevant events of exposed units at or after the
+  experiment's first exposure but before the unit's own first exposure (they never count
+  in a metric; within the lookback they feed the CUPED covariate).
 - duplicate event rows: extra copies of relevant events of exposed units.
 - used events: events counted in a metric (numerator or denominator, inside the window)
   for an analysed unit in the latest results. Of those, `late_events_included` were
@@ -25,9 +29,10 @@ def _count_when(condition: F.Column) -> F.Column:
 
 
 def exposure_summary(exposures: DataFrame) -> DataFrame:
-    """De-duplicated experiment exposures -> exposures, duplicates, first_us, watermark_us."""
+    """De-duplicated experiment exposures -> exposures, duplicates, first_us, watermark_us, variants."""
     return exposures.agg(
         F.count(F.lit(1)).alias("exposures"),
+        F.sort_array(F.collect_set("variant")).alias("variants"),
         F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
         F.min("ts_us").alias("first_us"),
         F.max("last_received_us").alias("watermark_us"),
@@ -43,13 +48,16 @@ def unit_summary(segments: DataFrame) -> DataFrame:
 
 
 def event_summary(events: DataFrame, segments: DataFrame, experiment_start_us: int) -> DataFrame:
-    """De-duplicated relevant events -> events_without_exposure, duplicates, watermark_us."""
+    """De-duplicated relevant events -> events_without_exposure, events_before_exposure,
+    duplicates, watermark_us."""
     latest = segments.where(F.col("seg_end").isNull()).select("unit_id", "first_us")
     joined = events.join(latest, "unit_id", "left")
     exposed = F.col("first_us").isNotNull()
-    unexposed = (~exposed | (F.col("ts_us") < F.col("first_us"))) & (F.col("ts_us") >= experiment_start_us)
+    in_experiment = F.col("ts_us") >= experiment_start_us
+    before = exposed & in_experiment & (F.col("ts_us") < F.col("first_us"))
     return joined.agg(
-        F.coalesce(_count_when(unexposed), F.lit(0)).alias("events_without_exposure"),
+        F.coalesce(_count_when(~exposed & in_experiment), F.lit(0)).alias("events_without_exposure"),
+        F.coalesce(_count_when(before), F.lit(0)).alias("events_before_exposure"),
         F.coalesce(F.sum(F.when(exposed, F.col("copies") - 1).otherwise(0)), F.lit(0)).alias("duplicates"),
         F.max("last_received_us").alias("watermark_us"),
     )

@@ -87,7 +87,7 @@ def compute_statistics(
     seg_events = tf.segment_events(tf.with_entry_index(events, timeline), segments)
     classified = tf.classify_events(seg_events, roles).persist()
     try:
-        kinds = roles.select("metric", "kind").distinct()
+        kinds = tf.metric_kinds(exposures, metrics)
         values = tf.unit_metric_values(tf.metric_increments(classified, segments, kinds))
         deltas = [row.asDict() for row in tf.contribution_deltas(values).collect()]
         unit_deltas = [row.asDict() for row in tf.unit_count_deltas(segments).collect()]
@@ -122,7 +122,7 @@ def compute(spark: SparkSession, lake_dir: Path, spec: ExperimentSpec, catalog: 
         finally:
             events.unpersist()
         result.timeline = timeline
-        result.variants_seen = {row["variant"] for row in exposures.select("variant").distinct().collect()}
+        result.variants_seen = set(summary.pop("variants"))
         result.quality = {**summary, **counts}
     finally:
         exposures.unpersist()
@@ -137,6 +137,7 @@ def data_quality(counts: dict[str, Any]) -> dict[str, Any]:
         "duplicate_events": counts.get("duplicates", 0) + events.get("duplicates", 0),
         "multiple_variant_units": counts.get("multiple_variant_units", 0),
         "events_without_exposure": events.get("events_without_exposure", 0),
+        "events_before_exposure": events.get("events_before_exposure", 0),
         "late_events_included": counts.get("late_events_included", 0),
         "late_after_freeze": counts.get("late_after_freeze", 0),
     }  # fmt: skip

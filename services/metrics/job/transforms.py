@@ -159,6 +159,12 @@ def metric_roles(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) ->
     return spark_frame.sparkSession.createDataFrame(rows, ROLES_SCHEMA)
 
 
+def metric_kinds(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) -> DataFrame:
+    return spark_frame.sparkSession.createDataFrame(
+        [(metric.name, metric.type) for metric in metrics], "metric string, kind string"
+    )
+
+
 def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     """Joins events to the metric roles they feed; `post`: inside the metric window after the
     first exposure; `pre`: in the CUPED lookback before it (numerator role only)."""
@@ -170,25 +176,28 @@ def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
 
 
 def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
-    """Per (unit segment, metric, entry c): what enters the numerator, denominator and
-    pre-period sums at c; plus a zero row at each segment start (units without events count)."""
+    """What each classified event adds to its unit segment's numerator, denominator and
+    pre-period sums at entry c, plus a zero row at each segment start (so units without
+    events count), hash-partitioned by unit: every later grouping and window includes
+    `unit_id`, so Spark needs no further exchange until the final per-variant sums."""
     value = F.coalesce(F.col("value").try_cast(EVENT_VALUE), F.lit(0).cast(EVENT_VALUE))
     amount = F.when(F.col("use_value"), value).otherwise(F.lit(1).cast(EVENT_VALUE))
     zero = F.lit(0).cast(EVENT_VALUE)
 
     def part(condition: Column) -> Column:
-        return F.sum(F.when(condition, amount).otherwise(zero))
+        return F.when(condition, amount).otherwise(zero)
 
-    moved = classified.groupBy(*SEGMENT_KEYS, "c").agg(
+    moved = classified.select(
+        *SEGMENT_KEYS, "c",
         part(F.col("post") & (F.col("role") == "num")).alias("num"),
         part(F.col("post") & (F.col("role") == "den")).alias("den"),
         part(F.col("pre")).alias("pre"),
-    )
-    zeros = [zero.cast("decimal(30,6)").alias(name) for name in ("num", "den", "pre")]
+    )  # fmt: skip
+    zeros = [zero.alias(name) for name in ("num", "den", "pre")]
     starts = segments.crossJoin(F.broadcast(metrics.select("metric", "kind"))).select(
         *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
     )
-    return moved.unionByName(starts)
+    return moved.unionByName(starts).repartition("unit_id")
 
 
 def unit_metric_values(increments: DataFrame) -> DataFrame:
@@ -205,7 +214,8 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
 
     def by_kind(total: Column) -> Column:
         # proportion: 1 when the unit has any matching event; mean and ratio: the sum itself
-        return F.when(F.col("kind") == "proportion", F.when(total > 0, one).otherwise(nothing)).otherwise(total)
+        any_event = F.when(total > 0, one).otherwise(nothing)
+        return F.when(F.col("kind") == "proportion", any_event).otherwise(total)
 
     return merged.select(
         "unit_id", "metric", "variant", "included", "c",
@@ -233,24 +243,22 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
 
     A unit whose value changes at c adds its new contribution and takes back its previous
     one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
+    Both rows come from one pass (explode), not from a union that would run the window twice.
     """
     contribution = _contribution(values)
     order = Window.partitionBy("unit_id", "metric").orderBy("c")
-    previous = contribution.select(
-        "metric", "variant", "c", *VECTOR,
+    with_previous = contribution.select(
+        "metric", "c", "variant", *VECTOR,
         F.lag("variant").over(order).alias("prev_variant"),
-        *[F.lag(name).over(order).alias(f"prev_{name}") for name in VECTOR],
+        *[(-F.lag(n).over(order)).alias(f"prev_{n}") for n in VECTOR],
     )  # fmt: skip
-    added = previous.select("metric", "variant", "c", *VECTOR)
-    removed = previous.where(F.col("prev_variant").isNotNull()).select(
-        "metric",
-        F.col("prev_variant").alias("variant"),
-        "c",
-        *[(-F.col(f"prev_{n}")).alias(n) for n in VECTOR],
+    added = F.struct(F.col("variant").alias("variant"), *[F.col(n).alias(n) for n in VECTOR])
+    taken_back = F.struct(
+        F.col("prev_variant").alias("variant"), *[F.col(f"prev_{n}").alias(n) for n in VECTOR]
     )
-    return (
-        added.unionByName(removed).groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
-    )
+    changes = with_previous.select("metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
+    rows = changes.where(F.col("change.variant").isNotNull()).select("metric", "c", "change.*")
+    return rows.groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
 
 
 def unit_count_deltas(segments: DataFrame) -> DataFrame:

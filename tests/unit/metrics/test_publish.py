@@ -1,0 +1,53 @@
+"""Publishing results: a writer killed at any moment never leaves a partial latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.metrics.job.io import publish
+
+REPO = Path(__file__).resolve().parents[3]
+WRITER = """
+import itertools, sys
+from pathlib import Path
+from services.metrics.job.io import publish
+for i in itertools.count():
+    publish(Path(sys.argv[1]), {"experiment": "exp", "computed_at": f"2026-11-22T00:00:00.{i:06d}Z",
+                                "payload": ["x" * 200] * 5000, "complete": True})
+    if i == 0:
+        print("ready", flush=True)
+"""
+
+
+def test_publish_writes_history_and_latest(tmp_path: Path) -> None:
+    document = {"experiment": "exp", "computed_at": "2026-11-22T01:02:03.000000Z", "metrics": []}
+    latest = publish(tmp_path, document)
+    assert latest == tmp_path / "exp" / "latest.json"
+    assert json.loads(latest.read_text()) == document
+    assert (
+        json.loads((tmp_path / "exp" / "history" / "2026-11-22T01:02:03.000000Z.json").read_text())
+        == document
+    )
+
+
+def test_killed_writer_never_leaves_a_partial_latest(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for _ in range(4):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE
+        )
+        assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.01, 0.3))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+        document = json.loads((tmp_path / "exp" / "latest.json").read_text())
+        assert document["complete"] is True and len(document["payload"]) == 5000
+        visible = [p.name for p in (tmp_path / "exp").iterdir() if not p.name.startswith(".")]
+        assert sorted(visible) == ["history", "latest.json"]  # only dot-files may be left over
