@@ -190,9 +190,7 @@ async def _python_load(url: str, requests: list[bytes], connections: int, second
     def percentile(share: float) -> float:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] / 1e6 if ordered else 0.0
 
-    return LoadResult(
-        "python-asyncio", len(ordered), elapsed, tally.errors, percentile(0.5), percentile(0.99)
-    )
+    return LoadResult("python-asyncio", len(ordered), elapsed, tally.errors, percentile(0.5), percentile(0.99))
 
 
 def run_python(

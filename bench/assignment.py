@@ -166,9 +166,7 @@ class HttpTarget:
 
 def unit_bodies(pool: int) -> list[bytes]:
     return [
-        orjson.dumps(
-            {"unit_id": f"u-{i:05d}", "attributes": unit_attributes(i), "experiments": [EXPERIMENT_KEY]}
-        )
+        orjson.dumps({"unit_id": f"u-{i:05d}", "attributes": unit_attributes(i), "experiments": [EXPERIMENT_KEY]})
         for i in range(pool)
     ]
 
@@ -227,9 +225,7 @@ def assignment_service(redis_url: str, workdir: Path) -> ServiceProcess:
         "ASSAY_ENV": "dev", "ASSAY_ADMIN_KEYS": "", "ASSAY_SDK_KEYS": "",
         "ASSAY_REDIS_URL": redis_url, "ASSAY_ACCESS_LOG": "false", "ASSAY_LOG_LEVEL": "WARNING",
     }  # fmt: skip
-    return ServiceProcess(
-        "services.assignment", workdir / "assignment.log", env, port_variable="ASSAY_ASSIGNMENT_PORT"
-    )
+    return ServiceProcess("services.assignment", workdir / "assignment.log", env, port_variable="ASSAY_ASSIGNMENT_PORT")
 
 
 def measure_assignment(plan: load.LoadPlan, workdir: Path, sample_size: int) -> HttpTarget:
@@ -294,20 +290,32 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_facts(generator: str, load_at_start: float) -> dict[str, str]:
+@dataclass(frozen=True)
+class RunStart:
+    """What the run measured: the code at its start, and how busy the box was then."""
+
+    commit: str
+    load_average: float
+
+
+def run_start() -> RunStart:
     repo = DOCS_PATH.parent.parent
     dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=repo, capture_output=True)
+    commit = first_line(["git", "rev-parse", "--short", "HEAD"], repo)
+    return RunStart(commit + (" + uncommitted changes" if dirty.returncode else ""), os.getloadavg()[0])
+
+
+def machine_facts(generator: str, start: RunStart) -> dict[str, str]:
     names = ("growthbook", "fastapi", "starlette", "uvicorn", "uvloop", "pydantic", "redis")
     return {
         "machine": f"{os.cpu_count()} logical cores, {cpu_model()}; {platform.platform()}",
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "commit": first_line(["git", "rev-parse", "--short", "HEAD"], repo)
-        + (" + uncommitted changes" if dirty.returncode else ""),
+        "commit": start.commit,
         "packages": ", ".join(f"{name} {metadata.version(name)}" for name in names),
         "Redis": first_line([redis_server_binary(), "--version"]),
         "load generator": first_line(["wrk", "-v"]) if generator == "wrk"
         else "Python asyncio fallback (wrk was not on PATH)",
-        "1-minute load average at start / end": f"{load_at_start:.2f} / {os.getloadavg()[0]:.2f}",
+        "1-minute load average at start / end": f"{start.load_average:.2f} / {os.getloadavg()[0]:.2f}",
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }  # fmt: skip
 
@@ -363,6 +371,13 @@ def http_row(target: HttpTarget) -> str:
     )
 
 
+def cpu_share(noop: HttpTarget, assign: HttpTarget) -> float:
+    def per_request(target: HttpTarget) -> float:
+        return target.cpu_seconds["server"] / max(target.result.requests, 1)
+
+    return per_request(noop) / per_request(assign)
+
+
 def render_http(assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan) -> list[str]:
     share = assign.result.requests_per_second / noop.result.requests_per_second
     met = share >= THROUGHPUT_AIM and assign.result.p99_ms < P99_AIM_MS
@@ -385,7 +400,10 @@ def render_http(assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan) -> li
         http_row(assign),
         "",
         f"Assay / no-op throughput = **{share:.1%}**, Assay p99 = **{assign.result.p99_ms:.2f} ms** "
-        f"(aim ≥ {THROUGHPUT_AIM:.0%} with p99 < {P99_AIM_MS:.0f} ms: {verdict(met)}).",
+        f"(aim ≥ {THROUGHPUT_AIM:.0%} with p99 < {P99_AIM_MS:.0f} ms: {verdict(met)}). Server CPU per "
+        f"request, no-op / Assay = **{cpu_share(noop, assign):.1%}**: the throughput ratio to expect "
+        "when both servers have a core to themselves, and steadier than the measured one when other "
+        "jobs share the box.",
         "",
         f"Decisions in the measured window (service metrics): {reasons_text(assign.reasons)}; "
         f"degraded answers: {assign.degraded}. In {sum(assign.sample_reasons.values()):,} answers "
@@ -395,9 +413,9 @@ def render_http(assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan) -> li
 
 def render_report(
     inprocess: InProcessResult, assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan,
-    load_at_start: float,
+    start: RunStart,
 ) -> str:  # fmt: skip
-    facts = machine_facts(plan.generator, load_at_start)
+    facts = machine_facts(plan.generator, start)
     return "\n".join([
         "## Assignment",
         "",
@@ -472,12 +490,12 @@ def run_http(args: argparse.Namespace, generator: str) -> tuple[HttpTarget, Http
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load_at_start = os.getloadavg()[0]
+    start = run_start()
     generator = choose_generator(args.load_generator)
     progress(f"in-process: {args.repetitions} passes of {args.units:,} units per implementation")
     inprocess = run_inprocess(args.units, args.repetitions)
     assign, noop, plan = run_http(args, generator)
-    report = render_report(inprocess, assign, noop, plan, load_at_start)
+    report = render_report(inprocess, assign, noop, plan, start)
     print(report)
     if not args.no_docs:
         rewrite_docs(report)
