@@ -43,7 +43,7 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     settings = settings or AssignmentSettings()
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
     cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
-    sticky = StickyStore(redis, retry_seconds=settings.redis_retry_seconds)
+    sticky = StickyStore(redis, retry_seconds=settings.redis_retry_seconds, cache_size=settings.sticky_cache_size)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

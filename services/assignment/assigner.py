@@ -10,7 +10,7 @@ from typing import Any
 from assay.evaluation import UNKNOWN_EXPERIMENT, Decision, evaluate
 
 from services.assignment.cache import ConfigSnapshot
-from services.assignment.sticky import StickyStore
+from services.assignment.sticky import StickyResult, StickyStore
 
 # Decisions that never consult the sticky store: the experiment is not assigning, or QA
 # forced a variant.
@@ -44,11 +44,11 @@ def _decide_without_store(
 
 def _apply_sticky(
     snapshot: ConfigSnapshot, decisions: dict[str, Decision], lookups: list[tuple[str, str | None]],
-    stored: Sequence[Any],
+    stored: Sequence[StickyResult | None],
 ) -> None:  # fmt: skip
     for (key, _candidate), result in zip(lookups, stored, strict=True):
-        if result.variant is None:
-            continue  # not enrolled before and not eligible now: keep the hash-free reason
+        if result is None or result.variant is None:
+            continue  # unknown (Redis away: hash answer stands) or never enrolled and not eligible now
         if result.variant not in snapshot.experiments[key].compiled.variant_keys:
             continue  # defensive: a stored variant the config no longer has
         decisions[key] = Decision(result.variant, "hash" if result.newly_stored else "sticky")
@@ -64,18 +64,14 @@ async def assign_units(
         [(k, d.variant) for k, d in decisions.items() if d.reason not in FINAL_REASONS]
         for decisions in all_decisions
     ]
-    pending = [(units[i][0], lookups[i]) for i in range(len(units)) if lookups[i]]
-    degraded = False
+    pending = [i for i in range(len(units)) if lookups[i]]
+    degraded = [False] * len(units)
     if pending:
-        stored = await store.resolve(pending)
-        if stored is None:
-            degraded = True
-        else:
-            replies = iter(stored)
-            for decisions, unit_lookups in zip(all_decisions, lookups, strict=True):
-                if unit_lookups:
-                    _apply_sticky(snapshot, decisions, unit_lookups, next(replies))
+        stored, unknown = await store.resolve([(units[i][0], lookups[i]) for i in pending])
+        for position, i in enumerate(pending):
+            _apply_sticky(snapshot, all_decisions[i], lookups[i], stored[position])
+            degraded[i] = unknown[position]
     return [
-        UnitAnswer(unit_id, degraded, decisions)
-        for (unit_id, _), decisions in zip(units, all_decisions, strict=True)
+        UnitAnswer(unit_id, degraded[i], all_decisions[i])
+        for i, (unit_id, _) in enumerate(units)
     ]

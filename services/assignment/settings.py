@@ -11,3 +11,4 @@ class AssignmentSettings(ServiceSettings):
     redis_retry_seconds: float = Field(1.0, ge=0, le=60, description="pause after a Redis failure")
     max_batch_units: int = Field(1000, ge=1, le=10_000)
     max_audit_entries: int = Field(10_000, ge=10)
+    sticky_cache_size: int = Field(200_000, ge=0, description="stored assignments remembered per process")

@@ -7,11 +7,16 @@ A batch sends one script call per unit in a single pipeline: one round trip.
 
 When Redis fails, the store reports "unavailable" and stays away for `retry_seconds`, so
 callers answer by hashing (degraded) at full speed instead of waiting on timeouts.
+
+A stored assignment never changes (the script only writes where nothing is stored, and
+nothing rewrites sticky keys), so each process keeps the ones it has seen in a bounded LRU
+and asks Redis only about the rest.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,27 +58,85 @@ class StickyResult:
 UnitLookups = Sequence[tuple[str, str | None]]
 
 
+class StoredAssignments:
+    """Bounded LRU of (unit, experiment) -> variant known to be stored in Redis."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def get(self, unit_id: str, experiment: str) -> str | None:
+        key = (unit_id, experiment)
+        variant = self._entries.get(key)
+        if variant is not None:
+            self._entries.move_to_end(key)
+        return variant
+
+    def put(self, unit_id: str, experiment: str, variant: str) -> None:
+        if self.capacity <= 0:
+            return
+        self._entries[(unit_id, experiment)] = variant
+        self._entries.move_to_end((unit_id, experiment))
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+# Per unit: one result per lookup (None: unknown, Redis unavailable), and whether any was unknown.
+Resolution = tuple[list[list[StickyResult | None]], list[bool]]
+
+
 class StickyStore:
-    def __init__(self, redis: aioredis.Redis, *, retry_seconds: float) -> None:
+    def __init__(self, redis: aioredis.Redis, *, retry_seconds: float, cache_size: int = 200_000) -> None:
         self.redis = redis
         self.retry_seconds = retry_seconds
         self.unavailable_until = 0.0
+        self.cache = StoredAssignments(cache_size)
         self._sha: str | None = None
 
     @property
     def available(self) -> bool:
         return time.monotonic() >= self.unavailable_until
 
-    async def resolve(self, units: Sequence[tuple[str, UnitLookups]]) -> list[list[StickyResult]] | None:
-        """Stored (or newly stored) assignments per unit; None when Redis is unavailable."""
+    async def resolve(self, units: Sequence[tuple[str, UnitLookups]]) -> Resolution:
+        """Stored (or newly stored) assignments per unit and lookup, from the cache or Redis."""
+        results: list[list[StickyResult | None]] = [[None] * len(lookups) for _, lookups in units]
+        misses: list[tuple[int, list[int]]] = []
+        for i, (unit_id, lookups) in enumerate(units):
+            missing = []
+            for j, (experiment, _) in enumerate(lookups):
+                cached = self.cache.get(unit_id, experiment)
+                if cached is None:
+                    missing.append(j)
+                else:
+                    results[i][j] = StickyResult(cached, False)
+            if missing:
+                misses.append((i, missing))
+        unknown = [False] * len(units)
+        if misses and not await self._fill(units, misses, results):
+            for i, _ in misses:
+                unknown[i] = True
+        return results, unknown
+
+    async def _fill(
+        self, units: Sequence[tuple[str, UnitLookups]], misses: list[tuple[int, list[int]]],
+        results: list[list[StickyResult | None]],
+    ) -> bool:  # fmt: skip
+        """Ask Redis about the cache misses; False when it is unavailable."""
         if not self.available:
-            return None
+            return False
+        asks = [(units[i][0], [units[i][1][j] for j in missing]) for i, missing in misses]
         try:
-            replies = await self._run(units)
+            replies = await self._run(asks)
         except (RedisError, OSError):
             self.unavailable_until = time.monotonic() + self.retry_seconds
-            return None
-        return [_parse(reply) for reply in replies]
+            return False
+        for (i, missing), reply in zip(misses, replies, strict=True):
+            unit_id, lookups = units[i]
+            for j, result in zip(missing, _parse(reply), strict=True):
+                results[i][j] = result
+                if result.variant is not None:
+                    self.cache.put(unit_id, lookups[j][0], result.variant)
+        return True
 
     async def _run(self, units: Sequence[tuple[str, UnitLookups]]) -> list[list[str]]:
         if self._sha is None:
