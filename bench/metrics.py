@@ -16,13 +16,14 @@ Prints a Markdown section (it does not write docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from importlib import metadata
@@ -111,10 +112,11 @@ def synthetic_lake(lake_dir: Path, events: int, seed: int = 1) -> dict[str, int]
     value = np.where(names == 2, spend, np.round(rng.gamma(4.0, 75.0, events)))
     rows, received = _with_copies(rng, ts, 0.03)
     _write_partitions(pa.table({
-        "event_id": _ids("e", rows), "name": pa.array(EVENT_NAMES[names[rows]]), "unit_id": _ids("u", unit[rows]),
-        "timestamp": _times(ts[rows]), "received_at": _times(received),
+        "event_id": _ids("e", rows), "name": pa.array(EVENT_NAMES[names[rows]]),
+        "unit_id": _ids("u", unit[rows]), "timestamp": _times(ts[rows]), "received_at": _times(received),
         "value": pa.array(np.where(names[rows] == 0, np.nan, value[rows]), from_pandas=True),
-        "properties": pa.nulls(rows.size, pa.string()), "kafka_partition": pa.array(np.ones(rows.size, np.int32)),
+        "properties": pa.nulls(rows.size, pa.string()),
+        "kafka_partition": pa.array(np.ones(rows.size, np.int32)),
         "kafka_offset": pa.array(np.arange(rows.size)),
     }, schema=lake.EVENT_SCHEMA), lake.EVENTS_TOPIC, lake_dir, None)  # fmt: skip
     return {"units": units, "event_rows": int(rows.size), "exposure_rows": int(exposure_unit.size)}
@@ -126,9 +128,11 @@ def synthetic_lake(lake_dir: Path, events: int, seed: int = 1) -> dict[str, int]
 def _dedup_sql(source: str, columns: str) -> str:
     return f"""
         SELECT {columns}, copies, last_received_us FROM (
-            SELECT *, row_number() OVER w AS rank, count(*) OVER w AS copies, max(received_us) OVER w AS last_received_us
-            FROM ({source}) WINDOW w AS (PARTITION BY event_id ORDER BY received_us, kafka_partition, kafka_offset
-                                         ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+            SELECT *, row_number() OVER w AS rank, count(*) OVER w AS copies,
+                   max(received_us) OVER w AS last_received_us
+            FROM ({source})
+            WINDOW w AS (PARTITION BY event_id ORDER BY received_us, kafka_partition, kafka_offset
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         ) WHERE rank = 1"""
 
 
@@ -136,7 +140,8 @@ def _entry_sql(table: str, timeline: Any) -> str:
     by_time = f"least(greatest((ts_us - {timeline.day0_us}) // {DAY_US}, 0), {timeline.latest})"
     receipt = f"least(greatest((received_us - {timeline.day0_us + timeline.lateness_us}) // {DAY_US}, 0), " \
               f"{timeline.frozen_days})"  # fmt: skip
-    return f"SELECT *, {by_time} AS k_time, {receipt} AS k_received, greatest(k_time, k_received) AS k FROM {table}"
+    both = "greatest(k_time, k_received)"
+    return f"SELECT *, {by_time} AS k_time, {receipt} AS k_received, {both} AS k FROM {table}"
 
 
 def _deltas_sql() -> str:
@@ -150,10 +155,10 @@ def _deltas_sql() -> str:
     return f"""
         WITH moved AS (
             SELECT unit_id, metric, kind, seg_start, variant, included, c,
-                   {part.format("post AND role = 'num'")} AS num, {part.format("post AND role = 'den'")} AS den,
-                   {part.format("pre")} AS pre
-            FROM (SELECT *, (CASE WHEN use_value THEN coalesce(TRY_CAST(value AS DECIMAL(20,6)), 0) ELSE 1 END)
-                            ::DECIMAL(20,6) AS amount FROM classified) GROUP BY ALL),
+                   {part.format("post AND role = 'num'")} AS num,
+                   {part.format("post AND role = 'den'")} AS den, {part.format("pre")} AS pre
+            FROM (SELECT *, (CASE WHEN use_value THEN coalesce(TRY_CAST(value AS DECIMAL(20,6)), 0)
+                             ELSE 1 END)::DECIMAL(20,6) AS amount FROM classified) GROUP BY ALL),
         starts AS (SELECT s.unit_id, m.metric, m.kind, s.seg_start, s.variant, s.included, s.seg_start AS c,
                           0::DECIMAL(38,6) AS num, 0::DECIMAL(38,6) AS den, 0::DECIMAL(38,6) AS pre
                    FROM segments s CROSS JOIN kinds m),
@@ -188,9 +193,11 @@ def duckdb_compute(lake_dir: Path, as_of: str) -> Any:
     metrics, options = load_catalog(DEFAULT_CATALOG).metrics, JobOptions(parse_instant(as_of))
     db = duckdb.connect()
     exposure_files = [str(p) for p in io.exposure_files(lake_dir, EXPERIMENT, date_of(options.as_of_us))]
-    raw = f"""SELECT event_id, unit_id, variant, epoch_us(timestamp) AS ts_us, epoch_us(received_at) AS received_us,
-                     kafka_partition, kafka_offset FROM read_parquet({exposure_files})
-              WHERE experiment = '{EXPERIMENT}' AND ts_us <= {options.as_of_us} AND received_us <= {options.as_of_us}"""
+    raw = f"""SELECT event_id, unit_id, variant, epoch_us(timestamp) AS ts_us,
+                     epoch_us(received_at) AS received_us, kafka_partition, kafka_offset
+              FROM read_parquet({exposure_files})
+              WHERE experiment = '{EXPERIMENT}' AND ts_us <= {options.as_of_us}
+                AND received_us <= {options.as_of_us}"""
     db.execute(
         f"CREATE TEMP TABLE exposures AS {_dedup_sql(raw, 'event_id, unit_id, variant, ts_us, received_us')}"
     )
@@ -204,32 +211,38 @@ def duckdb_compute(lake_dir: Path, as_of: str) -> Any:
     ]
     names = sorted(set().union(*(m.event_names for m in metrics)))
     since = timeline.day0_us - lookback * DAY_US
-    raw = f"""SELECT event_id, unit_id, name, value, epoch_us(timestamp) AS ts_us, epoch_us(received_at) AS received_us,
-                     kafka_partition, kafka_offset FROM read_parquet({event_files})
-              WHERE name IN ({", ".join(f"'{n}'" for n in names)}) AND ts_us BETWEEN {since} AND {options.as_of_us}
-                AND received_us <= {options.as_of_us}"""
+    raw = f"""SELECT event_id, unit_id, name, value, epoch_us(timestamp) AS ts_us,
+                     epoch_us(received_at) AS received_us, kafka_partition, kafka_offset
+              FROM read_parquet({event_files})
+              WHERE name IN ({", ".join(f"'{n}'" for n in names)})
+                AND ts_us BETWEEN {since} AND {options.as_of_us} AND received_us <= {options.as_of_us}"""
     db.execute(
         f"CREATE TEMP TABLE events AS {_dedup_sql(raw, 'event_id, unit_id, name, value, ts_us, received_us')}"
     )
     _roles(db, metrics)
     db.execute(f"""CREATE TEMP TABLE segments AS
-        WITH per_entry AS (SELECT unit_id, k, min(ts_us) AS min_ts, min(variant) AS min_v, max(variant) AS max_v
+        WITH per_entry AS (SELECT unit_id, k, min(ts_us) AS min_ts, min(variant) AS min_v,
+                                  max(variant) AS max_v
                            FROM ({_entry_sql("exposures", timeline)}) GROUP BY ALL)
         SELECT unit_id, k AS seg_start, lead(k) OVER (PARTITION BY unit_id ORDER BY k) AS seg_end,
-               min(min_ts) OVER r AS first_us, min(min_v) OVER r AS variant, min(min_v) OVER r = max(max_v) OVER r AS included
-        FROM per_entry WINDOW r AS (PARTITION BY unit_id ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""")
+               min(min_ts) OVER r AS first_us, min(min_v) OVER r AS variant,
+               min(min_v) OVER r = max(max_v) OVER r AS included
+        FROM per_entry
+        WINDOW r AS (PARTITION BY unit_id ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""")
     db.execute(f"""CREATE TEMP TABLE classified AS SELECT * FROM (
-        SELECT e.*, s.seg_start, s.seg_end, s.first_us, s.variant, s.included, greatest(e.k, s.seg_start) AS c,
-               r.metric, r.kind, r.role, r.use_value,
+        SELECT e.*, s.seg_start, s.seg_end, s.first_us, s.variant, s.included,
+               greatest(e.k, s.seg_start) AS c, r.metric, r.kind, r.role, r.use_value,
                e.ts_us >= s.first_us AND (r.window_us IS NULL OR e.ts_us < s.first_us + r.window_us) AS post,
                e.ts_us >= s.first_us - r.lookback_us AND e.ts_us < s.first_us AND r.role = 'num' AS pre
-        FROM ({_entry_sql("events", timeline)}) e JOIN segments s USING (unit_id) JOIN roles r ON e.name = r.event
+        FROM ({_entry_sql("events", timeline)}) e JOIN segments s USING (unit_id)
+        JOIN roles r ON e.name = r.event
     ) WHERE (seg_end IS NULL OR c < seg_end) AND (post OR pre)""")
     deltas = [dict(zip(["metric", "variant", "c", *VECTOR_SQL], row, strict=True))
               for row in db.execute(_deltas_sql()).fetchall()]  # fmt: skip
     units = db.execute("""SELECT variant, c, sum(units) AS units FROM (
         SELECT variant, seg_start AS c, 1 AS units FROM segments WHERE included
-        UNION ALL SELECT variant, seg_end, -1 FROM segments WHERE included AND seg_end IS NOT NULL) GROUP BY ALL""")
+        UNION ALL SELECT variant, seg_end, -1 FROM segments WHERE included AND seg_end IS NOT NULL
+    ) GROUP BY ALL""")
     unit_deltas = [dict(zip(["variant", "c", "units"], row, strict=True)) for row in units.fetchall()]
     quality = _quality(db, summary, timeline, options)
     return Computation(list(metrics), [], timeline, accumulate(deltas, unit_deltas, timeline.days), quality,
@@ -259,7 +272,9 @@ def _quality(db: Any, summary: Any, timeline: Any, options: Any) -> dict[str, An
     events = db.execute(f"""SELECT count(*) FILTER (first_us IS NULL AND ts_us >= {summary[2]}),
             count(*) FILTER (first_us IS NOT NULL AND ts_us >= {summary[2]} AND ts_us < first_us),
             coalesce(sum(copies - 1) FILTER (first_us IS NOT NULL), 0), max(last_received_us)
-        FROM events LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)""").fetchone()
+        FROM events
+        LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)
+    """).fetchone()
     return {
         "exposures": summary[0], "duplicates": summary[1], "first_us": summary[2], "watermark_us": summary[3],
         "units": units[0], "multiple_variant_units": units[1], "late_events_included": used[0],
@@ -314,10 +329,8 @@ def measure(engine: str, lake_dir: Path, work: Path) -> dict[str, Any]:
     child = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.DEVNULL)
     parent, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):  # a process of the tree may just have exited
             peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
-        except psutil.Error:
-            pass
         time.sleep(0.05)
     if child.returncode != 0:
         raise RuntimeError(f"{engine} worker failed with exit code {child.returncode}")
@@ -339,8 +352,8 @@ def environment() -> list[str]:
         f"{platform.platform()}",
         f"- Python {platform.python_version()}; {versions}; {java}",
         "- Spark: `local[*]`, the shipped settings (driver memory "
-        f"{os.environ.get('ASSAY_SPARK_DRIVER_MEMORY', '2g')}, 8 shuffle partitions, AQE on); DuckDB: defaults "
-        "(all cores)",
+        f"{os.environ.get('ASSAY_SPARK_DRIVER_MEMORY', '2g')}, 8 shuffle partitions, AQE on); "
+        "DuckDB: defaults (all cores)",
     ]
 
 
@@ -351,11 +364,12 @@ def report(rows: list[dict[str, Any]], loads: tuple[float, float]) -> str:
         *environment(),
         f"- 1-minute load average at start / end: {loads[0]:.2f} / {loads[1]:.2f}",
         f"- measured: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-        f"One experiment, {DAYS} days, 20 events per unit on average (session_start / page_load / purchase), "
-        "14-day pre-period, ~2% duplicate rows, ~3% late arrivals; all six catalog metrics with CUPED "
-        "covariates, daily snapshots with the 72 h freeze, and data-quality counts. Both engines read the same "
-        "Parquet files (same partition pruning) in a fresh process; job time excludes the JVM start-up, shown "
-        "apart. Peak RSS is the whole process tree (Python + JVM for Spark) sampled every 50 ms.", "",
+        f"One experiment, {DAYS} days, 20 events per unit on average (session_start / page_load / "
+        "purchase), 14-day pre-period, ~2% duplicate rows, ~3% late arrivals; all six catalog metrics with "
+        "CUPED covariates, daily snapshots with the 72 h freeze, and data-quality counts. Both engines read "
+        "the same Parquet files (same partition pruning) in a fresh process; job time excludes the JVM "
+        "start-up, shown apart. Peak RSS is the whole process tree (Python + JVM for Spark) sampled every "
+        "50 ms.", "",
         "| events | units | Spark job (s) | Spark start-up (s) | Spark peak RSS (MiB) | DuckDB (s) "
         "| DuckDB peak RSS (MiB) | Spark / DuckDB time | Spark / DuckDB memory | identical results |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -365,18 +379,19 @@ def report(rows: list[dict[str, Any]], loads: tuple[float, float]) -> str:
         lines.append(
             f"| {row['events']:,} | {row['units']:,} | {spark['job_s']:.1f} | {spark['startup_s']:.1f} "
             f"| {spark['peak_rss_mib']:,.0f} | {duck['job_s']:.1f} | {duck['peak_rss_mib']:,.0f} "
-            f"| {_ratio(spark['job_s'], duck['job_s'])}× | {_ratio(spark['peak_rss_mib'], duck['peak_rss_mib'])}× "
+            f"| {_ratio(spark['job_s'], duck['job_s'])}× "
+            f"| {_ratio(spark['peak_rss_mib'], duck['peak_rss_mib'])}× "
             f"| {'yes' if row['identical'] else '**NO**'} |"
         )
     lines += ["", "Growth between sizes (× of the smaller size):", "",
-              "| events | size × | Spark time × | DuckDB time × | Spark RSS × | DuckDB RSS × | Spark µs/event "
-              "| DuckDB µs/event |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for small, large in zip(rows, rows[1:], strict=False):
+              "| events | size × | Spark time × | DuckDB time × | Spark RSS × | DuckDB RSS × "
+              "| Spark µs/event | DuckDB µs/event |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for small, large in itertools.pairwise(rows):
         cells = [_ratio(large[e][k], small[e][k]) for k in ("job_s",) for e in ("spark", "duckdb")]
         cells += [_ratio(large[e]["peak_rss_mib"], small[e]["peak_rss_mib"]) for e in ("spark", "duckdb")]
         per_event = [f"{large[e]['job_s'] / large['events'] * 1e6:.1f}" for e in ("spark", "duckdb")]
-        lines.append(f"| {small['events']:,} → {large['events']:,} | {large['events'] / small['events']:.1f} | "
-                     + " | ".join(cells + per_event) + " |")  # fmt: skip
+        step = f"| {small['events']:,} → {large['events']:,} | {large['events'] / small['events']:.1f} | "
+        lines.append(step + " | ".join(cells + per_event) + " |")
     return "\n".join(lines)
 
 

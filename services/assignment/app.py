@@ -15,9 +15,11 @@ from redis.exceptions import RedisError
 from services.assignment.api import assign, experiments
 from services.assignment.cache import ConfigCache
 from services.assignment.registry import Registry
+from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
 from services.assignment.sticky import StickyStore
 from services.common.auth import KeyRing
+from services.common.bodies import document_models
 from services.common.http import install_common
 from services.common.redis import connect
 
@@ -87,4 +89,5 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     )  # fmt: skip
     app.include_router(experiments.router)
     app.include_router(assign.router)
+    document_models(app, AssignRequest)
     return app

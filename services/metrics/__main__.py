@@ -61,7 +61,11 @@ def run_command(
     else:
         keys = (args.experiment,) if args.experiment else _names(args.experiments) or ()
         variants, metrics = _names(args.variants) or (), _names(args.metrics)
-        specs = [ExperimentSpec(key, variants, metrics) for key in keys]
+        try:
+            specs = [ExperimentSpec(key, variants, metrics) for key in keys]
+        except ValueError as exc:
+            log.error("bad experiment key", extra={"error": str(exc)})
+            return 2
     as_of_us = parse_instant(args.as_of) if args.as_of else time.time_ns() // 1000
     options = JobOptions(
         as_of_us=as_of_us, lateness_us=round(settings.metrics_allowed_lateness_hours * HOUR_US),

@@ -24,6 +24,7 @@ from services.metrics.job.document import (
     variant_order,
 )
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, date_of, format_micros
+from services.metrics.records import EXPERIMENT_KEY
 
 log = logging.getLogger("services.metrics.job")
 
@@ -35,6 +36,11 @@ class ExperimentSpec:
     key: str
     variants: tuple[str, ...] = ()
     metrics: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # The key names lake and results directories: never let it walk the file system.
+        if not EXPERIMENT_KEY.match(self.key):
+            raise ValueError(f"{self.key!r} is not an experiment key (lowercase letters, digits, '-', '_')")
 
 
 @dataclass(frozen=True)
@@ -68,9 +74,9 @@ def load_exposures(spark: SparkSession, lake_dir: Path, key: str, options: JobOp
 
 def load_events(spark: SparkSession, lake_dir: Path, metrics: Sequence[MetricDefinition], timeline: Timeline,
                 options: JobOptions) -> DataFrame:  # fmt: skip
-    lookback_days = max(metric.cuped_lookback_days for metric in metrics)
+    lookback_days = max((metric.cuped_lookback_days for metric in metrics), default=0)
     files = io.event_files(lake_dir, timeline.day(0), lookback_days, date_of(options.as_of_us))
-    names = set().union(*(metric.event_names for metric in metrics))
+    names: set[str] = set().union(*(metric.event_names for metric in metrics))
     since_us = timeline.day0_us - lookback_days * DAY_US
     raw = tf.with_micros(io.read_parquet(spark, files, io.EVENT_DDL))
     return tf.first_received(tf.relevant_events(raw, names, since_us, options.as_of_us))
