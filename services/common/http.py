@@ -23,6 +23,8 @@ log = logging.getLogger("assay.http")
 access_log = logging.getLogger("assay.access")
 
 MAX_ERRORS_REPORTED = 20
+# Metric labels stay bounded whatever method token a client sends.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(HTTPException):
@@ -76,7 +78,8 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], route, status, elapsed)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            self.metrics.observe(method, route, status, elapsed)
             if self.access_log:
                 access_log.info(
                     "request",

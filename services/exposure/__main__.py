@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from services.common.logs import configure_logging
+from services.common.runtime import tune_garbage_collector
 from services.exposure.app import create_app
 from services.exposure.settings import ExposureSettings
 
@@ -19,8 +20,10 @@ def main() -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     for chatty in ("kafka.net", "kafka.cluster"):
         logging.getLogger(chatty).setLevel(logging.CRITICAL)
+    app = create_app(settings)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.exposure_port,
         log_config=None,

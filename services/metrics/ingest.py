@@ -29,6 +29,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.metrics import lake
 from services.metrics.durable import append_durably, write_atomic
+from services.metrics.health import HealthServer
 from services.metrics.records import Malformed, Row, parse_message
 from services.metrics.settings import MetricsSettings
 
@@ -98,6 +99,12 @@ class Ingestor:
         self.clock = clock
         self.batch = Batch()
         self.counters = Counters()
+        self.last_flush_at: float | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for the health surface (read from its thread; plain ints, no lock needed)."""
+        return {"counters": self.counters.as_dict(), "last_flush_at": self.last_flush_at,
+                "pending_messages": self.batch.messages}  # fmt: skip
 
     def add(self, record: Any) -> None:
         batch = self.batch
@@ -140,6 +147,7 @@ class Ingestor:
             self.counters.quarantined += len(lines)
         self.commit(batch.next_offsets)
         self.counters.flushes += 1
+        self.last_flush_at = time.time()
         log.info("ingest flush", extra={"batch_messages": batch.messages, "totals": self.counters.as_dict()})
 
     def commit(self, next_offsets: dict[TopicPartition, int]) -> None:
@@ -214,11 +222,17 @@ def run_ingest(settings: MetricsSettings, stop: threading.Event | None = None) -
         max_seconds=settings.ingest_batch_max_seconds, poll_ms=settings.ingest_poll_ms,
     )  # fmt: skip
     listener.ingestor = ingestor
-    log.info("ingest started", extra={"bootstrap": settings.kafka_bootstrap, "lake": str(settings.lake_dir)})
+    health = HealthServer(settings.host, settings.metrics_port, ingestor.snapshot).start() if (
+        settings.metrics_port
+    ) else None  # fmt: skip
+    log.info("ingest started", extra={"bootstrap": settings.kafka_bootstrap, "lake": str(settings.lake_dir),
+                                      "port": settings.metrics_port or None})  # fmt: skip
     try:
         ingestor.run(stop)
     finally:
         listener.ingestor = None
         consumer.close(autocommit=False)
+        if health is not None:
+            health.stop()
     log.info("ingest stopped", extra={"totals": ingestor.counters.as_dict()})
     return ingestor.counters

@@ -19,6 +19,7 @@ class MetricsSettings(ServiceSettings):
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(8, ge=1, le=100_000)
 
+    metrics_port: int = Field(8004, ge=0, le=65535, description="ingest /healthz and /metrics; 0 = off")
     ingest_group: str = "assay-metrics-ingest"
     ingest_batch_max_records: int = Field(20_000, ge=1, description="flush after this many messages")
     ingest_batch_max_seconds: float = Field(2.0, gt=0, description="flush at least this often")

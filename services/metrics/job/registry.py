@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 import redis
 
@@ -23,6 +24,20 @@ def spec_from_document(raw: str | bytes) -> ExperimentSpec:
     return ExperimentSpec(key=doc["key"], variants=variants, metrics=tuple(dict.fromkeys(named)) or None)
 
 
+def running_specs(documents: Mapping[str, str] | Mapping[bytes | str, bytes | str]) -> list[ExperimentSpec]:
+    """Specs of the running experiments among registry documents; unreadable ones are skipped."""
+    specs = []
+    for key, raw in sorted(documents.items(), key=lambda item: str(item[0])):
+        try:
+            if json.loads(raw).get("status") == "running":
+                specs.append(spec_from_document(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "skipping an unreadable experiment document", extra={"experiment": key, "error": repr(exc)}
+            )
+    return specs
+
+
 def running_experiments(redis_url: str, timeout_ms: int = 2000) -> list[ExperimentSpec]:
     client = redis.Redis.from_url(
         redis_url,
@@ -34,13 +49,4 @@ def running_experiments(redis_url: str, timeout_ms: int = 2000) -> list[Experime
         documents = client.hgetall(EXPERIMENTS)
     finally:
         client.close()
-    specs = []
-    for key, raw in sorted(documents.items()):
-        try:
-            if json.loads(raw).get("status") == "running":
-                specs.append(spec_from_document(raw))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "skipping an unreadable experiment document", extra={"experiment": key, "error": repr(exc)}
-            )
-    return specs
+    return running_specs(documents)

@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.serializer import Serializer
 
+from deploy.embedded import free_port
 from services.metrics import lake
 
 REPO = Path(__file__).resolve().parents[3]
@@ -72,11 +73,17 @@ class IngestProcess:
     extra: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> IngestProcess:
         env = {
             **os.environ, "ASSAY_ENV": "test", "ASSAY_KAFKA_BOOTSTRAP": self.bootstrap,
-            "ASSAY_DATA_DIR": str(self.data_dir), "ASSAY_INGEST_GROUP": self.group, **self.extra,
+            "ASSAY_DATA_DIR": str(self.data_dir), "ASSAY_INGEST_GROUP": self.group,
+            "ASSAY_METRICS_PORT": str(self.port), **self.extra,
         }  # fmt: skip
         self.log_path = self.log_path or self.data_dir / f"ingest-{self.group}.log"
         with self.log_path.open("ab") as log:

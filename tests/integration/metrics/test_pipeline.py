@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pyspark.sql import SparkSession
 
@@ -45,6 +46,8 @@ class Scenario:
     data_dir: Path
     ingest_exit_code: int
     ingest_log: str
+    health: dict[str, Any]
+    prometheus: str
 
 
 def ids(records: list[dict[str, Any]]) -> set[str]:
@@ -93,13 +96,15 @@ def scenario(broker: TansuBroker, spark: SparkSession, tmp_path_factory: pytest.
         produce(broker.bootstrap, lake.EVENTS_TOPIC, late_events)
         wait_for_lake(data_dir / "lake", {lake.EXPOSURES_TOPIC: ids(data.exposures),
                                           lake.EVENTS_TOPIC: ids(data.events)}, ingest)  # fmt: skip
+        health = httpx.get(f"{ingest.base_url}/healthz", timeout=5).json()
+        prometheus = httpx.get(f"{ingest.base_url}/metrics", timeout=5).text
     finally:
         exit_code = ingest.stop()
     final, final_reference = run_and_check(
         spark, data_dir, data, truth.final_as_of, data.exposures, data.events
     )
     return Scenario(data, first, final, first_reference, final_reference, late_events, data_dir, exit_code,
-                    ingest.log())  # fmt: skip
+                    ingest.log(), health, prometheus)  # fmt: skip
 
 
 def test_first_run_equals_the_reference(scenario: Scenario) -> None:
@@ -152,3 +157,12 @@ def test_quarantine_logs_and_graceful_shutdown(scenario: Scenario) -> None:
     assert totals["events"] == len(scenario.data.events) and totals["exposures"] == len(
         scenario.data.exposures
     )
+
+
+def test_health_surface_reports_the_counts(scenario: Scenario) -> None:
+    assert scenario.health["status"] == "ok"
+    counters = scenario.health["counters"]
+    assert counters["events"] == len(scenario.data.events) and counters["quarantined"] == 3
+    assert scenario.health["last_flush_at"] is not None
+    line = f'assay_ingest_messages_total{{outcome="event"}} {float(len(scenario.data.events))}'
+    assert line in scenario.prometheus

@@ -1,0 +1,92 @@
+"""Command line and registry reading (no Spark session is started by these tests)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import redis
+
+from deploy.embedded import RedisServer
+from services.assignment.keys import EXPERIMENTS
+from services.metrics.__main__ import parse_args
+from services.metrics.job.cli import run_command
+from services.metrics.job.registry import running_experiments, running_specs, spec_from_document
+from services.metrics.job.run import ExperimentSpec
+from services.metrics.settings import MetricsSettings
+
+
+def document(key: str, status: str, metrics: dict[str, list[str]] | None = None) -> str:
+    return json.dumps({
+        "key": key, "name": key, "status": status, "salt": key, "traffic": 1.0,
+        "variants": [{"key": "holdout", "weight": 0.5}, {"key": "new", "weight": 0.5}],
+        "metrics": metrics or {"primary": [], "secondary": [], "guardrails": []},
+    })  # fmt: skip
+
+
+def test_ingest_is_the_default_command() -> None:
+    assert parse_args([]).command == "ingest"
+    args = parse_args(["run", "--experiments", "a,b", "--as-of", "2026-11-20T00:00:00Z"])
+    assert (args.command, args.experiments, args.as_of, args.every) == (
+        "run",
+        "a,b",
+        "2026-11-20T00:00:00Z",
+        None,
+    )
+
+
+def test_run_needs_exactly_one_way_to_name_experiments() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["run"])
+    with pytest.raises(SystemExit):
+        parse_args(["run", "--experiment", "a", "--all-running"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--experiment", "../../etc"],
+        ["run", "--experiments", "ok,Not Valid"],
+        ["run", "--experiment", "a", "--every", "60", "--as-of", "2026-11-20T00:00:00Z"],
+        ["run", "--experiment", "a", "--every", "0"],
+    ],
+)
+def test_bad_arguments_exit_2_before_spark_starts(argv: list[str], tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert run_command(parse_args(argv), MetricsSettings(env="test", data_dir=tmp_path)) == 2
+    assert caplog.records and not (tmp_path / "results").exists()
+
+
+def test_experiment_keys_are_checked() -> None:
+    with pytest.raises(ValueError, match="not an experiment key"):
+        ExperimentSpec("../escape")
+
+
+def test_spec_from_a_registry_document() -> None:
+    spec = spec_from_document(
+        document("exp-a", "running", {"primary": ["conversion"], "guardrails": ["latency_ms"]})
+    )
+    assert spec == ExperimentSpec("exp-a", ("holdout", "new"), ("conversion", "latency_ms"))
+    assert spec_from_document(document("exp-b", "running")).metrics is None  # none named: all metrics
+
+
+def test_only_running_and_readable_documents_are_computed() -> None:
+    specs = running_specs({
+        "on": document("on", "running"), "off": document("off", "paused"), "bad": "{not json", "odd": "[]",
+    })  # fmt: skip
+    assert [spec.key for spec in specs] == ["on"]
+
+
+def test_running_experiments_come_from_redis(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()  # our own: never touch the shared registry
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        client.hset(EXPERIMENTS, mapping={"exp-on": document("exp-on", "running"),
+                                          "exp-off": document("exp-off", "stopped")})  # fmt: skip
+        client.close()
+        assert running_experiments(server.url) == [ExperimentSpec("exp-on", ("holdout", "new"))]
+    finally:
+        server.stop()
