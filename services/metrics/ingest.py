@@ -128,27 +128,31 @@ class Ingestor:
         )
 
     def flush(self) -> None:
-        """Make the batch durable, then commit its offsets. Nothing to do for an empty batch."""
-        batch, self.batch = self.batch, Batch()
+        """Make the batch durable, then commit its offsets. If writing fails the batch is kept
+        (nothing is committed), so a retry or a restart writes it again: never a gap."""
+        batch = self.batch
         if not batch.next_offsets:
             return
-        for key, rows in sorted(
-            batch.rows.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or "")
-        ):
-            write_partition(self.lake_dir, key, rows)
-            self.counters.files += 1
-            if key[0] == lake.EXPOSURES_TOPIC:
-                self.counters.exposures += len(rows)
-            else:
-                self.counters.events += len(rows)
+        for key in sorted(batch.rows, key=lambda key: (key[0], key[1], key[2] or "")):
+            write_partition(self.lake_dir, key, batch.rows[key])
         today = datetime.now(UTC).date()
         for topic, lines in batch.quarantine.items():
             append_durably(lake.quarantine_path(self.lake_dir, topic, today), b"".join(lines))
-            self.counters.quarantined += len(lines)
+        self.batch = Batch()
         self.commit(batch.next_offsets)
+        self.count(batch)
+        log.info("ingest flush", extra={"batch_messages": batch.messages, "totals": self.counters.as_dict()})
+
+    def count(self, batch: Batch) -> None:
+        for (topic, _, _), rows in batch.rows.items():
+            if topic == lake.EXPOSURES_TOPIC:
+                self.counters.exposures += len(rows)
+            else:
+                self.counters.events += len(rows)
+        self.counters.files += len(batch.rows)
+        self.counters.quarantined += sum(len(lines) for lines in batch.quarantine.values())
         self.counters.flushes += 1
         self.last_flush_at = time.time()
-        log.info("ingest flush", extra={"batch_messages": batch.messages, "totals": self.counters.as_dict()})
 
     def commit(self, next_offsets: dict[TopicPartition, int]) -> None:
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
@@ -199,6 +203,7 @@ def make_consumer(settings: MetricsSettings, listener: ConsumerRebalanceListener
         session_timeout_ms=settings.ingest_session_timeout_ms,
         heartbeat_interval_ms=max(500, settings.ingest_session_timeout_ms // 3),
         max_poll_records=settings.ingest_batch_max_records, allow_auto_create_topics=False,
+        metadata_max_age_ms=30_000,  # topics created after start-up are picked up within 30 s
     )  # fmt: skip
     consumer.subscribe(list(lake.TOPICS), listener=listener)
     return consumer
@@ -212,6 +217,7 @@ def remove_stale_temp_files(lake_dir: Path) -> None:
 def run_ingest(settings: MetricsSettings, stop: threading.Event | None = None) -> Counters:
     """Consume until SIGTERM/SIGINT (or `stop`), then flush, commit and close."""
     stop = stop or threading.Event()
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     remove_stale_temp_files(settings.lake_dir)

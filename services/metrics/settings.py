@@ -15,6 +15,7 @@ DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
 class MetricsSettings(ServiceSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     metrics_catalog: Path = Field(DEFAULT_CATALOG, description="metric catalog YAML")
+    results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results (as the scorecard)")
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(8, ge=1, le=100_000)
@@ -43,5 +44,5 @@ class MetricsSettings(ServiceSettings):
         return self.data_dir / "lake"
 
     @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"
+    def results_path(self) -> Path:
+        return self.results_dir or self.data_dir / "results"

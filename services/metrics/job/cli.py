@@ -50,7 +50,7 @@ def run_round(
     options, failures = job_options(args, settings), 0
     for spec in experiment_specs(args, settings):
         try:
-            run_experiment(spark, settings.lake_dir, settings.results_dir, spec, catalog, options)
+            run_experiment(spark, settings.lake_dir, settings.results_path, spec, catalog, options)
         except Exception:
             failures += 1
             log.exception("metrics job failed", extra={"experiment": spec.key})

@@ -88,7 +88,7 @@ def metric_entries(
         ]
         entries.append({
             "name": metric.name, "type": metric.type, "definition_hash": metric.definition_hash,
-            "variants": blocks,
+            "higher_is_better": metric.higher_is_better, "variants": blocks,
         })  # fmt: skip
     return entries
 

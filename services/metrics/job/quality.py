@@ -3,7 +3,7 @@
 Definitions (all after de-duplication by event_id, over rows with event time and receipt
 <= as-of; "relevant" events are those whose name some computed metric uses):
 - exposures / duplicate exposure rows: the experiment's exposures.
-- units: distinct exposed units (including units with more than one variant).
+- units: analysed units (exposed to exactly one variant); the sum of the variants' units.
 - multiple_variant_units: units exposed to more than one variant (left out of the analysis).
 - events_without_exposure: relevant events at or after the experiment's first exposure
   from units never exposed to the experiment (a sign of broken exposure logging when the
@@ -42,7 +42,7 @@ def exposure_summary(exposures: DataFrame) -> DataFrame:
 def unit_summary(segments: DataFrame) -> DataFrame:
     latest = segments.where(F.col("seg_end").isNull())
     return latest.agg(
-        F.count(F.lit(1)).alias("units"),
+        F.coalesce(_count_when(F.col("included")), F.lit(0)).alias("units"),
         F.coalesce(_count_when(~F.col("included")), F.lit(0)).alias("multiple_variant_units"),
     )
 

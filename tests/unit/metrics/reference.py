@@ -219,7 +219,7 @@ def data_quality(frame: Frame, metrics: Sequence[MetricDefinition], as_of: int, 
         return event.unit in first and start <= event.ts < first[event.unit]
 
     return {
-        "exposures": len(exposures), "units": len(first),
+        "exposures": len(exposures), "units": sum(1 for vs in seen.values() if len(vs) == 1),
         "duplicate_events": len(frame.exposures) - len(exposures)
         + len(exposed_rows) - len(first_copies(exposed_rows)),
         "multiple_variant_units": sum(1 for vs in seen.values() if len(vs) > 1),

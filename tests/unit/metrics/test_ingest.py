@@ -150,15 +150,20 @@ def test_malformed_messages_are_quarantined_counted_and_committed(tmp_path: Path
     assert entries[0]["value"] == "not json" and entries[0]["topic"] == lake.EVENTS_TOPIC
 
 
-def test_a_failed_write_commits_nothing(tmp_path: Path) -> None:
+def test_a_failed_write_commits_nothing_and_keeps_the_batch(tmp_path: Path) -> None:
     blocked = tmp_path / "lake"
     blocked.write_text("a file where the lake directory should be")
-    consumer = FakeConsumer(tmp_path, [event(0)])
+    consumer = FakeConsumer(tmp_path, [event(0), event(1)], per_poll=1)
     ingestor = Ingestor(consumer, blocked, max_records=100, max_seconds=60)
     ingestor.poll_once()
     with pytest.raises(OSError):
         ingestor.flush()
     assert consumer.commits == []
+    ingestor.poll_once()  # the loop may go on (a rebalance callback swallows errors)...
+    blocked.unlink()  # ...and once the disk is usable again, the next flush writes everything
+    ingestor.flush()
+    assert consumer.commits[-1][0] == {TopicPartition(lake.EVENTS_TOPIC, 0): 2}
+    assert sorted(r["event_id"] for r in lake_rows(blocked, lake.EVENTS_TOPIC)) == ["e0-0", "e0-1"]
 
 
 def test_run_stops_on_the_event_and_flushes_what_it_holds(tmp_path: Path) -> None:

@@ -30,7 +30,11 @@ CATALOG = load_catalog(DEFAULT_CATALOG)
 
 
 def strip_hashes(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in metric.items() if k != "definition_hash"} for metric in metrics]
+    """The statistics part of metric entries (the reference knows nothing of hashes or direction)."""
+    return [
+        {k: v for k, v in metric.items() if k not in ("definition_hash", "higher_is_better")}
+        for metric in metrics
+    ]
 
 
 def assert_same_numbers(got: Any, want: Any, where: str = "") -> None:
@@ -84,7 +88,7 @@ def document(spark: SparkSession, settings: MetricsSettings, data: Generated, as
     argv = ["run", "--experiments", f"{data.truth.experiment},never-started", "--as-of", as_of,
             "--variants", ",".join(VARIANTS)]  # fmt: skip
     assert run_command(parse_args(argv), settings, spark) == 0
-    latest = settings.results_dir / data.truth.experiment / "latest.json"
+    latest = settings.results_path / data.truth.experiment / "latest.json"
     return dict(json.loads(latest.read_text()))
 
 
@@ -132,7 +136,7 @@ def test_document_header(document: dict[str, Any], as_of: str) -> None:
 
 def test_experiment_without_exposures_gets_an_empty_document(settings: MetricsSettings,
                                                              document: dict[str, Any]) -> None:  # fmt: skip
-    empty = json.loads((settings.results_dir / "never-started" / "latest.json").read_text())
+    empty = json.loads((settings.results_path / "never-started" / "latest.json").read_text())
     assert empty["data_quality"]["exposures"] == 0 and empty["daily"] == []
     assert empty["variants"] == {"control": {"units": 0}, "treatment": {"units": 0}}
     assert all(v["n"] == 0 for m in empty["metrics"] for v in m["variants"])
@@ -143,10 +147,10 @@ def test_rerun_is_identical_and_kept_as_history(
 ) -> None:
     options = JobOptions(parse_instant(as_of), 72 * HOUR_US, HOUR_US)
     spec = ExperimentSpec(data.truth.experiment, VARIANTS)
-    again = run_experiment(spark, settings.lake_dir, settings.results_dir, spec, CATALOG, options)
+    again = run_experiment(spark, settings.lake_dir, settings.results_path, spec, CATALOG, options)
     assert again["computed_at"] != document["computed_at"]
     assert {**again, "computed_at": None} == {**document, "computed_at": None}
-    base = settings.results_dir / data.truth.experiment
+    base = settings.results_path / data.truth.experiment
     history = sorted(p.name for p in (base / "history").iterdir())
     assert history == sorted(f"{d['computed_at']}.json" for d in (document, again))
     assert json.loads((base / "latest.json").read_text()) == again
