@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser up down test bench lint clean
+.PHONY: install browser up down test bench bench-metrics lint clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: install browser
 bench: install
 	$(PY) -m bench.assignment
 	$(PY) -m bench.exposure
+
+# Spark metrics job beside DuckDB SQL at 1M/5M/10M events (~15 min on 2 cores); prints Markdown.
+bench-metrics: install
+	$(PY) -m bench.metrics
 
 lint: install
 	$(PY) -m ruff check sdk services deploy bench tests

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -120,7 +121,23 @@ SERVICES = (
     ("assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001),
     ("exposure", "services.exposure", "ASSAY_EXPOSURE_PORT", 8002),
     ("scorecard", "services.scorecard", "ASSAY_SCORECARD_PORT", 8003),
+    # Kafka -> Parquet lake; `python -m services.metrics` defaults to `ingest` and answers /healthz.
+    ("metrics-ingest", "services.metrics", "ASSAY_METRICS_PORT", 8004),
 )
+METRICS_JOB = "metrics-job"
+
+
+def _start_metrics_job(layout: Layout, env: dict[str, str]) -> str:
+    """The Spark job over every running experiment, every ASSAY_METRICS_JOB_EVERY seconds (no HTTP)."""
+    every = os.environ.get("ASSAY_METRICS_JOB_EVERY", "300")
+    if _running(layout, METRICS_JOB):
+        return f"every {every}s"
+    command = [sys.executable, "-m", "services.metrics", "run", "--all-running", "--every", every]
+    with (layout.logs / f"{METRICS_JOB}.log").open("ab") as log:
+        process = subprocess.Popen(command, env={**os.environ, **env}, cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    _record(layout, METRICS_JOB, process.pid, "services.metrics run", f"every {every}s")
+    return f"every {every}s"
 
 
 def up() -> None:
@@ -132,6 +149,7 @@ def up() -> None:
     urls = {"redis": env["ASSAY_REDIS_URL"], "broker": env["ASSAY_KAFKA_BOOTSTRAP"]}
     for name, module, port_variable, default_port in SERVICES:
         urls[name] = _start_service(layout, name, module, port_variable, default_port, env)
+    urls[METRICS_JOB] = _start_metrics_job(layout, env)
     from deploy.seed import seed_demo
 
     seed_demo(urls["assignment"])
@@ -162,7 +180,7 @@ def _stop(layout: Layout, name: str) -> None:
 
 def down() -> None:
     layout = _layout()
-    for name in [*reversed([service[0] for service in SERVICES]), "broker", "redis"]:
+    for name in [METRICS_JOB, *reversed([service[0] for service in SERVICES]), "broker", "redis"]:
         _stop(layout, name)
 
 

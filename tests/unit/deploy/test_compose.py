@@ -29,6 +29,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 }  # fmt: skip
 PORTS = {"assignment": ("assignment_port", 8001), "exposure": ("exposure_port", 8002),
          "scorecard": ("scorecard_port", 8003)}  # fmt: skip
+INTERNAL_PORTS = {"metrics-ingest": ("metrics_port", 8004)}
 DUMMY_KEYS = {"ASSAY_ADMIN_KEYS": "compose-check-admin-key-000", "ASSAY_SDK_KEYS": "compose-check-sdk-key-0000"}
 
 
@@ -57,7 +58,8 @@ def test_commands_run_real_entry_points(name: str) -> None:
     assert command[:2] == ["python", "-m"]
     module = importlib.import_module(f"{command[2]}.__main__")
     if command[2] == "services.metrics":
-        module.parse_args(command[3:])  # raises SystemExit on an unknown subcommand
+        args = [a.replace("${ASSAY_METRICS_INTERVAL_SECONDS:-900}", "900") for a in command[3:]]
+        module.parse_args(args)  # raises SystemExit on an unknown subcommand or option
 
 
 @pytest.mark.parametrize("name", sorted(PORTS))
@@ -67,6 +69,13 @@ def test_ports_match_settings(name: str) -> None:
     assert SERVICES[name]["environment"][f"ASSAY_{field.upper()}"] == str(default)
     assert any(str(mapping).endswith(f":{default}") for mapping in SERVICES[name]["ports"])
     assert str(default) in " ".join(SERVICES[name]["healthcheck"]["test"])
+
+
+def test_ingest_health_port_matches_settings() -> None:
+    field, default = INTERNAL_PORTS["metrics-ingest"]
+    assert MetricsSettings.model_fields[field].default == default
+    assert SERVICES["metrics-ingest"]["environment"]["ASSAY_METRICS_PORT"] == str(default)
+    assert str(default) in " ".join(SERVICES["metrics-ingest"]["healthcheck"]["test"])
 
 
 def test_health_checks_dependencies_and_secrets() -> None:
