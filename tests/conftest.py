@@ -34,23 +34,35 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     }  # fmt: skip
 
 
+StartService = Callable[..., ServiceProcess]
+
+
 @pytest.fixture(scope="session")
-def start_assignment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start assignment services against any Redis; all are stopped at session end."""
+def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartService]:
+    """Start any Assay service (`python -m <module>`) on a free port, logging under `log_dir`
+    (a fresh temporary directory by default); every one is stopped at session end."""
     started: list[ServiceProcess] = []
 
-    def start(redis_url: str, **extra: str) -> ServiceProcess:
-        logs = tmp_path_factory.mktemp("assignment-logs")
-        service = ServiceProcess(
-            "services.assignment", logs / "assignment.log", service_env(redis_url, **extra),
-            port_variable="ASSAY_ASSIGNMENT_PORT",
-        ).start()  # fmt: skip
+    def start(module: str, port_variable: str, env: dict[str, str], log_dir: Path | None = None) -> ServiceProcess:
+        name = module.rsplit(".", 1)[-1]
+        logs = log_dir or tmp_path_factory.mktemp(f"{name}-logs")
+        service = ServiceProcess(module, logs / f"{name}.log", env, port_variable=port_variable).start()
         started.append(service)
         return service
 
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def start_assignment(start_service: StartService) -> StartService:
+    """Start assignment services against any Redis."""
+
+    def start(redis_url: str, **extra: str) -> ServiceProcess:
+        return start_service("services.assignment", "ASSAY_ASSIGNMENT_PORT", service_env(redis_url, **extra))
+
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from services.assignment.sticky import StickyStore
 from services.common.auth import KeyRing
 from services.common.bodies import document_models
 from services.common.http import install_common
-from services.common.redis import connect
+from services.common.redis import connect, reachable
 
 
 class AssignMetrics:
@@ -75,11 +75,7 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     app.state.assign_metrics = AssignMetrics(metrics_registry, cache)
 
     async def readiness() -> dict[str, Any]:
-        try:
-            await redis.ping()
-            redis_ok = True
-        except (RedisError, OSError):
-            redis_ok = False
+        redis_ok = await reachable(redis)
         return {"ready": redis_ok and cache.loaded, "redis": redis_ok, "config_loaded": cache.loaded,
                 "config_version": cache.snapshot.version}  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, RedisError
 
 
 def connect(url: str, timeout_ms: int, *, max_connections: int = 64) -> aioredis.Redis:
@@ -24,3 +24,12 @@ def connect(url: str, timeout_ms: int, *, max_connections: int = 64) -> aioredis
         decode_responses=True,
         max_connections=max_connections,
     )
+
+
+async def reachable(redis: aioredis.Redis) -> bool:
+    """True when Redis answers a PING now (for /readyz)."""
+    try:
+        await redis.ping()
+    except (RedisError, OSError):
+        return False
+    return True

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from services.common.logs import configure_logging
-from services.common.runtime import tune_garbage_collector
+from services.common.runtime import serve
 from services.exposure.app import create_app
 from services.exposure.settings import ExposureSettings
 
@@ -20,16 +18,7 @@ def main() -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     for chatty in ("kafka.net", "kafka.cluster"):
         logging.getLogger(chatty).setLevel(logging.CRITICAL)
-    app = create_app(settings)
-    tune_garbage_collector()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.exposure_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings), settings.host, settings.exposure_port, graceful_seconds=10)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
 from services.assignment.registry import Registry
 from services.common.auth import KeyRing
 from services.common.http import install_common
-from services.common.redis import connect
+from services.common.redis import connect, reachable
 from services.scorecard.api import analysis, pages, scorecards
 from services.scorecard.pages.render import STATIC
 from services.scorecard.results_store import ResultsStore
@@ -59,11 +58,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     app.state.results = ResultsStore(settings.results_path)
 
     async def readiness() -> dict[str, Any]:
-        try:
-            await redis.ping()
-            redis_ok = True
-        except (RedisError, OSError):
-            redis_ok = False
+        redis_ok = await reachable(redis)
         return {"ready": redis_ok, "redis": redis_ok, "results_dir": str(settings.results_path),
                 "experiments_with_results": len(app.state.results.experiments())}  # fmt: skip
 

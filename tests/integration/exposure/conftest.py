@@ -22,7 +22,7 @@ from kafka.serializer import Deserializer
 from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import SDK_KEY, client_for, create_running, service_env
+from tests.conftest import SDK_KEY, StartService, client_for, create_running, service_env
 
 EXPOSURES = "assay.exposures"
 EVENTS = "assay.events"
@@ -60,23 +60,17 @@ def exposure_env(redis_url: str, bootstrap: str, spool_dir: Path, **extra: str) 
 
 
 @pytest.fixture(scope="session")
-def start_exposure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start exposure services (each with its own spool unless given one); all are stopped at
-    session end."""
-    started: list[ServiceProcess] = []
+def start_exposure(
+    tmp_path_factory: pytest.TempPathFactory, start_service: StartService
+) -> Callable[..., ServiceProcess]:
+    """Start exposure services, each with its own spool unless given one."""
 
     def start(redis_url: str, bootstrap: str, spool_dir: Path | None = None, **extra: str) -> ServiceProcess:
         base = tmp_path_factory.mktemp("exposure")
         env = exposure_env(redis_url, bootstrap, spool_dir or base / "spool", **extra)
-        service = ServiceProcess(
-            "services.exposure", base / "exposure.log", env, port_variable="ASSAY_EXPOSURE_PORT"
-        ).start()
-        started.append(service)
-        return service
+        return start_service("services.exposure", "ASSAY_EXPOSURE_PORT", env, log_dir=base)
 
-    yield start
-    for service in started:
-        service.stop()
+    return start
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, client_for, service_env
+from tests.conftest import ADMIN_KEY, StartService, client_for, service_env
 
 
 @pytest.fixture(scope="session")
@@ -19,20 +19,12 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def start_scorecard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServiceProcess]]:
-    started: list[ServiceProcess] = []
-
+def start_scorecard(start_service: StartService) -> Callable[..., ServiceProcess]:
     def start(redis_url: str, results: Path, **extra: str) -> ServiceProcess:
-        logs = tmp_path_factory.mktemp("scorecard-logs")
         env = service_env(redis_url, ASSAY_RESULTS_DIR=str(results), ASSAY_SECURE_COOKIES="false", **extra)
-        service = ServiceProcess("services.scorecard", logs / "scorecard.log", env,
-                                 port_variable="ASSAY_SCORECARD_PORT").start()  # fmt: skip
-        started.append(service)
-        return service
+        return start_service("services.scorecard", "ASSAY_SCORECARD_PORT", env)
 
-    yield start
-    for service in started:
-        service.stop()
+    return start
 
 
 @pytest.fixture(scope="session")

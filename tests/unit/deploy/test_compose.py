@@ -88,7 +88,7 @@ def test_health_checks_dependencies_and_secrets() -> None:
     for name in assay_services():
         environment = SERVICES[name]["environment"]
         for secret in ("ASSAY_ADMIN_KEYS", "ASSAY_SDK_KEYS"):
-            assert re.fullmatch(r"\$\{%s:\?.+\}" % secret, environment[secret]), (name, secret)
+            assert re.fullmatch(rf"\$\{{{secret}:\?.+\}}", environment[secret]), (name, secret)
         assert "assay-data:/data" in SERVICES[name]["volumes"]
     assert (REPO / ".env.example").exists() and (REPO / "deploy" / "Dockerfile").exists()
 

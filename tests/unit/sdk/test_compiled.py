@@ -18,15 +18,18 @@ from hypothesis import strategies as st
 
 GOLDEN = json.loads((Path(__file__).parents[2] / "golden" / "bucketing.json").read_text())
 
-scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.sampled_from([0.0, 1.0, 2.5, -1.0]),
-                    st.sampled_from(["US", "CA", "", "1.2.3", "2.0.0", "2.0.0-beta", "v3", "pro", "enterprise-pro"]))  # fmt: skip
+STRINGS = ["US", "CA", "", "1.2.3", "2.0.0", "2.0.0-beta", "v3", "pro", "enterprise-pro"]
+scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.sampled_from([0.0, 1.0, 2.5, -1.0]), st.sampled_from(STRINGS))
 attribute_values = st.one_of(st.none(), scalars, st.lists(scalars, max_size=3))
+
+
+OPS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists",
+       "semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte"]  # fmt: skip
 
 
 @st.composite
 def conditions(draw: st.DrawFn) -> Condition:
-    op = draw(st.sampled_from(["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists",
-                               "semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte"]))  # fmt: skip
+    op = draw(st.sampled_from(OPS))
     value: Any
     if op == "exists":
         value = draw(st.booleans())
