@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser up down test bench bench-metrics lint clean
+.PHONY: install system-packages up down test bench bench-metrics lint clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,19 +20,21 @@ up: install
 down:
 	@if [ -x $(PY) ]; then $(PY) -m deploy.local down; else echo "nothing to stop"; fi
 
-# The scorecard's browser test needs Debian's chromium + chromium-driver; as root we install
-# them, otherwise that one test is skipped with the reason printed.
-browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+# Debian packages some tests use: chromium + chromium-driver (the scorecard's browser test) and
+# docker-compose (static validation of docker-compose.yml). As root we install what is missing;
+# otherwise those tests are skipped with the reason printed.
+SYSTEM_PACKAGES := chromium chromium-driver docker-compose
+system-packages:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v docker-compose >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing chromium + chromium-driver (Debian) for the browser test"; \
+	  echo "installing $(SYSTEM_PACKAGES) (Debian) for the browser and compose tests"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
-	  echo "could not install chromium: the browser test will be skipped"; \
-	else echo "chromium not found: the browser test will be skipped"; fi
+	  apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1; } || \
+	  echo "could not install $(SYSTEM_PACKAGES): the tests that need them will be skipped"; \
+	else echo "$(SYSTEM_PACKAGES) not all found: the tests that need them will be skipped"; fi
 
-test: install browser
+test: install system-packages
 	$(PY) -m pytest -q
 
 bench: install
