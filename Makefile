@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-packages up down test bench bench-metrics lint clean
+.PHONY: install system-packages up down demo test bench bench-metrics lint clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 up: install
 	$(PY) -m deploy.local up
+
+# Simulated traffic for two experiments through the real APIs, the Spark job, a summary
+# (`make up` runs it once; this runs it again against the running stack).
+demo: install
+	$(PY) -m deploy.demo
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m deploy.local down; else echo "nothing to stop"; fi

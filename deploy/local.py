@@ -150,9 +150,13 @@ def up() -> None:
     for name, module, port_variable, default_port in SERVICES:
         urls[name] = _start_service(layout, name, module, port_variable, default_port, env)
     urls[METRICS_JOB] = _start_metrics_job(layout, env)
-    from deploy.seed import seed_demo
+    if env["ASSAY_ENV"] == "dev" and os.environ.get("ASSAY_DEMO", "1") != "0":
+        from deploy.demo import has_results, run_demo
 
-    seed_demo(urls["assignment"])
+        if has_results(layout.data_dir):
+            print("\nThe demo is already seeded (results exist); `make demo` runs it again.")
+        else:
+            run_demo(urls, layout.data_dir, {**os.environ, **env})
     print(f"\nAssay is running (state and logs under {layout.data_dir})")
     for name, url in urls.items():
         print(f"  {name:<11} {url}")

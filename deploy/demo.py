@@ -1,0 +1,214 @@
+"""`make demo` (also run by `make up`): a simulated product, driven through the real APIs.
+
+Two running experiments:
+- `checkout-button`: in treatment each session is 30% more likely to end in a purchase and
+  each purchase is 30% larger; spending follows each user's pre-period engagement (so CUPED
+  visibly narrows the revenue interval);
+- `pricing-page`: no effect, but a buggy client drops 25% of the treatment's exposures,
+  so the sample-ratio-mismatch banner fires.
+
+Units get their variants from the assignment API (sticky, real bucketing); exposures and
+events go through the exposure API with their own (past) timestamps: the last two days for the
+experiment, the 14 days before for the pre-period. Event ids are derived from the seed, so
+running the demo twice adds nothing new (the metrics job deduplicates by `event_id`). Then
+the Spark job runs and a short scorecard summary is printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+
+ADMIN, SDK = "dev-admin-key", "dev-sdk-key"
+SEED = 20261122
+NAMESPACE = uuid.UUID("6f0d5b7e-2b8e-4f8a-9f57-0c3a3e2a9d11")
+VARIANTS = [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]
+EXPERIMENTS: list[dict[str, Any]] = [
+    {"key": "checkout-button", "name": "Green checkout button", "owner": "payments",
+     "hypothesis": "A green button makes checkout more visible and lifts conversion",
+     "variants": VARIANTS, "targeting": [{"attribute": "country", "op": "in", "value": ["US", "CA", "GB", "DE"]}],
+     "metrics": {"primary": ["conversion"], "secondary": ["revenue", "revenue_per_session"],
+                 "guardrails": ["latency_ms"]}},
+    {"key": "pricing-page", "name": "Annual plan first", "owner": "growth",
+     "hypothesis": "Showing the annual plan first lifts conversion (its client drops exposures: SRM demo)",
+     "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["revenue"]}},
+]  # fmt: skip
+SIMULATION = {"checkout-button": {"units": 4000, "lift": 0.3, "lost_exposures": 0.0},
+              "pricing-page": {"units": 3000, "lift": 0.0, "lost_exposures": 0.25}}  # fmt: skip
+
+
+def progress(message: str) -> None:
+    print(f"  · {message}", flush=True)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ensure_experiments(client: httpx.Client) -> None:
+    for body in EXPERIMENTS:
+        if client.get(f"/v1/experiments/{body['key']}").status_code == 404:
+            client.post("/v1/experiments", json=body).raise_for_status()
+        if client.get(f"/v1/experiments/{body['key']}").json()["status"] == "draft":
+            client.post(f"/v1/experiments/{body['key']}/status", json={"status": "running", "reason": "demo"})
+
+
+def assign(client: httpx.Client, key: str, units: list[str], countries: list[str]) -> dict[str, str]:
+    variants: dict[str, str] = {}
+    for start in range(0, len(units), 1000):
+        chunk = [{"unit_id": u, "attributes": {"country": c}}
+                 for u, c in zip(units[start:start + 1000], countries[start:start + 1000], strict=True)]  # fmt: skip
+        answer = client.post("/v1/assign/batch", json={"units": chunk, "experiments": [key]})
+        answer.raise_for_status()
+        for result in answer.json()["results"]:
+            variant = result["assignments"][key]["variant"]
+            if variant:
+                variants[result["unit_id"]] = variant
+    return variants
+
+
+def _event(key: str, unit: str, index: int, name: str, at: datetime, value: float | None) -> dict[str, Any]:
+    event_id = str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/{index}"))
+    return {"event_id": event_id, "name": name, "unit_id": unit, "timestamp": rfc3339(at),
+            "value": None if value is None else round(value, 2), "properties": {"source": "demo"}}  # fmt: skip
+
+
+def unit_events(rng: np.random.Generator, key: str, unit: str, exposed: datetime, now: datetime,
+                treated: bool, lift: float) -> list[dict[str, Any]]:  # fmt: skip
+    """Pre-period (14 days) and post-exposure activity driven by one engagement level."""
+    engagement = rng.gamma(2.0, 0.5)
+    events: list[dict[str, Any]] = []
+    periods = ((exposed - timedelta(days=14), exposed, 1.0, 0.4), (exposed, now, 1.0 + lift if treated else 1.0, 2.0))
+    for begin, end, factor, sessions_per_day in periods:
+        span = (end - begin).total_seconds()
+        for _ in range(rng.poisson(engagement * span / 86_400 * sessions_per_day)):
+            at = begin + timedelta(seconds=float(rng.uniform(0, span)))
+            events.append(_event(key, unit, len(events), "session_start", at, None))
+            events.append(_event(key, unit, len(events), "page_load", at, float(rng.normal(320, 60))))
+            if rng.random() < min(0.9, 0.06 * engagement * factor):
+                spend = 25 * engagement * factor * float(rng.lognormal(0, 0.3))
+                events.append(_event(key, unit, len(events), "purchase", at + timedelta(minutes=3), spend))
+    return events
+
+
+def send(client: httpx.Client, kind: str, items: list[dict[str, Any]]) -> int:
+    accepted = 0
+    for start in range(0, len(items), 1000):
+        answer = client.post(f"/v1/{kind}", json={kind: items[start : start + 1000]})
+        answer.raise_for_status()
+        accepted += answer.json()["accepted"]
+    return accepted
+
+
+def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: datetime) -> tuple[int, int]:
+    plan = SIMULATION[key]
+    rng = np.random.default_rng(SEED + len(key))
+    units = [f"{key[:3]}-user-{i}" for i in range(plan["units"])]
+    countries = [str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[.5, .1, .15, .15, .1])]
+    variants = assign(assignment, key, units, countries)
+    exposures, events = [], []
+    for unit, variant in variants.items():
+        exposed = now - timedelta(hours=float(rng.uniform(1, 46)))
+        if not (variant == "treatment" and rng.random() < plan["lost_exposures"]):
+            exposures.append({"event_id": str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/exposure")), "experiment": key,
+                              "variant": variant, "unit_id": unit, "timestamp": rfc3339(exposed)})  # fmt: skip
+        events += unit_events(rng, key, unit, exposed, now, variant == "treatment", plan["lift"])
+    accepted = send(exposure, "exposures", exposures), send(exposure, "events", events)
+    progress(f"{key}: {len(variants)} units assigned, {accepted[0]} exposures and {accepted[1]} events accepted")
+    return accepted
+
+
+def lake_event_ids(lake: Any, topic: str, prefix: str) -> set[str]:
+    import pyarrow.dataset as ds
+
+    root = lake / topic
+    if not root.exists():
+        return set()
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table(columns=["event_id", "unit_id"])
+    ids, units = table.column("event_id").to_pylist(), table.column("unit_id").to_pylist()
+    return {event_id for event_id, unit in zip(ids, units, strict=True) if unit.startswith(prefix)}
+
+
+def wait_for_lake(lake: Any, expected: dict[str, int], timeout: float = 180) -> None:
+    """Until ingest has landed every accepted exposure and event of the demo."""
+    deadline = time.monotonic() + timeout
+    while True:
+        landed = {topic: sum(len(lake_event_ids(lake, topic, key[:3] + "-user-")) for key in SIMULATION)
+                  for topic in expected}  # fmt: skip
+        if all(landed[topic] >= count for topic, count in expected.items()):
+            progress(f"ingest landed {landed['assay.exposures']} exposures and {landed['assay.events']} events")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"ingest did not land the demo within {timeout:.0f}s: {landed} of {expected}")
+        time.sleep(2)
+
+
+def run_job(env: dict[str, str]) -> None:
+    progress("running the Spark metrics job (about a minute on two cores)...")
+    command = [sys.executable, "-m", "services.metrics", "run", "--experiments", ",".join(SIMULATION)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the metrics job failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def summarize(scorecard_url: str) -> None:
+    with httpx.Client(base_url=scorecard_url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as client:
+        for key in SIMULATION:
+            card = client.get(f"/v1/experiments/{key}/scorecard").json()
+            srm = card["srm"]
+            print(f"\n  {key}: verdict {card['decision']['verdict'].upper()}"
+                  f"  (SRM p = {srm['p_value']:.2g}{', MISMATCH' if srm['mismatch'] else ''})")  # fmt: skip
+            for metric in card["metrics"]:
+                for comparison in metric["comparisons"]:
+                    effect, ci = comparison["relative_effect"], comparison["relative_ci"]
+                    cuped = comparison["cuped"]
+                    reduction = f", CUPED -{cuped['variance_reduction']:.0%} variance" if cuped["applied"] else ""
+                    if effect is not None and ci and None not in ci:
+                        interval = f"[{ci[0]:+.2%}, {ci[1]:+.2%}]"
+                        print(f"    {metric['role']:<9} {metric['name']:<20} {effect:+7.2%} {interval}"
+                              f"  p={comparison['p_value']:.3g}{reduction}")  # fmt: skip
+            print(f"    page: {scorecard_url}/experiments/{key}")
+
+
+def run_demo(urls: dict[str, str], data_dir: Any, env: dict[str, str]) -> None:
+    print("\nSeeding the demo (simulated traffic through the real APIs):", flush=True)
+    now = datetime.now(UTC)
+    auth = {"admin": {"Authorization": f"Bearer {ADMIN}"}, "sdk": {"Authorization": f"Bearer {SDK}"}}
+    with (httpx.Client(base_url=urls["assignment"], headers=auth["admin"], timeout=60) as admin,
+          httpx.Client(base_url=urls["assignment"], headers=auth["sdk"], timeout=60) as assignment,
+          httpx.Client(base_url=urls["exposure"], headers=auth["sdk"], timeout=60) as exposure):  # fmt: skip
+        ensure_experiments(admin)
+        sent = [simulate(assignment, exposure, key, now) for key in SIMULATION]
+    expected = {"assay.exposures": sum(s[0] for s in sent), "assay.events": sum(s[1] for s in sent)}
+    wait_for_lake(data_dir / "lake", expected)
+    run_job(env)
+    summarize(urls["scorecard"])
+
+
+def has_results(data_dir: Any) -> bool:
+    return all((data_dir / "results" / key / "latest.json").exists() for key in SIMULATION)
+
+
+def main() -> None:
+    """`python -m deploy.demo`: (re)run the demo against the stack `make up` started."""
+    import os
+    from pathlib import Path
+
+    from deploy.local import SERVICES, _layout
+
+    layout = _layout()
+    urls = {name: f"http://127.0.0.1:{os.environ.get(var, str(port))}" for name, _, var, port in SERVICES}
+    redis_url = os.environ.get("ASSAY_REDIS_URL", f"redis://127.0.0.1:{os.environ.get('ASSAY_REDIS_PORT', '6379')}/0")
+    env = {**os.environ, "ASSAY_ENV": "dev", "ASSAY_DATA_DIR": str(layout.data_dir), "ASSAY_REDIS_URL": redis_url}
+    run_demo(urls, Path(layout.data_dir), env)
+
+
+if __name__ == "__main__":
+    main()
