@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,8 +41,17 @@ EXPERIMENTS: list[dict[str, Any]] = [
      "hypothesis": "Showing the annual plan first lifts conversion (its client drops exposures: SRM demo)",
      "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["revenue"]}},
 ]  # fmt: skip
-SIMULATION = {"checkout-button": {"units": 4000, "lift": 0.3, "lost_exposures": 0.0},
-              "pricing-page": {"units": 3000, "lift": 0.0, "lost_exposures": 0.25}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: int
+    lift: float  # relative: purchase probability per session and purchase size in treatment
+    lost_exposures: float  # share of treatment exposures a buggy client never sends
+
+
+SIMULATION = {"checkout-button": Plan(units=4000, lift=0.3, lost_exposures=0.0),
+              "pricing-page": Plan(units=3000, lift=0.0, lost_exposures=0.25)}  # fmt: skip
 
 
 def progress(message: str) -> None:
@@ -110,16 +120,16 @@ def send(client: httpx.Client, kind: str, items: list[dict[str, Any]]) -> int:
 def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: datetime) -> tuple[int, int]:
     plan = SIMULATION[key]
     rng = np.random.default_rng(SEED + len(key))
-    units = [f"{key[:3]}-user-{i}" for i in range(plan["units"])]
+    units = [f"{key[:3]}-user-{i}" for i in range(plan.units)]
     countries = [str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[.5, .1, .15, .15, .1])]
     variants = assign(assignment, key, units, countries)
     exposures, events = [], []
     for unit, variant in variants.items():
         exposed = now - timedelta(hours=float(rng.uniform(1, 46)))
-        if not (variant == "treatment" and rng.random() < plan["lost_exposures"]):
+        if not (variant == "treatment" and rng.random() < plan.lost_exposures):
             exposures.append({"event_id": str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/exposure")), "experiment": key,
                               "variant": variant, "unit_id": unit, "timestamp": rfc3339(exposed)})  # fmt: skip
-        events += unit_events(rng, key, unit, exposed, now, variant == "treatment", plan["lift"])
+        events += unit_events(rng, key, unit, exposed, now, variant == "treatment", plan.lift)
     accepted = send(exposure, "exposures", exposures), send(exposure, "events", events)
     progress(f"{key}: {len(variants)} units assigned, {accepted[0]} exposures and {accepted[1]} events accepted")
     return accepted
