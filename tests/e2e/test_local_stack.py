@@ -1,0 +1,115 @@
+"""The local stack as a user runs it: `python -m deploy.local up` (what `make up` runs) on
+free ports, with the demo; an experiment created through the API; traffic through the SDK;
+ingest and the Spark job; scorecards whose SRM verdict and effect direction match the
+simulated truth; `up` again changes nothing; `down` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import assay
+import httpx
+import pytest
+
+from deploy.demo import lake_event_ids
+from deploy.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN = {"Authorization": "Bearer dev-admin-key"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in ("REDIS", "BROKER", "ASSIGNMENT", "EXPOSURE", "SCORECARD", "METRICS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
+    env.update({f"ASSAY_{name}_PORT": str(port) for name, port in ports.items()})
+    env.update(ASSAY_DATA_DIR=str(data_dir), ASSAY_METRICS_JOB_EVERY="3600")
+    runner = [sys.executable, "-m", "deploy.local"]
+    first = subprocess.run([*runner, "up"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    try:
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        yield {"env": env, "ports": ports, "data_dir": data_dir, "output": first.stdout, "runner": runner}
+    finally:
+        subprocess.run([*runner, "down"], env=env, cwd=REPO, capture_output=True, timeout=120)
+
+
+def url(stack: dict[str, Any], service: str) -> str:
+    return f"http://127.0.0.1:{stack['ports'][service]}"
+
+
+def scorecard(stack: dict[str, Any], key: str) -> dict[str, Any]:
+    response = httpx.get(f"{url(stack, 'SCORECARD')}/v1/experiments/{key}/scorecard", headers=ADMIN, timeout=30)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_demo_scorecards_tell_the_simulated_truth(stack: dict[str, Any]) -> None:
+    assert "Seeding the demo" in stack["output"] and "Stop everything with: make down" in stack["output"]
+    checkout, pricing = scorecard(stack, "checkout-button"), scorecard(stack, "pricing-page")
+    assert checkout["srm"]["mismatch"] is False
+    conversion = checkout["metrics"][0]["comparisons"][0]
+    assert conversion["relative_effect"] > 0 and conversion["significant"] is True
+    assert pricing["srm"]["mismatch"] is True and pricing["decision"]["verdict"] == "invalid"
+    with httpx.Client(base_url=url(stack, "SCORECARD"), follow_redirects=True) as browser:
+        browser.post("/login", data={"key": "dev-admin-key", "next": "/experiments/pricing-page"})
+        page = browser.get("/experiments/pricing-page")
+    assert page.status_code == 200 and 'id="srm-banner" class="banner bad blocking"' in page.text
+
+
+def test_experiment_through_api_and_sdk_to_scorecard(stack: dict[str, Any]) -> None:
+    body = {"key": "e2e-signup", "name": "Shorter signup form", "metrics": {"primary": ["conversion"]},
+            "variants": [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]}  # fmt: skip
+    with httpx.Client(base_url=url(stack, "ASSIGNMENT"), headers=ADMIN, timeout=30) as admin:
+        assert admin.post("/v1/experiments", json=body).status_code == 201
+        assert admin.post("/v1/experiments/e2e-signup/status", json={"status": "running"}).status_code == 200
+    rng = random.Random(5)
+    client = assay.Client("dev-sdk-key", url(stack, "ASSIGNMENT"), url(stack, "EXPOSURE"), mode="local",
+                          batch_size=500, flush_interval=0.2)  # fmt: skip
+    with client:
+        for i in range(3000):
+            unit = f"e2e-{i}"
+            variant = client.get_variant("e2e-signup", unit)
+            if rng.random() < (0.2 if variant == "treatment" else 0.1):  # true +100% relative
+                client.track("purchase", unit, value=10.0)
+        assert client.flush(timeout=120)
+        assert client.stats["sent"] == client.stats["queued"]
+        events_sent = client.stats["sent"] - 3000
+    deadline, lake = time.monotonic() + 120, stack["data_dir"] / "lake"
+    while (len(lake_event_ids(lake, "assay.exposures", "e2e-")) < 3000
+           or len(lake_event_ids(lake, "assay.events", "e2e-")) < events_sent):  # fmt: skip
+        assert time.monotonic() < deadline, "ingest did not land everything the SDK sent"
+        time.sleep(1)
+    job = [sys.executable, "-m", "services.metrics", "run", "--experiment", "e2e-signup"]
+    done = subprocess.run(job, env=stack["env"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((stack["data_dir"] / "results" / "e2e-signup" / "latest.json").read_text())
+    assert results["data_quality"]["exposures"] == 3000
+    card = scorecard(stack, "e2e-signup")
+    assert card["srm"]["mismatch"] is False
+    comparison = card["metrics"][0]["comparisons"][0]
+    assert comparison["relative_effect"] > 0 and comparison["significant"] is True
+
+
+def test_up_again_changes_nothing_and_down_stops_everything(stack: dict[str, Any]) -> None:
+    before = json.loads((stack["data_dir"] / "results" / "checkout-button" / "latest.json").read_text())
+    again = subprocess.run([*stack["runner"], "up"], env=stack["env"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0 and "already seeded" in again.stdout
+    after = json.loads((stack["data_dir"] / "results" / "checkout-button" / "latest.json").read_text())
+    assert after["computed_at"] == before["computed_at"]
+    pid_files = list((stack["data_dir"] / "pids").glob("*.json"))
+    pids = [json.loads(p.read_text())["pid"] for p in pid_files]
+    assert len(pids) == 7  # redis, broker, assignment, exposure, scorecard, ingest, the job
+    subprocess.run([*stack["runner"], "down"], env=stack["env"], cwd=REPO, check=True, timeout=120)
+    for pid in pids:
+        state = Path(f"/proc/{pid}/stat")
+        assert not state.exists() or state.read_text().split()[2] == "Z", f"pid {pid} still runs"
