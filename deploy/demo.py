@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -114,6 +115,8 @@ def send(client: httpx.Client, kind: str, items: list[dict[str, Any]]) -> int:
         answer = client.post(f"/v1/{kind}", json={kind: items[start : start + 1000]})
         answer.raise_for_status()
         accepted += answer.json()["accepted"]
+        print(f"\r  · sending {kind}: {min(start + 1000, len(items))}/{len(items)}", end="", flush=True)
+    print("\r" + " " * 60 + "\r", end="", flush=True)
     return accepted
 
 
@@ -161,11 +164,19 @@ def wait_for_lake(lake: Any, expected: dict[str, int], timeout: float = 180) -> 
 
 
 def run_job(env: dict[str, str]) -> None:
-    progress("running the Spark metrics job (about a minute on two cores)...")
+    """The Spark job over both experiments, with a progress line while it runs."""
     command = [sys.executable, "-m", "services.metrics", "run", "--experiments", ",".join(SIMULATION)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the metrics job failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    started = time.monotonic()
+    # Output goes to a file, not a pipe: a pipe nobody drains would stall the job.
+    with tempfile.TemporaryFile("w+") as log, subprocess.Popen(command, env=env, stdout=log, stderr=log) as job:
+        while job.poll() is None:
+            print(f"\r  · Spark metrics job running: {time.monotonic() - started:4.0f} s", end="", flush=True)
+            time.sleep(1)
+        log.seek(0)
+        output = log.read()
+    print(f"\r  · Spark metrics job done in {time.monotonic() - started:.0f} s      ", flush=True)
+    if job.returncode != 0:
+        raise SystemExit(f"the metrics job failed:\n{output[-3000:]}")
 
 
 def summarize(scorecard_url: str) -> None:
