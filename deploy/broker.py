@@ -15,6 +15,9 @@ How kafka-python (3.0.12) behaves against Tansu 0.6 (checked by the exposure tes
   while batches are still pending; close with a timeout longer than `delivery_timeout_ms`.
 - `KafkaAdminClient` waits `bootstrap_timeout_ms` (default 30 s) for an absent broker.
 - Consumer groups work; joins are quick with `session_timeout_ms` around 6000.
+- `end_offsets` (ListOffsets, latest) answers the base offset of a partition's last batch
+  plus one, where Kafka answers the last offset plus one. Every acked record is served; only
+  a reader that stops at the reported end offsets misses the tail of the last batch.
 - On SIGTERM Tansu waits about 5 s for connected clients; `stop` sends SIGKILL after 1 s.
 """
 

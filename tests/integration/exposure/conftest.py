@@ -100,8 +100,13 @@ def exposure(experiment: str, unit: Any, variant: Any = "treatment", **fields: A
 
 
 def read_topics(bootstrap: str, topics: Iterable[str], wanted: Callable[[Message], bool]) -> list[Message]:
-    """The messages of `topics` that `wanted` selects, reading every partition from its start
-    to the end offset it had when called (so: everything acked before the call)."""
+    """The messages of `topics` that `wanted` selects: everything acked before the call.
+
+    Every partition is read from its start to past the end offset it had when called, and then
+    until a poll comes back empty. The end offsets alone are not enough on the bundled Tansu
+    broker: it reports the base offset of a partition's last batch plus one, not its last
+    offset plus one (see test_tansu.py), so stopping there would leave the tail of the last
+    batch unread."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, allow_auto_create_topics=False,
         auto_offset_reset="earliest", key_deserializer=Utf8(), value_deserializer=Json(),
@@ -116,10 +121,12 @@ def read_topics(bootstrap: str, topics: Iterable[str], wanted: Callable[[Message
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(partitions)
         found: list[Message] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
+        deadline, empty_polls = time.monotonic() + 60, 0
+        while empty_polls < 2 or any(consumer.position(tp) < end for tp, end in ends.items()):
             assert time.monotonic() < deadline, "could not read the topics to their end"
-            for records in consumer.poll(timeout_ms=200).values():
+            polled = consumer.poll(timeout_ms=1000)
+            empty_polls = 0 if polled else empty_polls + 1
+            for records in polled.values():
                 messages = (Message(r.topic, r.key, r.value) for r in records)
                 found.extend(m for m in messages if wanted(m))
         return found

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from deploy.broker import TansuBroker
@@ -85,3 +85,28 @@ def test_consumer_groups_join_quickly_and_resume_from_committed_offsets(own_brok
     producer.close()
     second, _ = consume(1)
     assert second == [b"later"]  # the group resumed after its committed offsets
+
+
+def test_end_offsets_point_into_the_last_batch_not_past_it(own_broker: TansuBroker) -> None:
+    """Tansu's ListOffsets(latest) answers the last batch's base offset + 1 where Kafka answers
+    the last offset + 1. A reader that stops at the end offsets misses the tail of each
+    partition's last batch, which is why tests/integration/exposure/conftest.py reads past them.
+    Nothing is lost: a fetch still serves the whole batch."""
+    admin = admin_for(own_broker)
+    ensure_topics(admin, ["offsets.topic"], partitions=1, replication=1)
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=own_broker.bootstrap, acks="all", linger_ms=100)
+    futures = [producer.send("offsets.topic", value=f"v{i}".encode()) for i in range(5)]  # one batch
+    producer.flush()
+    assert [f.get(timeout=5).offset for f in futures] == [0, 1, 2, 3, 4]
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=own_broker.bootstrap, auto_offset_reset="earliest")
+    partition = TopicPartition("offsets.topic", 0)
+    assert consumer.end_offsets([partition])[partition] == 1  # Kafka would say 5
+    consumer.assign([partition])
+    values: list[bytes] = []
+    deadline = time.monotonic() + 10
+    while len(values) < 5 and time.monotonic() < deadline:
+        values.extend(r.value for records in consumer.poll(timeout_ms=200).values() for r in records)
+    consumer.close()
+    assert values == [f"v{i}".encode() for i in range(5)]
