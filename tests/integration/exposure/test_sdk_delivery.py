@@ -46,4 +46,3 @@ def test_fifty_thousand_exposures_arrive_exactly_once(
     read_variants = {m.value["unit_id"]: m.value["variant"] for m in messages}
     assert all(assigned[unit] == variant for unit, variant in read_variants.items())
     assert all(m.key == m.value["unit_id"] and m.value["received_at"].endswith("Z") for m in messages)
-
