@@ -49,7 +49,11 @@ class KeyRing:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    return parse_bearer(request.headers.get("authorization"))
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header value, if there is one."""
     if not header:
         return None
     scheme, _, token = header.partition(" ")

@@ -14,10 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.auth import parse_bearer
+from services.common.errors import http_error_handler
 from services.common.logs import request_id_var
 from services.common.metrics import HttpMetrics, render
+from services.common.ratelimit import RateLimiter
 
 log = logging.getLogger("assay.http")
 access_log = logging.getLogger("assay.access")
@@ -25,6 +29,8 @@ access_log = logging.getLogger("assay.access")
 MAX_ERRORS_REPORTED = 20
 # Metric labels stay bounded whatever method token a client sends.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Probes and scrapes are never rate limited.
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class BodyTooLarge(HTTPException):
@@ -40,13 +46,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Pure ASGI middleware: request id, body size limit, access log and HTTP metrics."""
+    """Pure ASGI middleware: request id, rate limit, body size limit, access log and HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: HttpMetrics, access_log: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: HttpMetrics, access_log: bool,
+        limiter: RateLimiter | None = None,
+    ) -> None:  # fmt: skip
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.access_log = access_log
+        self.limiter = limiter if limiter is not None and limiter.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +68,14 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         try:
+            if self.limiter is not None and scope["path"] not in UNLIMITED_PATHS:
+                client = scope.get("client")
+                refusal = self.limiter.check(parse_bearer(_header(scope, b"authorization")), client and client[0])
+                if refusal is not None:
+                    status = 429
+                    await _send_json(send, status, {"detail": refusal.message}, request_id,
+                                     [(b"retry-after", str(refusal.retry_after).encode())])  # fmt: skip
+                    return
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
                 status = 413 if declared.isdigit() else 400
@@ -110,11 +128,14 @@ def _too_large_or_bad_length(declared: str, limit: int) -> dict[str, Any]:
     return {"detail": "Content-Length header is not a number"}
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], request_id: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer before the app runs; the request body is left unread, so the connection closes."""
     payload = JSONResponse(body).body
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-        (b"x-request-id", request_id.encode()), (b"connection", b"close")]})  # fmt: skip
+        (b"x-request-id", request_id.encode()), (b"connection", b"close"), *(headers or [])]})  # fmt: skip
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -162,8 +183,13 @@ def install_common(
     max_body_bytes: int,
     access_log_enabled: bool,
 ) -> HttpMetrics:
-    """Add health/metrics routes, error handlers and the request middleware to `app`."""
+    """Add health/metrics routes, error handlers and the request middleware to `app`.
+
+    The rate limits come from `app.state.settings` (a `ServiceSettings`) and keys are told
+    apart with `app.state.keyring`: every service sets both before calling this."""
     metrics = HttpMetrics(registry)
+    limiter = RateLimiter(app.state.settings.rate_limits, app.state.keyring.identify, registry)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(RedisError, redis_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
@@ -172,7 +198,10 @@ def install_common(
     async def get_health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness of the service's dependencies")
+    @app.get(
+        "/readyz", tags=["health"], summary="Readiness of the service's dependencies",
+        responses={503: {"description": "not ready: the same report, with `ready` false"}},
+    )  # fmt: skip
     async def get_readiness() -> Response:
         report = await readiness()
         return JSONResponse(report, status_code=200 if report.get("ready") else 503)
@@ -187,5 +216,6 @@ def install_common(
         max_body_bytes=max_body_bytes,
         metrics=metrics,
         access_log=access_log_enabled,
+        limiter=limiter,
     )
     return metrics

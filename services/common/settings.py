@@ -12,6 +12,8 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.ratelimit import Limit, RateLimits
+
 DEV_ADMIN_KEY = "dev-admin-key"
 DEV_SDK_KEY = "dev-sdk-key"
 MIN_KEY_LENGTH = 16
@@ -35,6 +37,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Per service instance (buckets live in the process). Per key: far above what one SDK key
+    # sends (benchmarks push a few thousand requests a second through one key); without a
+    # valid key, per client address: far above a browser's needs, low enough to slow guessing.
+    rate_limit_per_second: float = Field(20_000, ge=0, description="requests per second per API key; 0: off")
+    rate_limit_burst: int = Field(40_000, ge=1)
+    rate_limit_anonymous_per_second: float = Field(
+        100, ge=0, description="requests per second per client address without a valid key; 0: off"
+    )
+    rate_limit_anonymous_burst: int = Field(500, ge=1)
 
     @model_validator(mode="after")
     def _keys_present_outside_dev(self) -> Self:
@@ -46,6 +57,13 @@ class ServiceSettings(BaseSettings):
         if short:
             raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters long")
         return self
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            per_key=Limit(self.rate_limit_per_second, self.rate_limit_burst),
+            anonymous=Limit(self.rate_limit_anonymous_per_second, self.rate_limit_anonymous_burst),
+        )
 
     @property
     def is_dev(self) -> bool:
