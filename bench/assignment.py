@@ -14,14 +14,12 @@ Prints a Markdown report and rewrites the part of docs/benchmarks.md between the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from assay.models import ExperimentConfig
 from growthbook import Experiment, GrowthBook
 
 from bench import _http_load as load
+from bench._report import DOCS_PATH, RunStart, first_line, machine, rewrite_section, run_start
 from deploy.embedded import redis_server_binary
 from deploy.processes import ServiceProcess
 
@@ -264,51 +263,15 @@ def progress(message: str) -> None:
 
 # --- report -----------------------------------------------------------------------------
 
-DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-SECTION_START = "<!-- bench:assignment:start -->"
-SECTION_END = "<!-- bench:assignment:end -->"
-DOCS_HEADER = "# Benchmarks\n\nEvery figure is measured beside its peers in the same run.\n"
 EVALUATION_AIM = 5.0
 THROUGHPUT_AIM = 0.60
 P99_AIM_MS = 20.0
 
 
-def first_line(command: list[str], cwd: Path | None = None) -> str:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10, cwd=cwd)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0] if lines else "unknown"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What the run measured: the code at its start, and how busy the box was then."""
-
-    commit: str
-    load_average: float
-
-
-def run_start() -> RunStart:
-    repo = DOCS_PATH.parent.parent
-    dirty = subprocess.run(["git", "diff-index", "--quiet", "HEAD", "--"], cwd=repo, capture_output=True)
-    commit = first_line(["git", "rev-parse", "--short", "HEAD"], repo)
-    return RunStart(commit + (" + uncommitted changes" if dirty.returncode else ""), os.getloadavg()[0])
-
-
 def machine_facts(generator: str, start: RunStart) -> dict[str, str]:
     names = ("growthbook", "fastapi", "starlette", "uvicorn", "uvloop", "pydantic", "redis")
     return {
-        "machine": f"{os.cpu_count()} logical cores, {cpu_model()}; {platform.platform()}",
+        "machine": machine(),
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
         "commit": start.commit,
         "packages": ", ".join(f"{name} {metadata.version(name)}" for name in names),
@@ -430,19 +393,6 @@ def render_report(
     ])  # fmt: skip
 
 
-def rewrite_docs(section: str, path: Path = DOCS_PATH) -> None:
-    """Replace the text between the markers, keeping everything else in the file."""
-    block = f"{SECTION_START}\n{section.rstrip()}\n{SECTION_END}"
-    text = path.read_text() if path.exists() else DOCS_HEADER
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        text = head + block + rest.split(SECTION_END, 1)[1]
-    else:
-        text = f"{text.rstrip()}\n\n{block}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # --- entry point ------------------------------------------------------------------------
 
 
@@ -498,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render_report(inprocess, assign, noop, plan, start)
     print(report)
     if not args.no_docs:
-        rewrite_docs(report)
+        rewrite_section("assignment", report)
         progress(f"rewrote the assignment section of {DOCS_PATH}")
     return 0
 
