@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.assignment.registry import Registry
 from services.common.auth import KeyRing
@@ -32,13 +34,28 @@ SECURITY_HEADERS = {
 }
 
 
-async def add_security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if response.headers.get("content-type", "").startswith("text/html"):
-        response.headers["Cache-Control"] = "no-store"
-    return response
+class SecurityHeadersMiddleware:
+    """Adds `SECURITY_HEADERS` to every response. Pure ASGI: Starlette's BaseHTTPMiddleware
+    would wrap an error raised while the body streams in (413) into an unrelated 400/500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
@@ -62,9 +79,9 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
         return {"ready": redis_ok, "redis": redis_ok, "results_dir": str(settings.results_path),
                 "experiments_with_results": len(app.state.results.experiments())}  # fmt: skip
 
-    app.middleware("http")(add_security_headers)
     install_common(app, registry=CollectorRegistry(), readiness=readiness,
                    max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log)  # fmt: skip
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: the common layer's 413 and 429 get them too
     app.include_router(analysis.router)
     app.include_router(scorecards.router)
     app.include_router(pages.router)

@@ -48,9 +48,11 @@ async def login_form(next: str = "/experiments") -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request, settings: SettingsDep) -> Response:
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "the sign-in form is too large")
+    body = b""
+    async for chunk in request.stream():  # stop at the form's own limit, not the service's
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"the sign-in form is larger than the {MAX_FORM_BYTES}-byte limit")
     form = parse_qs(body.decode("utf-8", "replace"))
     key, target = form.get("key", [""])[0], _safe_next(form.get("next", ["/experiments"])[0])
     principal = KeyRing(settings.admin_key_list, ()).identify(key) if key else None
