@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import parse_bearer
-from services.common.errors import http_error_handler
+from services.common.errors import document_security, http_error_handler
 from services.common.logs import request_id_var
 from services.common.metrics import HttpMetrics, render
 from services.common.ratelimit import RateLimiter
@@ -189,6 +189,7 @@ def install_common(
     apart with `app.state.keyring`: every service sets both before calling this."""
     metrics = HttpMetrics(registry)
     limiter = RateLimiter(app.state.settings.rate_limits, app.state.keyring.identify, registry)
+    document_security(app)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(RedisError, redis_error_handler)

@@ -1,5 +1,6 @@
 """Request bodies of the scorecard API. Numbers must be finite; the engine re-validates
-consistency (e.g. sum_squares against sum) and answers typed errors."""
+consistency (e.g. sum_squares against sum) and answers typed errors. Strict: a JSON `false` or
+`"5"` is not a count, so a client's mistake is a 422 rather than a silently different question."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class Block(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sum: Finite
     sum_squares: Finite
@@ -25,7 +26,7 @@ class CovariateBlock(Block):
 
 
 class VariantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     key: Key
     n: Count
@@ -36,14 +37,14 @@ class VariantIn(BaseModel):
 
 
 class MetricIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = "metric"
     type: Literal["proportion", "mean", "ratio"]
 
 
 class AnalyzeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     metric: MetricIn
     variants: Annotated[list[VariantIn], Field(min_length=2, max_length=50)]
@@ -55,7 +56,7 @@ class AnalyzeRequest(BaseModel):
 
 
 class SrmRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     counts: Annotated[dict[Key, Count], Field(min_length=2, max_length=50)]
     weights: Annotated[
@@ -75,7 +76,7 @@ class SrmRequest(BaseModel):
 class PowerRequest(BaseModel):
     """Give `relative_mde` for the sample size, or `n_per_variant` for the reachable MDE."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     metric_type: Literal["proportion", "mean"]
     baseline_mean: Finite

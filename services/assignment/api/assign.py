@@ -17,8 +17,9 @@ from services.assignment.schemas import (
 )
 from services.common.auth import require_sdk
 from services.common.bodies import body_doc, parse_body
+from services.common.errors import AUTHENTICATED, INVALID, TOO_LARGE, error
 
-router = APIRouter(prefix="/v1", tags=["assignment"])
+router = APIRouter(prefix="/v1", tags=["assignment"], responses={**AUTHENTICATED, **INVALID, **TOO_LARGE})
 
 
 def _json(payload: object) -> Response:
@@ -50,7 +51,7 @@ async def assign_unit(request: Request) -> Response:
 @router.post(
     "/assign/batch",
     response_model=BatchAssignResponse,
-    responses={413: {"description": "more units than the batch limit"}},
+    responses={413: error("more units than the batch limit, or a body over the byte limit")},
 )
 async def assign_batch(
     body: BatchAssignRequest, request: Request, principal: SdkKey, cache: CacheDep,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -18,13 +18,16 @@ from services.assignment.schemas import (
     StatusChange,
     check_unit_id,
 )
+from services.common.errors import AUTHENTICATED, INVALID, STORE_UNAVAILABLE, TOO_LARGE, Responses, error
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(
+    prefix="/v1/experiments", tags=["experiments"],
+    responses={**AUTHENTICATED, **INVALID, **TOO_LARGE, **STORE_UNAVAILABLE},
+)  # fmt: skip
 KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
 UnitPath = Annotated[str, Path(min_length=1, max_length=256)]
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "conflicts with the experiment's state or version"}
-}
+NOT_FOUND: Responses = {404: error("no such experiment")}
+CONFLICT: Responses = {**NOT_FOUND, 409: error("conflicts with the experiment's state or version")}
 
 
 def _http(exc: RegistryError) -> HTTPException:
@@ -44,7 +47,7 @@ async def _refreshed(cache: CacheDep, registry: Registry, doc: ExperimentPublic)
     return doc
 
 
-@router.post("", status_code=201, responses=CONFLICT)
+@router.post("", status_code=201, responses={409: error("an experiment with this key exists")})
 async def create_experiment(
     body: ExperimentCreate, principal: AdminKey, registry: RegistryDep, cache: CacheDep
 ) -> ExperimentPublic:
@@ -60,7 +63,7 @@ async def list_experiments(principal: AdminKey, registry: RegistryDep) -> list[E
     return await registry.list_experiments()
 
 
-@router.get("/{key}", responses={404: {"description": "no such experiment"}})
+@router.get("/{key}", responses=NOT_FOUND)
 async def get_experiment(key: KeyPath, principal: AdminKey, registry: RegistryDep) -> ExperimentPublic:
     try:
         return await registry.get_experiment(key)
@@ -90,7 +93,7 @@ async def change_experiment_status(
     return await _refreshed(cache, registry, doc)
 
 
-@router.get("/{key}/audit")
+@router.get("/{key}/audit", responses=NOT_FOUND)
 async def get_experiment_audit(
     key: KeyPath, principal: AdminKey, registry: RegistryDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -101,7 +104,7 @@ async def get_experiment_audit(
         raise _http(exc) from exc
 
 
-@router.get("/{key}/overrides")
+@router.get("/{key}/overrides", responses=NOT_FOUND)
 async def list_overrides(key: KeyPath, principal: AdminKey, registry: RegistryDep) -> dict[str, str]:
     try:
         await registry.get_experiment(key)
@@ -123,7 +126,7 @@ async def set_override(
     return {"experiment": key, "unit_id": unit_id, "variant": body.variant}
 
 
-@router.delete("/{key}/overrides/{unit_id}", status_code=204)
+@router.delete("/{key}/overrides/{unit_id}", status_code=204, responses=CONFLICT)
 async def delete_override(
     key: KeyPath, unit_id: UnitPath, principal: AdminKey, registry: RegistryDep, cache: CacheDep
 ) -> None:

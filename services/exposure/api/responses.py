@@ -6,17 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from services.common.errors import AUTHENTICATED, error
 from services.exposure.schemas import batch_schema
 
 DOCUMENTED_MAX_ITEMS = 1000
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "every accepted item is acked by the broker or fsynced to the local spool"},
-    413: {"description": "more items than the per-request limit, or a body over the byte limit"},
-    415: {"description": "the body is not JSON"},
-    422: {"description": "the envelope is malformed (items are rejected one by one instead)"},
-    503: {"description": "the broker is away and the spool is full, or the registry is not loaded; "
-                         "see Retry-After"},
-}  # fmt: skip
+    **AUTHENTICATED,
+    413: error("more items than the per-request limit, or a body over the byte limit"),
+    415: error("the body is not JSON"),
+    422: error("the envelope is malformed (items are rejected one by one instead)"),
+    503: error("the broker is away and the spool is full, or the registry is not loaded; see Retry-After"),
+}
 
 
 def request_body(envelope_field: str, item: type[BaseModel]) -> dict[str, Any]:

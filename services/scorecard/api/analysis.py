@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from services.common.errors import AUTHENTICATED, TOO_LARGE, error
 from services.scorecard.api.deps import AnyKey, SettingsDep
 from services.scorecard.schemas import AnalyzeRequest, PowerRequest, SrmRequest
 from services.scorecard.stats import (
@@ -16,9 +17,12 @@ from services.scorecard.stats import (
     srm_chi_square,
 )
 
-router = APIRouter(prefix="/v1", tags=["statistics"])
+router = APIRouter(prefix="/v1", tags=["statistics"], responses={**AUTHENTICATED, **TOO_LARGE})
 INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"description": "the statistics are inconsistent or a parameter is out of range"}
+    422: error(
+        "the request does not validate (`errors` names each invalid field), or the statistics are "
+        "inconsistent or a parameter is out of range"
+    )
 }
 
 

@@ -8,11 +8,14 @@ from fastapi import APIRouter, HTTPException, Path
 
 from services.assignment.changes import RegistryError
 from services.assignment.registry import Registry
+from services.common.errors import AUTHENTICATED, INVALID, STORE_UNAVAILABLE, error
 from services.scorecard.api.deps import RegistryDep, ResultsDep, ScorecardReader
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.scorecard import build_scorecard
 
-router = APIRouter(prefix="/v1/experiments", tags=["scorecards"])
+router = APIRouter(
+    prefix="/v1/experiments", tags=["scorecards"], responses={**AUTHENTICATED, **INVALID, **STORE_UNAVAILABLE}
+)
 KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -27,7 +30,7 @@ async def load_scorecard(key: str, registry: Registry, results: ResultsStore) ->
     return build_scorecard(document, experiment)
 
 
-@router.get("/{key}/scorecard", responses={404: {"description": "unknown experiment or no results yet"}})
+@router.get("/{key}/scorecard", responses={404: error("unknown experiment or no results yet")})
 async def get_scorecard(
     key: KeyPath, principal: ScorecardReader, registry: RegistryDep, results: ResultsDep
 ) -> dict[str, Any]:
