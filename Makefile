@@ -45,6 +45,7 @@ test: install system-packages
 bench: install
 	$(PY) -m bench.assignment
 	$(PY) -m bench.exposure
+	$(PY) -m bench.load
 
 # Spark metrics job beside DuckDB SQL at 1M/5M/10M events (~15 min on 2 cores); prints Markdown.
 bench-metrics: install
