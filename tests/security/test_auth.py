@@ -18,9 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def call(http: httpx.Client, stack: Stack, operation: Operation, headers: dict[str, str]) -> httpx.Response:
-    body = {"json": {}} if operation.takes_body else {}
     return http.request(operation.method, stack.url(operation.service) + operation.path, headers=headers,
-                         timeout=10, **body)  # type: ignore[arg-type]  # fmt: skip
+                        json={} if operation.takes_body else None)  # fmt: skip
 
 
 def refusal(response: httpx.Response, status: int) -> str | None:
