@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 
 from services.assignment.api.deps import AdminKey, CacheDep, RegistryDep
 from services.assignment.changes import RegistryError
@@ -24,8 +24,14 @@ router = APIRouter(
     prefix="/v1/experiments", tags=["experiments"],
     responses={**AUTHENTICATED, **INVALID, **TOO_LARGE, **STORE_UNAVAILABLE},
 )  # fmt: skip
-KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
+KeyPath = Annotated[str, Path(min_length=1, max_length=64, examples=["checkout-button"])]
 UnitPath = Annotated[str, Path(min_length=1, max_length=256)]
+NEW_EXPERIMENT = {
+    "key": "checkout-button", "name": "Green checkout button", "owner": "payments",
+    "hypothesis": "A green button raises conversion",
+    "variants": [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}],
+    "metrics": {"primary": ["conversion"], "secondary": ["revenue"], "guardrails": ["latency_ms"]},
+}  # fmt: skip
 NOT_FOUND: Responses = {404: error("no such experiment")}
 CONFLICT: Responses = {**NOT_FOUND, 409: error("conflicts with the experiment's state or version")}
 
@@ -49,8 +55,9 @@ async def _refreshed(cache: CacheDep, registry: Registry, doc: ExperimentPublic)
 
 @router.post("", status_code=201, responses={409: error("an experiment with this key exists")})
 async def create_experiment(
-    body: ExperimentCreate, principal: AdminKey, registry: RegistryDep, cache: CacheDep
-) -> ExperimentPublic:
+    body: Annotated[ExperimentCreate, Body(openapi_examples={"two variants": {"value": NEW_EXPERIMENT}})],
+    principal: AdminKey, registry: RegistryDep, cache: CacheDep,
+) -> ExperimentPublic:  # fmt: skip
     try:
         doc = await registry.create(body, principal.key_id)
     except RegistryError as exc:
