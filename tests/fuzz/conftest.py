@@ -3,6 +3,7 @@ document loaded live with schemathesis."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,14 +11,17 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from deploy.processes import ServiceProcess
+from tests.conftest import ADMIN_KEY, client_for, experiment_body
 
 # The broker, exposure and scorecard fixtures of the integration suites, shared rather than copied.
 from tests.integration.exposure.conftest import broker, exposure_service, start_exposure
 from tests.integration.scorecard.conftest import results_dir, scorecard, start_scorecard
+from tests.integration.scorecard.documents import publish, simulated_results
 
 __all__ = ["broker", "exposure_service", "results_dir", "scorecard", "start_exposure", "start_scorecard"]
 
 MAX_EXAMPLES = 25
+EXAMPLE_KEY = "checkout-button"  # the experiment key the documents give as their example
 # Reproducible in CI: a fixed seed, deterministic generation, and no example database written
 # into the repository (Hypothesis would otherwise keep one under .hypothesis/).
 CONFIG: dict[str, Any] = {
@@ -63,5 +67,10 @@ def exposure_schema(exposure_service: ServiceProcess) -> Any:
 
 
 @pytest.fixture(scope="session")
-def scorecard_schema(scorecard: ServiceProcess) -> Any:
+def scorecard_schema(scorecard: ServiceProcess, assignment: ServiceProcess, results_dir: Path) -> Any:
+    # The documented example key has an experiment and results, so its scorecard is a 200.
+    with client_for(assignment.base_url, ADMIN_KEY) as admin:
+        created = admin.post("/v1/experiments", json=experiment_body(EXAMPLE_KEY))
+        assert created.status_code in (201, 409), created.text
+    publish(results_dir, simulated_results(EXAMPLE_KEY))
     return load(scorecard)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 
 from services.common.errors import AUTHENTICATED, TOO_LARGE, error
 from services.scorecard.api.deps import AnyKey, SettingsDep
@@ -31,8 +31,19 @@ def _unprocessable(errors: list[InputError]) -> HTTPException:
     return HTTPException(422, f"invalid statistics: {summary}")
 
 
+ANALYZE_EXAMPLE = {
+    "metric": {"name": "revenue", "type": "mean"},
+    "variants": [{"key": "control", "n": 1000, "sum": 410.0, "sum_squares": 15377.0},
+                 {"key": "treatment", "n": 1000, "sum": 700.0, "sum_squares": 38930.0}],
+}  # fmt: skip
+POWER_EXAMPLE = {"metric_type": "proportion", "baseline_mean": 0.1, "relative_mde": 0.05}
+
+
 @router.post("/analyze", responses=INVALID)
-async def analyze_metric(body: AnalyzeRequest, principal: AnyKey, settings: SettingsDep) -> dict[str, Any]:
+async def analyze_metric(
+    body: Annotated[AnalyzeRequest, Body(openapi_examples={"mean metric": {"value": ANALYZE_EXAMPLE}})],
+    principal: AnyKey, settings: SettingsDep,
+) -> dict[str, Any]:  # fmt: skip
     result = analyze_payload(body.model_dump(exclude_none=True), max_variants=settings.max_analyze_variants)
     if result.errors:
         raise _unprocessable(result.errors)
@@ -48,7 +59,9 @@ async def check_srm(body: SrmRequest, principal: AnyKey) -> dict[str, Any]:
 
 
 @router.post("/power", responses=INVALID)
-async def compute_power(body: PowerRequest, principal: AnyKey) -> dict[str, Any]:
+async def compute_power(
+    body: Annotated[PowerRequest, Body(openapi_examples={"sample size": {"value": POWER_EXAMPLE}})], principal: AnyKey
+) -> dict[str, Any]:
     variance = body.variance if body.metric_type == "mean" else None
     common = {"variance": variance, "alpha": body.alpha, "power": body.power,
               "n_variants": body.n_variants, "variance_reduction": body.variance_reduction}  # fmt: skip

@@ -16,7 +16,7 @@ from services.scorecard.scorecard import build_scorecard
 router = APIRouter(
     prefix="/v1/experiments", tags=["scorecards"], responses={**AUTHENTICATED, **INVALID, **STORE_UNAVAILABLE}
 )
-KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
+KeyPath = Annotated[str, Path(min_length=1, max_length=64, examples=["checkout-button"])]
 
 
 async def load_scorecard(key: str, registry: Registry, results: ResultsStore) -> dict[str, Any]:
