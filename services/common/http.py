@@ -65,6 +65,9 @@ class RequestContextMiddleware:
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and len(incoming) <= 64 else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        # The 500 handler runs outside this middleware (in Starlette's outermost error
+        # middleware), after the context variable is reset: it reads the id from the scope.
+        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
         try:
@@ -164,11 +167,11 @@ async def redis_error_handler(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error")
+    request_id = getattr(request.state, "request_id", None) or request_id_var.get()
+    log.exception("unhandled error", extra={"request_id": request_id})
     return JSONResponse(
-        {"detail": "internal error; quote the request id when reporting it",
-         "request_id": request_id_var.get()},
-        status_code=500,
+        {"detail": "internal error; quote the request id when reporting it", "request_id": request_id},
+        status_code=500, headers={"X-Request-Id": request_id} if request_id else None,
     )  # fmt: skip
 
 
