@@ -178,6 +178,7 @@ def run_experiment(
 ) -> dict[str, Any]:  # fmt: skip
     """Compute and publish one experiment's results; returns the published document."""
     started = time.monotonic()
+    log.info("computing results", extra={"experiment": spec.key, "as_of": format_micros(options.as_of_us)})
     result = compute(spark, lake_dir, spec, catalog, options)
     computed_at = format_micros(time.time_ns() // 1000)
     document = build_document(spec, result, options, computed_at)

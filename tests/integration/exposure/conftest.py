@@ -160,14 +160,16 @@ def wait_until_drained(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
 
 
 class Poster(threading.Thread):
-    """Posts batches of exposures back to back until stopped; remembers every accepted id."""
+    """Posts batches of exposures back to back until stopped (or until `total` items were
+    sent); remembers every accepted id."""
 
-    def __init__(self, base_url: str, experiment: str, batch: int = 50) -> None:
+    def __init__(self, base_url: str, experiment: str, batch: int = 50, total: int | None = None) -> None:
         super().__init__(daemon=True)
         self.client = client_for(base_url, SDK_KEY)
         self.client.timeout = httpx.Timeout(30.0)
         self.experiment = experiment
         self.batch = batch
+        self.total = total
         self.accepted: list[str] = []
         self.statuses: Counter[int] = Counter()
         self._stop_requested = threading.Event()
@@ -175,16 +177,21 @@ class Poster(threading.Thread):
         self._sent = 0
 
     def post_once(self) -> None:
-        items = [exposure(self.experiment, f"stream-{self._sent + i}") for i in range(self.batch)]
-        self._sent += self.batch
+        size = self.batch if self.total is None else min(self.batch, self.total - self._sent)
+        items = [exposure(self.experiment, f"stream-{self._sent + i}") for i in range(size)]
+        self._sent += size
         response = self.client.post("/v1/exposures", json={"exposures": items})
         self.statuses[response.status_code] += 1
         if response.status_code == 202:
             refused = {r["index"] for r in response.json()["rejected"]}
             self.accepted.extend(item["event_id"] for i, item in enumerate(items) if i not in refused)
 
+    @property
+    def sent(self) -> int:
+        return self._sent
+
     def run(self) -> None:
-        while not self._stop_requested.is_set():
+        while not self._stop_requested.is_set() and (self.total is None or self._sent < self.total):
             with self._in_request:
                 self.post_once()
 
