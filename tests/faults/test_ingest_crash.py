@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from deploy.broker import TansuBroker
 from services.metrics import lake
+from services.metrics.durable import temp_path_for
 from tests.faults.conftest import Tally
 from tests.generator import generate
 from tests.integration.metrics.kafka_tools import (
@@ -72,8 +73,12 @@ def test_sigkill_mid_batch_then_restart_completes_the_lake(own_broker: TansuBrok
     rows_at_kill = {topic: lake_event_ids(lake_dir, topic) for topic in produced}
     assert sum(len(rows) for rows in rows_at_kill.values()) == total - pending  # exactly what was flushed
     assert not list(lake_dir.rglob(".part-*.tmp"))
-    for path in lake_dir.rglob("part-*.parquet"):
+    published = sorted(lake_dir.rglob("part-*.parquet"))
+    for path in published:
         pq.read_metadata(path)  # every published file is complete
+    # As if the kill had come in the middle of a write: a torn temporary beside the files.
+    torn = temp_path_for(published[0].with_name(lake.new_file_name()))
+    torn.write_bytes(published[0].read_bytes()[:100])
 
     second = IngestProcess(own_broker.bootstrap, tmp_path, "crash-test", SMALL_BATCHES).start()
     try:
@@ -89,4 +94,4 @@ def test_sigkill_mid_batch_then_restart_completes_the_lake(own_broker: TansuBrok
         # Raw rows, message for message: the generator's own re-sent messages are there, and the
         # restart re-read only the uncommitted batch, so no replay duplicate was added.
         assert Counter(rows) == sent, f"{topic}: {len(rows)} rows for {sum(sent.values())} messages"
-    assert not list(lake_dir.rglob(".part-*.tmp"))
+    assert not torn.exists() and not list(lake_dir.rglob(".part-*.tmp"))  # the restart removed it

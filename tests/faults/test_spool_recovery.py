@@ -4,6 +4,7 @@ and service."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,44 @@ def test_sigkill_with_a_non_empty_spool_replays_everything(
     metrics = httpx.get(f"{service.base_url}/metrics").text
     assert metric_value(metrics, "assay_exposure_items_replayed_total", kind="exposure") == 2000
     assert metric_value(metrics, "assay_exposure_spool_corrupt_records_total") == 1
+    assert not list(spool_dir.glob("segment-*.log"))
+    service.stop()
+
+
+def test_sigkill_in_the_middle_of_a_replay_replays_the_rest(
+    redis_server: RedisServer, own_broker: TansuBroker, start_exposure: Callable[..., ServiceProcess],
+    experiment: dict[str, Any], tmp_path: Path,
+) -> None:  # fmt: skip
+    spool_dir = tmp_path / "spool"
+    # Small replay batches and segments: the replay takes hundreds of steps, so it can be
+    # caught half-way, and its checkpoint sits inside a segment when the kill comes.
+    service = start_exposure(redis_server.url, own_broker.bootstrap, spool_dir=spool_dir,
+                             ASSAY_SPOOL_REPLAY_BATCH="10", ASSAY_SPOOL_SEGMENT_BYTES="65536",
+                             ASSAY_KAFKA_PRODUCE_TIMEOUT_MS="800")  # fmt: skip
+    own_broker.stop()
+    accepted, refused, responses = post_batches(service.base_url, experiment["key"], batches=30)
+    assert [r.status_code for r in responses] == [202] * 30 and not refused
+    assert readiness(service.base_url)["spool"]["records"] == 3000
+
+    own_broker.start()
+    deadline = time.monotonic() + 30
+    while readiness(service.base_url)["spool"]["records"] == 3000:  # until the replay is under way
+        assert time.monotonic() < deadline, "the replay did not start"
+        time.sleep(0.01)
+    own_broker.freeze()  # the replay stalls half-way: what the spool holds now stays there
+    try:
+        left = readiness(service.base_url)["spool"]["records"]
+        assert 0 < left < 3000, left
+        service.kill()
+    finally:
+        own_broker.thaw()
+    # What the old broker holds survives (it is only frozen); the rest must come from the spool.
+    service.start()
+    wait_until_drained(service.base_url)
+
+    delivered = all_exposure_ids(own_broker.bootstrap)
+    tally = Tally.of(accepted, delivered).report(f"sigkill mid-replay ({left} left in the spool)")
+    tally.assert_exact()
     assert not list(spool_dir.glob("segment-*.log"))
     service.stop()
 
