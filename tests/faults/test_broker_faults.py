@@ -14,10 +14,9 @@ from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
 from tests.conftest import metric_value
-from tests.faults.conftest import Tally
+from tests.faults.conftest import Poster, Tally
 from tests.integration.exposure.conftest import (
     EXPOSURES,
-    Poster,
     read_topics,
     readiness,
     wait_until_drained,

@@ -3,11 +3,8 @@ against the session Redis and assignment service of tests/conftest.py."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,61 +154,6 @@ def wait_until_drained(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
             return report
         assert time.monotonic() < deadline, f"the spool did not drain: {report}"
         time.sleep(0.1)
-
-
-class Poster(threading.Thread):
-    """Posts batches of exposures back to back until stopped (or until `total` items were
-    sent); remembers every accepted id."""
-
-    def __init__(self, base_url: str, experiment: str, batch: int = 50, total: int | None = None) -> None:
-        super().__init__(daemon=True)
-        self.client = client_for(base_url, SDK_KEY)
-        self.client.timeout = httpx.Timeout(30.0)
-        self.experiment = experiment
-        self.batch = batch
-        self.total = total
-        self.accepted: list[str] = []
-        self.statuses: Counter[int] = Counter()
-        self._stop_requested = threading.Event()
-        self._in_request = threading.Lock()
-        self._sent = 0
-
-    def post_once(self) -> None:
-        size = self.batch if self.total is None else min(self.batch, self.total - self._sent)
-        items = [exposure(self.experiment, f"stream-{self._sent + i}") for i in range(size)]
-        self._sent += size
-        response = self.client.post("/v1/exposures", json={"exposures": items})
-        self.statuses[response.status_code] += 1
-        if response.status_code == 202:
-            refused = {r["index"] for r in response.json()["rejected"]}
-            self.accepted.extend(item["event_id"] for i, item in enumerate(items) if i not in refused)
-
-    @property
-    def sent(self) -> int:
-        return self._sent
-
-    def run(self) -> None:
-        while not self._stop_requested.is_set() and (self.total is None or self._sent < self.total):
-            with self._in_request:
-                self.post_once()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """No request in flight inside the block."""
-        with self._in_request:
-            yield
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.accepted) < count:
-            assert time.monotonic() < deadline and self.is_alive(), (len(self.accepted), self.statuses)
-            time.sleep(0.02)
-
-    def finish(self) -> list[str]:
-        self._stop_requested.set()
-        self.join(timeout=60)
-        self.client.close()
-        return list(self.accepted)
 
 
 @pytest.fixture
