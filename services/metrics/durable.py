@@ -7,6 +7,7 @@ partial file under the final name. Temporary names start with '.', so readers sk
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,22 @@ TEMP_SUFFIX = ".tmp"
 
 def temp_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+
+
+def remove_stale_temps(directory: Path, older_than_seconds: float) -> list[Path]:
+    """Delete this module's temporary files in `directory` (not below it) that are older than
+    `older_than_seconds`: what a writer killed between creating and renaming one left behind.
+    Younger ones may belong to a writer still at work, so they stay."""
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for path in directory.glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another cleaner, or its writer renamed it meanwhile
+            continue
+    return removed
 
 
 def fsync_dir(directory: Path) -> None:

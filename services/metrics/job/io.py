@@ -11,7 +11,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from services.metrics import lake
-from services.metrics.durable import write_bytes_atomic
+from services.metrics.durable import remove_stale_temps, write_bytes_atomic
 
 EXPOSURE_DDL = (
     "event_id string, experiment string, variant string, unit_id string, timestamp timestamp, "
@@ -41,6 +41,9 @@ def event_files(lake_dir: Path, first_exposure: date, lookback_days: int, as_of:
     return lake.event_files(lake_dir, first_exposure - timedelta(days=lookback_days), as_of)
 
 
+STALE_TEMP_SECONDS = 3600.0  # far longer than writing one document takes
+
+
 def results_paths(results_dir: Path, experiment: str, computed_at: str) -> tuple[Path, Path]:
     base = results_dir / experiment
     return base / "latest.json", base / "history" / f"{computed_at}.json"
@@ -48,9 +51,12 @@ def results_paths(results_dir: Path, experiment: str, computed_at: str) -> tuple
 
 def publish(results_dir: Path, document: dict[str, Any]) -> Path:
     """History first, then latest.json; each is written atomically, so readers never see
-    a partial document and a crash keeps the previous latest.json."""
+    a partial document and a crash keeps the previous latest.json. Temporary files that a
+    killed run left behind (older than STALE_TEMP_SECONDS) are removed on the way."""
     latest, history = results_paths(results_dir, document["experiment"], document["computed_at"])
     data = json.dumps(document, indent=1, allow_nan=False).encode() + b"\n"
     write_bytes_atomic(history, data)
     write_bytes_atomic(latest, data)
+    for directory in (latest.parent, history.parent):
+        remove_stale_temps(directory, STALE_TEMP_SECONDS)
     return latest

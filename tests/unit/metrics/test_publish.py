@@ -51,3 +51,18 @@ def test_killed_writer_never_leaves_a_partial_latest(tmp_path: Path) -> None:
         assert document["complete"] is True and len(document["payload"]) == 5000
         visible = [p.name for p in (tmp_path / "exp").iterdir() if not p.name.startswith(".")]
         assert sorted(visible) == ["history", "latest.json"]  # only dot-files may be left over
+
+
+def test_publish_removes_temporaries_a_killed_run_left_behind(tmp_path: Path) -> None:
+    base = tmp_path / "exp"
+    (base / "history").mkdir(parents=True)
+    old = [base / ".latest.json.dead0001.tmp", base / "history" / ".2026-11-21.json.dead0002.tmp"]
+    young = base / ".latest.json.busy0003.tmp"  # a writer may still be at work on it
+    for path in [*old, young]:
+        path.write_bytes(b"{partial")
+    hours_ago = time.time() - 2 * 3600
+    for path in old:
+        os.utime(path, (hours_ago, hours_ago))
+    publish(tmp_path, {"experiment": "exp", "computed_at": "2026-11-22T01:02:03.000000Z", "metrics": []})
+    assert not any(path.exists() for path in old)
+    assert young.exists()
