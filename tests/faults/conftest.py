@@ -65,7 +65,11 @@ class Poster(threading.Thread):
         self.accepted: list[str] = []
         self.statuses: Counter[int] = Counter()
         self._stop_requested = threading.Event()
-        self._in_request = threading.Lock()
+        # A lock alone would not do for pausing: the poster re-takes it at once after each
+        # request, and Python locks are not fair, so a waiter could starve until the end.
+        self._turn = threading.Condition()
+        self._holding = False
+        self._in_request = False
         self._sent = 0
 
     def post_once(self) -> None:
@@ -83,15 +87,31 @@ class Poster(threading.Thread):
         return self._sent
 
     def run(self) -> None:
-        while not self._stop_requested.is_set() and (self.total is None or self._sent < self.total):
-            with self._in_request:
+        while True:
+            with self._turn:
+                self._turn.wait_for(lambda: not self._holding or self._stop_requested.is_set())
+                if self._stop_requested.is_set() or (self.total is not None and self._sent >= self.total):
+                    return
+                self._in_request = True
+            try:
                 self.post_once()
+            finally:
+                with self._turn:
+                    self._in_request = False
+                    self._turn.notify_all()
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """No request in flight inside the block."""
-        with self._in_request:
+        """No request in flight inside the block, and none starts until it ends."""
+        with self._turn:
+            self._holding = True
+            self._turn.wait_for(lambda: not self._in_request)
+        try:
             yield
+        finally:
+            with self._turn:
+                self._holding = False
+                self._turn.notify_all()
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -101,6 +121,8 @@ class Poster(threading.Thread):
 
     def finish(self) -> list[str]:
         self._stop_requested.set()
+        with self._turn:
+            self._turn.notify_all()
         self.join(timeout=60)
         self.client.close()
         return list(self.accepted)
