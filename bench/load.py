@@ -336,6 +336,25 @@ def memory_rows(samples: list[tuple[float, dict[str, float]]], warmup_end: float
     return rows
 
 
+def memory_series(samples: list[tuple[float, dict[str, float]]], warmup_end: float) -> list[str]:
+    """RSS once a minute from the end of the warm-up: a plateau and a leak look different."""
+    settled = [(at - warmup_end, memory) for at, memory in samples if at >= warmup_end]
+    if not settled:
+        return []
+    picks, next_minute = [], 0.0
+    for offset, memory in settled:
+        if offset >= next_minute:
+            picks.append((offset, memory))
+            next_minute += 60.0
+    if picks[-1][0] != settled[-1][0]:
+        picks.append(settled[-1])
+    header = "| process | " + " | ".join(f"{offset / 60:.1f} min" for offset, _ in picks) + " |"
+    rows = [header, "|---|" + "---:|" * len(picks)]
+    for name in sorted(settled[-1][1]):
+        rows.append(f"| {name} | " + " | ".join(f"{memory.get(name, float('nan')):.1f}" for _, memory in picks) + " |")
+    return rows
+
+
 def render(plan: list[Stream], tallies: dict[str, Tally], seconds: float, warmup: float,
            samples: list[tuple[float, dict[str, float]]], warmup_end: float, delivery: Delivery,
            facts: dict[str, str], command: str) -> str:  # fmt: skip
@@ -370,6 +389,10 @@ def render(plan: list[Stream], tallies: dict[str, Tally], seconds: float, warmup
         "| process | after warm-up | end | max | change |",
         "|---|---:|---:|---:|---:|",
         *memory_rows(samples, warmup_end),
+        "",
+        "The same, minute by minute (MiB):",
+        "",
+        *memory_series(samples, warmup_end),
     ]
     return "\n".join(lines)
 
