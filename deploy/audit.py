@@ -5,8 +5,11 @@ installed in the virtualenv (the transitive dependencies as resolved), without i
 anything. Exit 1 on a finding that is not listed in `ACCEPTED` (see docs/security.md).
 
 When no vulnerability service answers (networks that reach only a package mirror), or one
-answers but knows none of the packages, that is printed plainly and the exit status is 0:
-such a run checked nothing, and says so instead of passing for a clean audit.
+answers but knows none of the packages, a last resort asks PyPI's project pages, which carry
+the advisories of a project's *latest* release: every package pinned at its latest release is
+audited that way, the others are listed as not audited. When nothing at all could be audited
+that is printed plainly and the exit status is 0: such a run checked nothing, and says so
+instead of passing for a clean audit.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^;\s]+)")
 SERVICES = ("pypi", "osv")
+LATEST_RELEASE_SERVICE = "pypi-latest-release"
+PROJECT_JSON = "https://pypi.org/pypi/{name}/json"
 # Our own packages (installed editable from this repository): nothing to look up.
 OWN_PACKAGES = frozenset({"assay", "assay-platform"})
 # Findings examined and accepted, by advisory id, with the reason (mirrored in docs/security.md).
@@ -112,6 +119,39 @@ def run_pip_audit(service: str, requirements: Path, timeout: int) -> Report:
     return report
 
 
+def latest_release_entry(name: str, version: str, timeout: int) -> dict[str, object]:
+    """One package in pip-audit's JSON shape, from PyPI's project page (latest release only)."""
+    import httpx
+
+    try:
+        response = httpx.get(PROJECT_JSON.format(name=name), timeout=timeout, follow_redirects=True)
+        response.raise_for_status()
+        project = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"name": name, "version": version, "skip_reason": f"PyPI project page: {type(exc).__name__}"}
+    return entry_from_project(name, version, project)
+
+
+def entry_from_project(name: str, version: str, project: dict[str, Any]) -> dict[str, object]:
+    latest = str(project.get("info", {}).get("version", "?"))
+    if latest != version:
+        return {"name": name, "version": version,
+                "skip_reason": f"latest release is {latest}; PyPI's project page covers only that one"}  # fmt: skip
+    vulns = [{"id": v.get("id"), "aliases": v.get("aliases", []), "fix_versions": v.get("fixed_in", [])}
+             for v in project.get("vulnerabilities", [])]  # fmt: skip
+    return {"name": name, "version": version, "vulns": vulns}
+
+
+def audit_latest_releases(packages: dict[str, str], timeout: int) -> Report:
+    """The last resort where pip-audit's services are unreachable but PyPI's pages are not."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        entries = list(pool.map(lambda item: latest_release_entry(item[0], item[1], timeout), sorted(packages.items())))
+    report = parse_report(LATEST_RELEASE_SERVICE, json.dumps({"dependencies": entries}))
+    if not report.audited:
+        report.error = "no package could be checked against PyPI's project pages"
+    return report
+
+
 def write_requirements(packages: dict[str, str], directory: Path) -> Path:
     path = directory / "requirements.txt"
     path.write_text("".join(f"{name}=={version}\n" for name, version in sorted(packages.items())))
@@ -133,6 +173,9 @@ def verdict(reports: Sequence[Report], package_count: int) -> tuple[int, list[st
                    f"({'; '.join(describe(r) for r in reports)}). Not failing the build for it; "
                    "run `make audit` where a vulnerability service is reachable."]  # fmt: skip
     lines = [f"pip-audit ({report.service}): {len(report.audited)} of {package_count} packages audited"]
+    if report.service == LATEST_RELEASE_SERVICE:
+        lines.insert(0, f"pip-audit's services could not be used ({'; '.join(describe(r) for r in reports[:-1])}); "
+                        "falling back to the advisories on PyPI's project pages (latest releases only)")  # fmt: skip
     lines += [f"  not audited: {name}: {reason}" for name, reason in sorted(report.skipped.items())]
     for finding in report.findings:
         lines.append(f"  VULNERABLE {finding.package}: {finding.advisory} "
@@ -152,6 +195,8 @@ def audit(packages: dict[str, str], services: Sequence[str], timeout: int) -> in
             reports.append(run_pip_audit(service, requirements, timeout))
             if reports[-1].reached:
                 break
+    if not reports or not reports[-1].reached:
+        reports.append(audit_latest_releases(packages, timeout))
     status, lines = verdict(reports, len(packages))
     print("\n".join(lines))
     return status

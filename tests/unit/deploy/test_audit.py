@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from deploy.audit import REPO, parse_report, pinned_requirements, verdict
+from deploy.audit import LATEST_RELEASE_SERVICE, REPO, entry_from_project, parse_report, pinned_requirements, verdict
 
 
 def pip_audit_json(*dependencies: Mapping[str, object]) -> str:
@@ -52,3 +52,32 @@ def test_every_exact_pin_is_read_from_pyproject(tmp_path: Path) -> None:
     assert pinned_requirements(pyproject) == {"uvicorn": "0.54.0", "a-b-c": "1.0", "pytest": "9.2.0"}
     pins = pinned_requirements(REPO / "pyproject.toml")
     assert pins["fastapi"] and pins["pytest"] and pins["duckdb"]  # dependencies, dev and bench extras
+
+
+def project_page(latest: str, *vulnerabilities: Mapping[str, object]) -> dict[str, object]:
+    """The fields of PyPI's `/pypi/<name>/json` the fallback reads (advisories of the latest release)."""
+    return {"info": {"version": latest}, "vulnerabilities": list(vulnerabilities)}
+
+
+def test_the_fallback_audits_pins_at_the_latest_release_and_lists_the_rest() -> None:
+    advisory = {"id": "GHSA-xxxx", "aliases": ["CVE-2026-1"], "fixed_in": []}
+    entries = [
+        entry_from_project("jinja2", "3.1.6", project_page("3.1.6")),
+        entry_from_project("numpy", "2.4.6", project_page("2.5.5")),
+        entry_from_project("tornado", "6.5", project_page("6.5", advisory)),
+    ]
+    report = parse_report(LATEST_RELEASE_SERVICE, json.dumps({"dependencies": entries}))
+    status, lines = verdict([parse_report("osv", "not json"), report], 3)
+    assert status == 1
+    assert "falling back" in lines[0] and "2 of 3 packages audited" in lines[1]
+    assert any("numpy" in line and "latest release is 2.5.5" in line for line in lines)
+    assert any("VULNERABLE tornado==6.5: GHSA-xxxx" in line for line in lines)
+
+
+def test_the_fallback_on_a_clean_latest_release_passes() -> None:
+    entry = entry_from_project("jinja2", "3.1.6", project_page("3.1.6"))
+    report = parse_report(LATEST_RELEASE_SERVICE, json.dumps({"dependencies": [entry]}))
+    assert verdict([report], 1) == (0, ["pip-audit's services could not be used (); falling back to the advisories "
+                                         "on PyPI's project pages (latest releases only)",
+                                         f"pip-audit ({LATEST_RELEASE_SERVICE}): 1 of 1 packages audited",
+                                         "pip-audit: no known vulnerabilities"])  # fmt: skip
