@@ -25,6 +25,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis one test may kill and restart; every write is fsynced to the AOF, as the README
+    advises, so a restart on the same port and data directory brings everything back."""
+    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
+    yield server
+    server.stop()
+
+
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     return {
         "ASSAY_ENV": "test", "ASSAY_ADMIN_KEYS": ADMIN_KEY, "ASSAY_SDK_KEYS": SDK_KEY,

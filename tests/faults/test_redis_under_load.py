@@ -10,10 +10,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from deploy.embedded import RedisServer
@@ -81,14 +79,6 @@ def wait_for(answers: Callable[[], int], count: int, threads: list[AssignLoad], 
         assert all(t.is_alive() for t in threads), f"a load thread died while waiting for {what}"
         assert time.monotonic() < deadline, f"{what}: {answers()} of {count}"
         time.sleep(0.02)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis this test kills; every write is fsynced to the AOF, as the README advises."""
-    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
-    yield server
-    server.stop()
 
 
 def test_redis_killed_under_load_degrades_then_stays_sticky(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
@@ -59,13 +58,6 @@ def test_config_changes_reach_other_processes(
         while assign_many(reader.base_url, ["x"], key)[0]["assignments"][key]["reason"] != "not_running":
             assert time.monotonic() < deadline, "the second process never saw the pause"
             time.sleep(0.05)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
-    yield server
-    server.stop()
 
 
 def test_redis_killed_mid_test_degrades_then_recovers(
