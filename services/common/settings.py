@@ -24,28 +24,30 @@ def split_keys(raw: str) -> tuple[str, ...]:
 
 
 class ServiceSettings(BaseSettings):
+    """Every service reads these (the metrics ingest and job ignore the API keys)."""
+
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
 
     env: str = Field("production", description="'dev' allows the built-in dev keys")
     admin_keys: str = Field("", repr=False, description="comma-separated admin API keys")
     sdk_keys: str = Field("", repr=False, description="comma-separated SDK API keys")
-    sdk_can_read_scorecards: bool = False
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_timeout_ms: int = Field(200, ge=1, le=60_000)
-    data_dir: Path = Path(".assay")
-    host: str = "127.0.0.1"
-    log_level: str = "INFO"
-    access_log: bool = True
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    sdk_can_read_scorecards: bool = Field(False, description="let SDK keys read scorecards too")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis (registry, sticky assignments, audit)")
+    redis_timeout_ms: int = Field(200, ge=1, le=60_000, description="socket timeout of Redis calls (then degrade)")
+    data_dir: Path = Field(Path(".assay"), description="local state: Redis data, lake, results, spool, logs, pid files")
+    host: str = Field("127.0.0.1", description="interface the HTTP servers bind")
+    log_level: str = Field("INFO", description="JSON log lines on stderr, with the request id")
+    access_log: bool = Field(True, description="one JSON log line per request")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="request body limit; more is a 413")
     # Per service instance (buckets live in the process). Per key: far above what one SDK key
     # sends (benchmarks push a few thousand requests a second through one key); without a
     # valid key, per client address: far above a browser's needs, low enough to slow guessing.
     rate_limit_per_second: float = Field(20_000, ge=0, description="requests per second per API key; 0: off")
-    rate_limit_burst: int = Field(40_000, ge=1)
+    rate_limit_burst: int = Field(40_000, ge=1, description="token bucket size per API key")
     rate_limit_anonymous_per_second: float = Field(
         100, ge=0, description="requests per second per client address without a valid key; 0: off"
     )
-    rate_limit_anonymous_burst: int = Field(500, ge=1)
+    rate_limit_anonymous_burst: int = Field(500, ge=1, description="token bucket size per client address")
 
     @model_validator(mode="after")
     def _keys_present_outside_dev(self) -> Self:

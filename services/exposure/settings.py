@@ -12,28 +12,32 @@ MIB = 1_048_576
 
 
 class ExposureSettings(ServiceSettings):
-    exposure_port: int = Field(8002, ge=1, le=65535)
+    """The exposure service (`python -m services.exposure`)."""
+
+    exposure_port: int = Field(8002, ge=1, le=65535, description="HTTP port")
     # 1000 events with properties do not fit in the common 1 MiB default.
-    max_body_bytes: int = Field(4 * MIB, ge=1024)
+    max_body_bytes: int = Field(4 * MIB, ge=1024, description="request body limit; more is a 413")
     max_items: int = Field(1000, ge=1, le=10_000, description="items per request; more is a 413")
     max_future_seconds: int = Field(300, ge=0, description="how far ahead of server time a timestamp may be")
     horizon_days: float = Field(30.0, gt=0, description="timestamps older than this are rejected")
-    config_refresh_seconds: float = Field(1.0, gt=0, le=60)
+    config_refresh_seconds: float = Field(
+        1.0, gt=0, le=60, description="config version re-checked this often, in case a pub/sub message was missed"
+    )
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_partitions: int = Field(6, ge=1, le=10_000)
-    kafka_replication_factor: int = Field(1, ge=1, le=10)
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_partitions: int = Field(6, ge=1, le=10_000, description="partitions of the topics created at start-up")
+    kafka_replication_factor: int = Field(1, ge=1, le=10, description="replication factor of those topics")
     kafka_produce_timeout_ms: int = Field(
         2000, ge=100, le=120_000, description="a batch not acked by then goes to the spool"
     )
-    kafka_linger_ms: int = Field(5, ge=0, le=1000)
-    kafka_batch_bytes: int = Field(262_144, ge=1024)
+    kafka_linger_ms: int = Field(5, ge=0, le=1000, description="producer linger before a batch is sent")
+    kafka_batch_bytes: int = Field(262_144, ge=1024, description="producer batch size per partition")
     kafka_retry_seconds: float = Field(1.0, gt=0, le=60, description="pause between reconnect attempts")
 
     spool_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/spool")
     spool_max_bytes: int = Field(1024 * MIB, ge=4096, description="full spool: 503 + Retry-After")
-    spool_segment_bytes: int = Field(16 * MIB, ge=1024)
-    spool_replay_batch: int = Field(1000, ge=1, le=100_000)
+    spool_segment_bytes: int = Field(16 * MIB, ge=1024, description="size at which a spool segment is closed")
+    spool_replay_batch: int = Field(1000, ge=1, le=100_000, description="spooled records replayed per batch")
 
     @property
     def spool_path(self) -> Path:

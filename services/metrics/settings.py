@@ -13,19 +13,21 @@ DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
 
 
 class MetricsSettings(ServiceSettings):
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    """The metrics ingest and job (`python -m services.metrics`); they need no API keys."""
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     metrics_catalog: Path = Field(DEFAULT_CATALOG, description="metric catalog YAML")
     results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results (as the scorecard)")
-    spark_master: str = "local[*]"
-    spark_driver_memory: str = "2g"
-    spark_shuffle_partitions: int = Field(8, ge=1, le=100_000)
+    spark_master: str = Field("local[*]", description="Spark master of the metrics job")
+    spark_driver_memory: str = Field("2g", description="Spark driver memory")
+    spark_shuffle_partitions: int = Field(8, ge=1, le=100_000, description="spark.sql.shuffle.partitions of the job")
 
     metrics_port: int = Field(8004, ge=0, le=65535, description="ingest /healthz and /metrics; 0 = off")
-    ingest_group: str = "assay-metrics-ingest"
+    ingest_group: str = Field("assay-metrics-ingest", description="consumer group of the ingest")
     ingest_batch_max_records: int = Field(20_000, ge=1, description="flush after this many messages")
     ingest_batch_max_seconds: float = Field(2.0, gt=0, description="flush at least this often")
-    ingest_poll_ms: int = Field(200, ge=1, le=60_000)
-    ingest_session_timeout_ms: int = Field(6000, ge=1000)
+    ingest_poll_ms: int = Field(200, ge=1, le=60_000, description="longest wait of one consumer poll")
+    ingest_session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
 
     metrics_allowed_lateness_hours: float = Field(
         72.0, ge=0, description="a day's snapshot is frozen this long after the day ends"

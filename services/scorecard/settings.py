@@ -8,12 +8,15 @@ from services.common.settings import ServiceSettings
 
 
 class ScorecardSettings(ServiceSettings):
-    scorecard_port: int = Field(8003, ge=1, le=65535)
+    """The scorecard service (`python -m services.scorecard`)."""
+
+    scorecard_port: int = Field(8003, ge=1, le=65535, description="HTTP port")
     results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results")
-    max_analyze_variants: int = Field(50, ge=2, le=1000)
-    session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    # Mark the sign-in cookie Secure (HTTPS only); on by default outside dev.
-    secure_cookies: bool | None = None
+    max_analyze_variants: int = Field(50, ge=2, le=1000, description="variants per /v1/analyze request")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="lifetime of a scorecard sign-in")
+    secure_cookies: bool | None = Field(
+        None, description="mark the sign-in cookie Secure (HTTPS only); unset: on outside dev"
+    )
 
     @property
     def results_path(self) -> Path:
