@@ -28,9 +28,11 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
 
-    env: str = Field("production", description="'dev' allows the built-in dev keys")
-    admin_keys: str = Field("", repr=False, description="comma-separated admin API keys")
-    sdk_keys: str = Field("", repr=False, description="comma-separated SDK API keys")
+    env: str = Field(
+        "production", description="`dev` (what `make up` sets) allows the dev keys `dev-admin-key` / `dev-sdk-key`"
+    )
+    admin_keys: str = Field("", repr=False, description="comma-separated admin API keys, each >= 16 characters")
+    sdk_keys: str = Field("", repr=False, description="comma-separated SDK API keys, each >= 16 characters")
     sdk_can_read_scorecards: bool = Field(False, description="let SDK keys read scorecards too")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis (registry, sticky assignments, audit)")
     redis_timeout_ms: int = Field(200, ge=1, le=60_000, description="socket timeout of Redis calls (then degrade)")

@@ -34,7 +34,9 @@ class ExposureSettings(ServiceSettings):
     kafka_batch_bytes: int = Field(262_144, ge=1024, description="producer batch size per partition")
     kafka_retry_seconds: float = Field(1.0, gt=0, le=60, description="pause between reconnect attempts")
 
-    spool_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/spool")
+    spool_dir: Path | None = Field(
+        None, description="disk spool, one process per directory; unset: `<ASSAY_DATA_DIR>/spool`"
+    )
     spool_max_bytes: int = Field(1024 * MIB, ge=4096, description="full spool: 503 + Retry-After")
     spool_segment_bytes: int = Field(16 * MIB, ge=1024, description="size at which a spool segment is closed")
     spool_replay_batch: int = Field(1000, ge=1, le=100_000, description="spooled records replayed per batch")

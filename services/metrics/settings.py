@@ -17,7 +17,9 @@ class MetricsSettings(ServiceSettings):
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     metrics_catalog: Path = Field(DEFAULT_CATALOG, description="metric catalog YAML")
-    results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results (as the scorecard)")
+    results_dir: Path | None = Field(
+        None, description="where the job publishes results documents; unset: `<ASSAY_DATA_DIR>/results`"
+    )
     spark_master: str = Field("local[*]", description="Spark master of the metrics job")
     spark_driver_memory: str = Field("2g", description="Spark driver memory")
     spark_shuffle_partitions: int = Field(8, ge=1, le=100_000, description="spark.sql.shuffle.partitions of the job")

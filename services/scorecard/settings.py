@@ -11,7 +11,9 @@ class ScorecardSettings(ServiceSettings):
     """The scorecard service (`python -m services.scorecard`)."""
 
     scorecard_port: int = Field(8003, ge=1, le=65535, description="HTTP port")
-    results_dir: Path | None = Field(None, description="default: <ASSAY_DATA_DIR>/results")
+    results_dir: Path | None = Field(
+        None, description="where the scorecard reads results documents; unset: `<ASSAY_DATA_DIR>/results`, as the job"
+    )
     max_analyze_variants: int = Field(50, ge=2, le=1000, description="variants per /v1/analyze request")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="lifetime of a scorecard sign-in")
     secure_cookies: bool | None = Field(
