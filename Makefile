@@ -1,10 +1,11 @@
-# Assay: `make up` runs the platform locally (no Docker), `make test` runs the tests.
+# Assay: `make up` runs the platform locally (no Docker), `make test` runs the tests,
+# `make check` runs the linters, type checker, unit tests and import contract (CI runs it first).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-packages up down demo test audit bench bench-metrics lint clean
+.PHONY: install system-packages up down demo check test audit bench bench-metrics lint clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,11 +40,12 @@ system-packages:
 	  echo "could not install $(SYSTEM_PACKAGES): the tests that need them will be skipped"; \
 	else echo "$(SYSTEM_PACKAGES) not all found: the tests that need them will be skipped"; fi
 
-test: install system-packages audit
+test: install system-packages
 	$(PY) -m pytest -q
 
 # Known vulnerabilities in the pinned (and installed) dependencies: fails on a finding; when no
-# vulnerability service is reachable it says that nothing was audited and does not fail.
+# vulnerability service is reachable it says that nothing was audited and does not fail. It reads
+# the network, so it is its own target: `make test` does not run it (CI runs it after the tests).
 audit: install
 	$(PY) -m deploy.audit
 
@@ -58,7 +60,15 @@ bench-metrics: install
 
 lint: install
 	$(PY) -m ruff check sdk services deploy bench tests
+	$(PY) -m ruff format --check sdk services deploy bench tests
 	$(PY) -m mypy sdk/python/assay services deploy
+
+# The fast gate, no servers started: lint, formatting, types, the unit tests and the import
+# contract (services import services.common and the SDK, never each other).
+check: lint
+	$(PY) -m pytest -q tests/unit
+	@if grep -q '"import-linter==' pyproject.toml; then echo "$(VENV)/bin/lint-imports"; $(VENV)/bin/lint-imports; \
+	else echo "import contract: import-linter is not pinned in pyproject.toml yet, not checked"; fi
 
 clean: down
 	rm -rf .assay
