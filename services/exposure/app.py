@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from services.assignment.cache import ConfigCache
 from services.common.auth import KeyRing
 from services.common.http import ReadinessCheck, install_common
 from services.common.redis import connect
+from services.common.registry.cache import ConfigCache
+from services.common.topics import TOPICS
 from services.exposure.api import events, exposures
 from services.exposure.delivery import Delivery
 from services.exposure.ingest import Ingestor
@@ -23,7 +24,6 @@ from services.exposure.metrics import ExposureMetrics
 from services.exposure.producer import KafkaSink
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import Spool
-from services.exposure.validation import TOPICS
 
 
 def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> ReadinessCheck:
@@ -76,7 +76,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     spool = Spool(
         settings.spool_path, max_bytes=settings.spool_max_bytes, segment_bytes=settings.spool_segment_bytes
     )
-    sink = KafkaSink(settings, tuple(TOPICS.values()))
+    sink = KafkaSink(settings, TOPICS)
     metrics_registry = CollectorRegistry()
     metrics = ExposureMetrics(metrics_registry)
     metrics.watch(spool, sink)

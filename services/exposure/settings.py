@@ -40,6 +40,9 @@ class ExposureSettings(ServiceSettings):
     spool_max_bytes: int = Field(1024 * MIB, ge=4096, description="full spool: 503 + Retry-After")
     spool_segment_bytes: int = Field(16 * MIB, ge=1024, description="size at which a spool segment is closed")
     spool_replay_batch: int = Field(1000, ge=1, le=100_000, description="spooled records replayed per batch")
+    spool_slots: int = Field(
+        1, ge=1, le=1024, description="replicas that may share the spool directory, each in its own slot"
+    )
 
     @property
     def spool_path(self) -> Path:

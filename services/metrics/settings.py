@@ -23,6 +23,20 @@ class MetricsSettings(ServiceSettings):
     spark_master: str = Field("local[*]", description="Spark master of the metrics job")
     spark_driver_memory: str = Field("2g", description="Spark driver memory")
     spark_shuffle_partitions: int = Field(8, ge=1, le=100_000, description="spark.sql.shuffle.partitions of the job")
+    spark_cores_max: int | None = Field(
+        None, ge=1, description="spark.cores.max on a cluster: cores one job may hold (unset: all the cluster has)"
+    )
+    spark_log_level: str = Field(
+        "WARN", description="Spark's log level (WARN shows 'Initial job has not accepted any resources')"
+    )
+    scheduler_status_file: Path | None = Field(
+        None,
+        description="status of `run --every`, read by its health check; unset: "
+        "`<ASSAY_DATA_DIR>/metrics-scheduler.json`",
+    )
+    scheduler_round_timeout_seconds: float = Field(
+        1800.0, gt=0, description="`run --every` is unhealthy once a round runs longer than this"
+    )
 
     metrics_port: int = Field(8004, ge=0, le=65535, description="ingest /healthz and /metrics; 0 = off")
     ingest_group: str = Field("assay-metrics-ingest", description="consumer group of the ingest")
@@ -50,3 +64,7 @@ class MetricsSettings(ServiceSettings):
     @property
     def results_path(self) -> Path:
         return self.results_dir or self.data_dir / "results"
+
+    @property
+    def scheduler_status_path(self) -> Path:
+        return self.scheduler_status_file or self.data_dir / "metrics-scheduler.json"

@@ -17,7 +17,9 @@ class ScorecardSettings(ServiceSettings):
     max_analyze_variants: int = Field(50, ge=2, le=1000, description="variants per /v1/analyze request")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="lifetime of a scorecard sign-in")
     secure_cookies: bool | None = Field(
-        None, description="mark the sign-in cookie Secure (HTTPS only); unset: on outside dev"
+        None,
+        description="mark the sign-in cookie Secure (sent over HTTPS only); unset: on outside dev. Behind no "
+        "TLS, browsers not on localhost drop it and sign-in fails: terminate TLS in front (docs/deploy.md)",
     )
 
     @property

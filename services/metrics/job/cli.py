@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 from services.metrics.catalog import Catalog, load_catalog
 from services.metrics.job.registry import running_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
-from services.metrics.job.spark import build_session
+from services.metrics.job.spark import build_session, wait_for_master
+from services.metrics.job.status import SchedulerStatus, round_finished, round_started, write_status
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from services.metrics.settings import MetricsSettings
 
@@ -57,6 +58,20 @@ def run_round(
     return failures
 
 
+def scheduled_round(
+    args: argparse.Namespace, settings: MetricsSettings, catalog: Catalog, spark: SparkSession,
+    status: SchedulerStatus | None,
+) -> tuple[int, SchedulerStatus | None]:  # fmt: skip
+    """`run_round`, recorded in the status file when running on a schedule."""
+    path = settings.scheduler_status_path
+    if status is not None:
+        status = round_started(path, status, time.time())
+    failures = run_round(args, settings, catalog, spark)
+    if status is not None:
+        status = round_finished(path, status, time.time(), failures)
+    return failures, status
+
+
 def run_command(
     args: argparse.Namespace, settings: MetricsSettings, spark: SparkSession | None = None
 ) -> int:
@@ -76,14 +91,23 @@ def run_command(
     stop = threading.Event()
     if args.every is not None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    status = None
+    if args.every is not None:
+        status = write_status(settings.scheduler_status_path, SchedulerStatus(
+            every_seconds=args.every, round_timeout_seconds=settings.scheduler_round_timeout_seconds,
+            started_at=time.time(),
+        ))  # fmt: skip
+    if spark is None:
+        wait_for_master(settings.spark_master)
     session = spark or build_session(
         settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
-        driver_memory=settings.spark_driver_memory,
+        driver_memory=settings.spark_driver_memory, cores_max=settings.spark_cores_max,
+        log_level=settings.spark_log_level,
     )  # fmt: skip
     try:
-        failures = run_round(args, settings, catalog, session)
+        failures, status = scheduled_round(args, settings, catalog, session, status)
         while args.every is not None and not stop.wait(args.every):
-            failures = run_round(args, settings, catalog, session)
+            failures, status = scheduled_round(args, settings, catalog, session, status)
     finally:
         if spark is None:
             session.stop()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.metrics.job.status import (
+    SchedulerStatus,
+    round_finished,
+    round_started,
+    unhealthy_reason,
+    verdict,
+    write_status,
+)
+
+START = 1_000_000.0
+
+
+def fresh(path: Path) -> SchedulerStatus:
+    return write_status(path, SchedulerStatus(every_seconds=60, round_timeout_seconds=120, started_at=START))
+
+
+def test_a_round_that_finishes_keeps_the_scheduler_healthy(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    status = round_finished(path, round_started(path, fresh(path), START + 1), START + 30, failures=0)
+    assert unhealthy_reason(path, now=START + 30 + 60 + 119) is None
+    assert status.last_success_at == START + 30
+
+
+def test_a_round_waiting_past_the_timeout_is_unhealthy(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    round_started(path, fresh(path), START + 1)
+    assert unhealthy_reason(path, now=START + 100) is None
+    assert "waiting for executors" in (unhealthy_reason(path, now=START + 122) or "")
+
+
+def test_failing_rounds_turn_unhealthy_once_a_success_is_overdue(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    status = round_finished(path, round_started(path, fresh(path), START), START + 5, failures=1)
+    assert verdict(status, START + 179) is None
+    assert "no successful round" in (verdict(status, START + 181) or "")
+
+
+def test_no_status_file_is_unhealthy(tmp_path: Path) -> None:
+    assert "no readable scheduler status" in (unhealthy_reason(tmp_path / "missing.json") or "")
+
+
+def test_standalone_master_addresses_are_parsed_and_local_masters_need_no_wait() -> None:
+    from services.metrics.job.spark import master_addresses, wait_for_master
+
+    assert master_addresses("spark://m1:7077,m2:7078") == [("m1", 7077), ("m2", 7078)]
+    assert master_addresses("local[*]") == []
+    assert wait_for_master("local[2]", timeout_seconds=0)
+    assert not wait_for_master("spark://127.0.0.1:1", timeout_seconds=0, pause_seconds=0.01)
