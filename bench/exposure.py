@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from assay.timefmt import format_rfc3339, utc_now
 from kafka import KafkaProducer
 from kafka.record.util import crc32c_c
 
@@ -41,7 +42,6 @@ from bench import _http_load as load
 from deploy.broker import TansuBroker, tansu_binary
 from deploy.processes import ServiceProcess
 from services.exposure.producer import EncodedBytes
-from services.exposure.timestamps import format_rfc3339, utc_now
 
 ADMIN_KEY = "dev-admin-key"
 SDK_KEY = "dev-sdk-key"

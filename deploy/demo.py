@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from assay.timefmt import format_rfc3339
 
 ADMIN, SDK = "dev-admin-key", "dev-sdk-key"
 SEED = 20261122
@@ -59,10 +60,6 @@ def progress(message: str) -> None:
     print(f"  · {message}", flush=True)
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def ensure_experiments(client: httpx.Client) -> None:
     for body in EXPERIMENTS:
         if client.get(f"/v1/experiments/{body['key']}").status_code == 404:
@@ -87,7 +84,7 @@ def assign(client: httpx.Client, key: str, units: list[str], countries: list[str
 
 def _event(key: str, unit: str, index: int, name: str, at: datetime, value: float | None) -> dict[str, Any]:
     event_id = str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/{index}"))
-    return {"event_id": event_id, "name": name, "unit_id": unit, "timestamp": rfc3339(at),
+    return {"event_id": event_id, "name": name, "unit_id": unit, "timestamp": format_rfc3339(at),
             "value": None if value is None else round(value, 2), "properties": {"source": "demo"}}  # fmt: skip
 
 
@@ -131,7 +128,7 @@ def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: da
         exposed = now - timedelta(hours=float(rng.uniform(1, 46)))
         if not (variant == "treatment" and rng.random() < plan.lost_exposures):
             exposures.append({"event_id": str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/exposure")), "experiment": key,
-                              "variant": variant, "unit_id": unit, "timestamp": rfc3339(exposed)})  # fmt: skip
+                              "variant": variant, "unit_id": unit, "timestamp": format_rfc3339(exposed)})  # fmt: skip
         events += unit_events(rng, key, unit, exposed, now, variant == "treatment", plan.lift)
     accepted = send(exposure, "exposures", exposures), send(exposure, "events", events)
     progress(f"{key}: {len(variants)} units assigned, {accepted[0]} exposures and {accepted[1]} events accepted")

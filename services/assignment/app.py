@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
 
 from services.assignment.api import assign, experiments
-from services.assignment.cache import ConfigCache
 from services.assignment.registry import Registry
 from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
@@ -22,6 +21,7 @@ from services.common.auth import KeyRing
 from services.common.bodies import document_models
 from services.common.http import install_common
 from services.common.redis import connect, reachable
+from services.common.registry.cache import ConfigCache
 
 
 class AssignMetrics:

@@ -9,8 +9,8 @@ from typing import Any
 
 from assay.evaluation import UNKNOWN_EXPERIMENT, Decision, evaluate
 
-from services.assignment.cache import ConfigSnapshot
 from services.assignment.sticky import StickyResult, StickyStore
+from services.common.registry.cache import ConfigSnapshot
 
 # Decisions that never consult the sticky store: the experiment is not assigning, or QA
 # forced a variant.

@@ -17,24 +17,12 @@ from services.assignment.lifecycle import (
     can_transition,
     transition_error,
 )
-from services.assignment.schemas import (
-    NULLABLE_ON_UPDATE,
-    ExperimentCreate,
-    ExperimentPublic,
-    ExperimentUpdate,
-    StatusChange,
-)
+from services.assignment.schemas import NULLABLE_ON_UPDATE, ExperimentCreate, ExperimentUpdate, StatusChange
+from services.common.registry.errors import RegistryError, not_found
+from services.common.registry.models import ExperimentPublic
 
-
-class RegistryError(Exception):
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-def not_found(key: str) -> RegistryError:
-    return RegistryError(404, f"experiment '{key}' does not exist")
+__all__ = ["RegistryError", "build_created", "build_status_change", "build_updated",
+           "check_override_variant", "not_found"]
 
 
 def _taken_slices(docs: Mapping[str, ExperimentPublic], layer: str, exclude: str) -> list[tuple[int, int]]:

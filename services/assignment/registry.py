@@ -8,29 +8,19 @@ every assignment process refreshes its cached config.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from assay.timefmt import utc_now_rfc3339
 from redis.exceptions import WatchError
 
-from services.assignment import keys
-from services.assignment.changes import (
-    RegistryError,
-    build_created,
-    build_status_change,
-    build_updated,
-    check_override_variant,
-    not_found,
-)
-from services.assignment.schemas import (
-    AuditEntry,
-    ExperimentCreate,
-    ExperimentPublic,
-    ExperimentUpdate,
-    StatusChange,
-)
+from services.assignment.changes import build_created, build_status_change, build_updated, check_override_variant
+from services.assignment.schemas import ExperimentCreate, ExperimentUpdate, StatusChange
+from services.common.registry import keys
+from services.common.registry.errors import RegistryError, not_found
+from services.common.registry.models import AuditEntry, ExperimentPublic, parse_docs
+from services.common.registry.reader import RegistryReader
 
 MAX_WRITE_ATTEMPTS = 20
 Docs = dict[str, ExperimentPublic]
@@ -38,28 +28,12 @@ Docs = dict[str, ExperimentPublic]
 Plan = tuple[ExperimentPublic, dict[str, Any], Callable[[Any], None] | None]
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class Registry(RegistryReader):
+    """The registry's only writer; reads come from the shared `RegistryReader`."""
 
-
-def parse_docs(raw: Mapping[Any, Any]) -> Docs:
-    return {key: ExperimentPublic.model_validate_json(value) for key, value in raw.items()}
-
-
-class Registry:
     def __init__(self, redis: aioredis.Redis, *, max_audit_entries: int = 10_000) -> None:
-        self.redis = redis
+        super().__init__(redis)
         self.max_audit_entries = max_audit_entries
-
-    async def list_experiments(self) -> list[ExperimentPublic]:
-        docs = parse_docs(await self.redis.hgetall(keys.EXPERIMENTS))
-        return sorted(docs.values(), key=lambda doc: doc.created_at)
-
-    async def get_experiment(self, key: str) -> ExperimentPublic:
-        raw = await self.redis.hget(keys.EXPERIMENTS, key)
-        if raw is None:
-            raise not_found(key)
-        return ExperimentPublic.model_validate_json(raw)
 
     async def create(self, body: ExperimentCreate, actor: str) -> ExperimentPublic:
         def plan(docs: Docs, now: str) -> Plan:
@@ -129,7 +103,7 @@ class Registry:
                 try:
                     await pipe.watch(keys.EXPERIMENTS)
                     docs = parse_docs(await pipe.hgetall(keys.EXPERIMENTS))
-                    doc, changes, extra = plan(docs, utc_now())
+                    doc, changes, extra = plan(docs, utc_now_rfc3339())
                     if not changes:
                         return doc
                     entry = AuditEntry(at=doc.updated_at, actor=actor, action=action,

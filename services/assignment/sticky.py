@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from assay.sticky import sticky_key
 from redis.exceptions import NoScriptError, RedisError
-
-from services.assignment.keys import sticky_key
 
 # KEYS[1]: the unit's sticky hash. ARGV: experiment, candidate, experiment, candidate, ...
 # where an empty candidate means "not eligible now". Returns stored-or-new variant ("" for

@@ -20,12 +20,12 @@ import logging
 import time
 from collections import Counter
 
-from services.exposure.metrics import KIND_OF_TOPIC, ExposureMetrics
+from services.common.topics import KIND_OF_TOPIC, Kind
+from services.exposure.metrics import ExposureMetrics
 from services.exposure.producer import KafkaSink
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import ReplayBatch, Spool, SpoolFull
 from services.exposure.spool_format import SpoolEntry
-from services.exposure.validation import Kind
 
 log = logging.getLogger("assay.exposure.delivery")
 IDLE_SECONDS = 1.0

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 from fastapi import HTTPException, Request
 
-from services.exposure.validation import ENVELOPE_FIELDS, Kind
+from services.common.topics import Kind
+from services.exposure.validation import ENVELOPE_FIELDS
 
 MAX_FIELD_ECHO = 40
 

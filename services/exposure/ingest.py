@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from assay.timefmt import format_rfc3339, utc_now
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from services.assignment.cache import ConfigCache, ConfigSnapshot
+from services.common.registry.cache import ConfigCache, ConfigSnapshot
 from services.exposure.delivery import Delivery, SpoolUnavailable
 from services.exposure.envelope import check_content_type, items_of, parse_json
 from services.exposure.metrics import ExposureMetrics
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import SpoolFull
-from services.exposure.timestamps import TimeWindow, format_rfc3339, utc_now
+from services.exposure.timestamps import TimeWindow
 from services.exposure.validation import (
     ItemContext,
     Kind,

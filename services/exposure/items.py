@@ -14,6 +14,7 @@ import re
 from typing import Any, NamedTuple
 
 from assay.models import EXPERIMENT_KEY_PATTERN, VARIANT_KEY_PATTERN
+from assay.timefmt import format_rfc3339
 
 from services.exposure.schemas import (
     EVENT_NAME_PATTERN,
@@ -23,7 +24,7 @@ from services.exposure.schemas import (
     ExposureIn,
     check_properties,
 )
-from services.exposure.timestamps import TimestampError, TimeWindow, format_rfc3339, parse_timestamp
+from services.exposure.timestamps import TimestampError, TimeWindow, parse_timestamp
 
 CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 EXPOSURE_FIELDS = frozenset(ExposureIn.model_fields)

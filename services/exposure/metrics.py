@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.topics import KINDS, Kind
 from services.exposure.producer import KafkaSink
 from services.exposure.spool import Spool
-from services.exposure.validation import KINDS, REASON_CLASSES, TOPICS, Kind, ReasonClass
+from services.exposure.validation import REASON_CLASSES, ReasonClass
 
 PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-KIND_OF_TOPIC: dict[str, Kind] = {topic: kind for kind, topic in TOPICS.items()}
 
 
 class ExposureMetrics:

@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.durable import fsync_dir
 from services.exposure.spool_format import Damage, SpoolEntry, encode_record, iter_records
 
 SEGMENT_NAME = re.compile(r"^segment-(\d{12})-(\d{13})\.log$")
@@ -77,14 +78,6 @@ class SpoolStats:
     records: int
     segments: int
     oldest_age_seconds: float | None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -141,7 +134,7 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.directory / CHECKPOINT)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def _list_segments(self) -> list[Segment]:
         found = []
@@ -198,7 +191,7 @@ class Spool:
             created_ms = time.time_ns() // 1_000_000
             path = self.directory / f"segment-{seq:012d}-{created_ms:013d}.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             self._active = _Active(Segment(seq, created_ms, path), fd)
         return self._active
 
@@ -257,7 +250,7 @@ class Spool:
                 self._write_checkpoint(head.seq + 1, 0)
                 size = head.path.stat().st_size
                 head.path.unlink()
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
                 self._sealed.popleft()
                 self._bytes -= size
                 self._refusing = False

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from assay.timefmt import format_rfc3339
+
 # RFC 3339 section 5.6: a full date, 'T' (or a space, per its note), a time and an offset.
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -14,15 +16,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class TimestampError(ValueError):
     pass
-
-
-def format_rfc3339(moment: datetime) -> str:
-    """`2026-11-20T10:00:00.123Z`: UTC, millisecond precision (sub-millisecond digits dropped)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _from_epoch_ms(value: float) -> datetime:

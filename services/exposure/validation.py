@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 from assay.models import ExperimentConfig
 from pydantic import ValidationError
 
+from services.common.envelope import event_message, exposure_message, message_key
+from services.common.topics import TOPIC_OF_KIND, Kind
 from services.exposure.items import (
     ValidEvent,
     ValidExposure,
@@ -29,14 +30,11 @@ from services.exposure.schemas import EventIn, ExposureIn
 from services.exposure.spool_format import SpoolEntry
 from services.exposure.timestamps import TimeWindow
 
-Kind = Literal["exposure", "event"]
-KINDS: tuple[Kind, ...] = ("exposure", "event")
 # Bounded label values for the rejection counter.
 ReasonClass = Literal["malformed", "timestamp", "unknown_experiment", "unknown_variant", "experiment_status"]
 REASON_CLASSES: tuple[ReasonClass, ...] = (
     "malformed", "timestamp", "unknown_experiment", "unknown_variant", "experiment_status",
 )  # fmt: skip
-TOPICS: dict[Kind, str] = {"exposure": "assay.exposures", "event": "assay.events"}
 ENVELOPE_FIELDS: dict[Kind, str] = {"exposure": "exposures", "event": "events"}
 ACCEPTED_STATUSES = frozenset({"running", "paused", "stopped"})
 MAX_NAME_ECHO = 40
@@ -108,17 +106,11 @@ def describe(exc: ValidationError) -> tuple[str, ReasonClass]:
 
 
 def _exposure_value(item: ValidExposure, event_id: str, received_at: str) -> bytes:
-    return orjson.dumps({
-        "event_id": event_id, "experiment": item.experiment, "variant": item.variant,
-        "unit_id": item.unit_id, "timestamp": item.timestamp, "received_at": received_at,
-    })  # fmt: skip
+    return exposure_message(event_id, item.experiment, item.variant, item.unit_id, item.timestamp, received_at)
 
 
 def _event_value(item: ValidEvent, event_id: str, received_at: str) -> bytes:
-    return orjson.dumps({
-        "event_id": event_id, "name": item.name, "unit_id": item.unit_id, "timestamp": item.timestamp,
-        "value": item.value, "properties": item.properties, "received_at": received_at,
-    })  # fmt: skip
+    return event_message(event_id, item.name, item.unit_id, item.timestamp, item.value, item.properties, received_at)
 
 
 def _checked(
@@ -155,7 +147,7 @@ def _validate_one(kind: Kind, raw: Any, context: ItemContext) -> SpoolEntry | tu
         value = _exposure_value(item, event_id, context.received_at)
     else:
         value = _event_value(item, event_id, context.received_at)
-    return SpoolEntry(TOPICS[kind], item.unit_id.encode("utf-8"), value)
+    return SpoolEntry(TOPIC_OF_KIND[kind], message_key(item.unit_id), value)
 
 
 def validate_items(kind: Kind, items: list[Any], context: ItemContext) -> Outcome:

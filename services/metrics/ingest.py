@@ -23,12 +23,13 @@ from typing import Any, Protocol
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from assay.timefmt import utc_now_rfc3339
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from services.common.durable import append_durably, write_atomic
 from services.metrics import lake
-from services.metrics.durable import append_durably, write_atomic
 from services.metrics.health import HealthServer
 from services.metrics.records import Malformed, Row, parse_message
 from services.metrics.settings import MetricsSettings
@@ -72,7 +73,7 @@ def quarantine_line(record: Any, reason: str) -> bytes:
     raw = record.value.decode("utf-8", errors="replace") if record.value is not None else None
     key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
     entry = {
-        "quarantined_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "quarantined_at": utc_now_rfc3339(),
         "topic": record.topic, "partition": record.partition, "offset": record.offset,
         "reason": reason, "key": key, "value": raw,
     }  # fmt: skip

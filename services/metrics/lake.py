@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-EXPOSURES_TOPIC = "assay.exposures"
-EVENTS_TOPIC = "assay.events"
-TOPICS = (EXPOSURES_TOPIC, EVENTS_TOPIC)
+from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC, TOPICS
+
 QUARANTINE_DIR = "_quarantine"
 DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 

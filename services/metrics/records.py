@@ -1,6 +1,6 @@
 """Kafka message values -> lake rows. Anything unusable raises `Malformed` with a reason.
 
-Values are the JSON objects the exposure service produces (DESIGN.md "Exposure service"):
+Values are the JSON objects the exposure service produces (`services.common.envelope`):
 item fields plus `received_at`. Unknown extra fields are ignored; timestamps are RFC 3339
 (or epoch milliseconds) and stored as UTC microseconds.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from services.metrics.lake import EVENTS_TOPIC, EXPOSURES_TOPIC
+from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC
 
 EXPERIMENT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # DESIGN.md; also a safe directory name
 MAX_ID_LENGTH = 256

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.assignment.registry import Registry
 from services.common.auth import KeyRing
 from services.common.http import install_common
 from services.common.redis import connect, reachable
+from services.common.registry.reader import RegistryReader
 from services.scorecard.api import analysis, pages, scorecards
 from services.scorecard.pages.render import STATIC
 from services.scorecard.results_store import ResultsStore
@@ -71,7 +71,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     app = FastAPI(title="Assay scorecard service", version="0.1.0", lifespan=lifespan, description=description)
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
-    app.state.registry = Registry(redis)
+    app.state.registry = RegistryReader(redis)
     app.state.results = ResultsStore(settings.results_path)
 
     async def readiness() -> dict[str, Any]:

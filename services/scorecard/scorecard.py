@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.assignment.schemas import AnalysisPlan, ExperimentPublic
+from services.common.registry.models import AnalysisPlan, ExperimentPublic
 from services.scorecard.stats import (
     AnalyzeResult,
     Comparison,

@@ -12,8 +12,8 @@ import httpx
 import pyarrow.parquet as pq
 
 from deploy.broker import TansuBroker
+from services.common.durable import temp_path_for
 from services.metrics import lake
-from services.metrics.durable import temp_path_for
 from tests.faults.conftest import Tally
 from tests.generator import generate
 from tests.integration.metrics.kafka_tools import (

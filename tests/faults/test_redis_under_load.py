@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from assay.sticky import sticky_key
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from services.assignment.keys import sticky_key
 from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running
 
 

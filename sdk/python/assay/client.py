@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -22,15 +21,12 @@ from assay.batching import EventSender, RetryPolicy
 from assay.evaluation import Decision
 from assay.local import ConfigPoller, decide_locally
 from assay.sticky import StickyStore
+from assay.timefmt import utc_now_rfc3339
 
 log = logging.getLogger("assay.sdk")
 # Overridden units are QA traffic: they get their variant but never enter the analysis.
 EXPOSED_REASONS = frozenset({"hash", "sticky"})
 COUNTERS = ("assign_errors", "exposures_logged", "exposures_deduplicated", "invalid")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExposureLog:
@@ -126,7 +122,7 @@ class Client:
                 raise ValueError("value must be finite")
             event = {
                 "event_id": str(uuid.uuid4()), "name": name, "unit_id": unit_id,
-                "timestamp": utc_now(), "value": value, "properties": dict(properties or {}),
+                "timestamp": utc_now_rfc3339(), "value": value, "properties": dict(properties or {}),
             }  # fmt: skip
             json.dumps(event, allow_nan=False)
         except (TypeError, ValueError):
@@ -174,6 +170,6 @@ class Client:
             self._counters.add("exposures_deduplicated")
             return
         exposure = {"event_id": str(uuid.uuid4()), "experiment": experiment, "variant": variant,
-                    "unit_id": unit_id, "timestamp": utc_now()}  # fmt: skip
+                    "unit_id": unit_id, "timestamp": utc_now_rfc3339()}  # fmt: skip
         if self._sender.enqueue("exposures", exposure):
             self._counters.add("exposures_logged")

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.assignment.cache import ConfigCache
 from services.assignment.registry import Registry
 from services.assignment.settings import AssignmentSettings
 from services.assignment.sticky import StickyStore
 from services.common.auth import Principal, require_admin, require_sdk
+from services.common.registry.cache import ConfigCache
 
 
 async def get_registry(request: Request) -> Registry:

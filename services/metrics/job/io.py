@@ -10,8 +10,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from services.common.durable import remove_stale_temps, write_bytes_atomic
 from services.metrics import lake
-from services.metrics.durable import remove_stale_temps, write_bytes_atomic
 
 EXPOSURE_DDL = (
     "event_id string, experiment string, variant string, unit_id string, timestamp timestamp, "

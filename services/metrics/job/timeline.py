@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from assay.timefmt import format_rfc3339
+
 MICROS = 1_000_000
 HOUR_US = 3600 * MICROS
 DAY_US = 24 * HOUR_US
@@ -35,7 +37,7 @@ def from_micros(micros: int) -> datetime:
 
 def format_micros(micros: int) -> str:
     """RFC 3339 UTC with microseconds, e.g. 2026-11-20T10:00:00.000000Z."""
-    return from_micros(micros).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_rfc3339(from_micros(micros), "microseconds")
 
 
 def parse_instant(text: str) -> int:

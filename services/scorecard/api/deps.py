@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from services.assignment.registry import Registry
 from services.common.auth import Principal, authenticate, require_roles
+from services.common.registry.reader import RegistryReader
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.settings import ScorecardSettings
 
@@ -17,8 +17,8 @@ async def get_settings(request: Request) -> ScorecardSettings:
     return settings
 
 
-async def get_registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
+async def get_registry(request: Request) -> RegistryReader:
+    registry: RegistryReader = request.app.state.registry
     return registry
 
 
@@ -39,5 +39,5 @@ async def require_scorecard_reader(request: Request) -> Principal:
 ScorecardReader = Annotated[Principal, Depends(require_scorecard_reader)]
 AnyKey = Annotated[Principal, Depends(require_roles("admin", "sdk"))]
 SettingsDep = Annotated[ScorecardSettings, Depends(get_settings)]
-RegistryDep = Annotated[Registry, Depends(get_registry)]
+RegistryDep = Annotated[RegistryReader, Depends(get_registry)]
 ResultsDep = Annotated[ResultsStore, Depends(get_results)]

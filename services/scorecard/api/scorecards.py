@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
-from services.assignment.changes import RegistryError
-from services.assignment.registry import Registry
 from services.common.errors import AUTHENTICATED, INVALID, STORE_UNAVAILABLE, error
+from services.common.registry.errors import RegistryError
+from services.common.registry.reader import RegistryReader
 from services.scorecard.api.deps import RegistryDep, ResultsDep, ScorecardReader
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.scorecard import build_scorecard
@@ -19,7 +19,7 @@ router = APIRouter(
 KeyPath = Annotated[str, Path(min_length=1, max_length=64, examples=["checkout-button"])]
 
 
-async def load_scorecard(key: str, registry: Registry, results: ResultsStore) -> dict[str, Any]:
+async def load_scorecard(key: str, registry: RegistryReader, results: ResultsStore) -> dict[str, Any]:
     try:
         experiment = await registry.get_experiment(key)
     except RegistryError as exc:

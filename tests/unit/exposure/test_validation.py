@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 from assay.models import ExperimentConfig
+from assay.timefmt import format_rfc3339
 from fastapi import HTTPException
 
 from services.exposure.envelope import items_of, parse_json
-from services.exposure.timestamps import TimestampError, TimeWindow, format_rfc3339, parse_timestamp
+from services.exposure.timestamps import TimestampError, TimeWindow, parse_timestamp
 from services.exposure.validation import ItemContext, RegistryIndex, validate_items
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from deploy.embedded import RedisServer
-from services.assignment.keys import EXPERIMENTS
+from services.common.registry.keys import EXPERIMENTS
 from services.metrics.__main__ import parse_args
 from services.metrics.job.cli import run_command
 from services.metrics.job.registry import running_experiments, running_specs, spec_from_document
@@ -19,8 +19,10 @@ from services.metrics.settings import MetricsSettings
 
 
 def document(key: str, status: str, metrics: dict[str, list[str]] | None = None) -> str:
+    """A registry document as the assignment service stores it (`ExperimentPublic`)."""
     return json.dumps({
-        "key": key, "name": key, "status": status, "salt": key, "traffic": 1.0,
+        "key": key, "name": key, "status": status, "salt": key, "traffic": 1.0, "version": 1,
+        "created_at": "2026-11-20T10:00:00.000Z", "updated_at": "2026-11-20T10:00:00.000Z",
         "variants": [{"key": "holdout", "weight": 0.5}, {"key": "new", "weight": 0.5}],
         "metrics": metrics or {"primary": [], "secondary": [], "guardrails": []},
     })  # fmt: skip

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from services.common.durable import write_bytes_atomic
 from services.metrics import lake
-from services.metrics.durable import write_bytes_atomic
 from services.metrics.ingest import Ingestor
 
 EVENT = {
@@ -190,7 +190,7 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path: Path) 
     def explode(handle: object) -> None:
         raise RuntimeError("disk on fire")
 
-    from services.metrics.durable import write_atomic
+    from services.common.durable import write_atomic
 
     with pytest.raises(RuntimeError):
         write_atomic(target, explode)  # type: ignore[arg-type]
