@@ -2,6 +2,8 @@
 
 A reader (or a restarted writer) sees either the old file or the complete new one, never a
 partial file under the final name. Temporary names start with '.', so readers skip them.
+Shared by the metrics ingest and job (lake, results) and the exposure spool (checkpoints), so
+"durably written" means the same sequence of fsyncs everywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def remove_stale_temps(directory: Path, older_than_seconds: float) -> list[Path]
 
 
 def fsync_dir(directory: Path) -> None:
+    """Persist the directory's entries (a created or renamed name), which fsyncing the file
+    alone does not."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
