@@ -3,7 +3,7 @@
 Every `BaseSettings` class in a `services/**/settings.py` module becomes one section: each
 environment variable with its type, allowed range, default and description. Secrets (fields
 declared with `repr=False`) never show a default. A few variables are read by the runners
-(`make up`, docker-compose, the image) rather than by a Settings class; they are listed in
+(`make up`, docker-compose) rather than by a Settings class; they are listed in
 `RUNNER_VARIABLES`. `tests/unit/deploy/test_settings_reference.py` fails when the file is stale.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 import sys
 import types
 import typing
@@ -29,6 +30,7 @@ OUTPUT = REPO / "docs" / "settings.md"
 COMMAND = "python -m deploy.settings_reference"
 COMMON_MODULE = "services/common/settings.py"
 SECRET_DEFAULT = "none: required outside dev"
+TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,6 @@ RUNNER_VARIABLES = (
     RunnerVariable("ASSAY_METRICS_INTERVAL_SECONDS", "900", "docker-compose",
                    "seconds between runs of the Spark job (`metrics-scheduler`)"),
     RunnerVariable("ASSAY_IMAGE", "assay:latest", "docker-compose", "the image every Assay service runs"),
-    RunnerVariable("ASSAY_HEALTH_PORT", "8001", "`deploy/Dockerfile`", "port the image's health check asks"),
 )  # fmt: skip
 
 
@@ -128,9 +129,9 @@ def default_text(name: str, field: FieldInfo) -> str:
 
 
 def cell(text: str) -> str:
-    """A table cell: pipes escaped, and `<` outside code spans so `<ASSAY_DATA_DIR>` is not taken for HTML."""
+    """A table cell: pipes escaped, and a `<` that could open a tag outside code spans (`<ASSAY_DATA_DIR>`)."""
     parts = text.replace("|", "\\|").replace("\n", " ").split("`")
-    return "`".join(part if index % 2 else part.replace("<", "&lt;") for index, part in enumerate(parts))
+    return "`".join(part if index % 2 else TAG_START.sub("&lt;", part) for index, part in enumerate(parts))
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
@@ -178,7 +179,7 @@ def render(repo: Path = REPO) -> str:
         lines += ["", *table(header, field_rows(section.settings, None if own else common))]
     runner_rows = ([f"`{v.name}`", f"`{v.default}`", v.read_by, v.description] for v in RUNNER_VARIABLES)
     lines += ["", "## Read by the runners", "",
-              "These are read by `make up` (`deploy/local.py`), docker-compose or the image, not by a service.", "",
+              "These are read by `make up` (`deploy/local.py`) or docker-compose, not by a service.", "",
               *table(("variable", "default", "read by", "meaning"), runner_rows)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
