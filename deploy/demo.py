@@ -16,6 +16,7 @@ the Spark job runs and a short scorecard summary is printed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from assay.timefmt import format_rfc3339
+
+from deploy.stack import SERVICES, layout_from_env
+from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC
 
 ADMIN, SDK = "dev-admin-key", "dev-sdk-key"
 SEED = 20261122
@@ -153,7 +158,7 @@ def wait_for_lake(lake: Any, expected: dict[str, int], timeout: float = 180) -> 
         landed = {topic: sum(len(lake_event_ids(lake, topic, key[:3] + "-user-")) for key in SIMULATION)
                   for topic in expected}  # fmt: skip
         if all(landed[topic] >= count for topic, count in expected.items()):
-            progress(f"ingest landed {landed['assay.exposures']} exposures and {landed['assay.events']} events")
+            progress(f"ingest landed {landed[EXPOSURES_TOPIC]} exposures and {landed[EVENTS_TOPIC]} events")
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"ingest did not land the demo within {timeout:.0f}s: {landed} of {expected}")
@@ -204,7 +209,7 @@ def run_demo(urls: dict[str, str], data_dir: Any, env: dict[str, str]) -> None:
           httpx.Client(base_url=urls["exposure"], headers=auth["sdk"], timeout=60) as exposure):  # fmt: skip
         ensure_experiments(admin)
         sent = [simulate(assignment, exposure, key, now) for key in SIMULATION]
-    expected = {"assay.exposures": sum(s[0] for s in sent), "assay.events": sum(s[1] for s in sent)}
+    expected = {EXPOSURES_TOPIC: sum(s[0] for s in sent), EVENTS_TOPIC: sum(s[1] for s in sent)}
     wait_for_lake(data_dir / "lake", expected)
     run_job(env)
     summarize(urls["scorecard"])
@@ -216,12 +221,7 @@ def has_results(data_dir: Any) -> bool:
 
 def main() -> None:
     """`python -m deploy.demo`: (re)run the demo against the stack `make up` started."""
-    import os
-    from pathlib import Path
-
-    from deploy.local import SERVICES, _layout
-
-    layout = _layout()
+    layout = layout_from_env()
     urls = {name: f"http://127.0.0.1:{os.environ.get(var, str(port))}" for name, _, var, port in SERVICES}
     redis_url = os.environ.get("ASSAY_REDIS_URL", f"redis://127.0.0.1:{os.environ.get('ASSAY_REDIS_PORT', '6379')}/0")
     env = {**os.environ, "ASSAY_ENV": "dev", "ASSAY_DATA_DIR": str(layout.data_dir), "ASSAY_REDIS_URL": redis_url}

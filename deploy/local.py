@@ -14,35 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.broker import TansuBroker
+from deploy.demo import has_results, run_demo
 from deploy.embedded import RedisServer, port_open
 from deploy.processes import ServiceProcess
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Layout:
-    data_dir: Path
-
-    @property
-    def pids(self) -> Path:
-        return self.data_dir / "pids"
-
-    @property
-    def logs(self) -> Path:
-        return self.data_dir / "logs"
-
-    def pid_file(self, name: str) -> Path:
-        return self.pids / f"{name}.json"
-
-
-def _layout() -> Layout:
-    data_dir = Path(os.environ.get("ASSAY_DATA_DIR", REPO / ".assay")).resolve()
-    return Layout(data_dir)
+from deploy.stack import METRICS_JOB, REPO, SERVICES, Layout, layout_from_env
 
 
 def _cmdline(pid: int) -> str:
@@ -116,17 +94,6 @@ def _start_service(
     return url
 
 
-# (pid-file name, module, port variable, default port), started in this order.
-SERVICES = (
-    ("assignment", "services.assignment", "ASSAY_ASSIGNMENT_PORT", 8001),
-    ("exposure", "services.exposure", "ASSAY_EXPOSURE_PORT", 8002),
-    ("scorecard", "services.scorecard", "ASSAY_SCORECARD_PORT", 8003),
-    # Kafka -> Parquet lake; `python -m services.metrics` defaults to `ingest` and answers /healthz.
-    ("metrics-ingest", "services.metrics", "ASSAY_METRICS_PORT", 8004),
-)
-METRICS_JOB = "metrics-job"
-
-
 def _start_metrics_job(layout: Layout, env: dict[str, str]) -> str:
     """The Spark job over every running experiment, every ASSAY_METRICS_JOB_EVERY seconds (no HTTP)."""
     every = os.environ.get("ASSAY_METRICS_JOB_EVERY", "300")
@@ -141,7 +108,7 @@ def _start_metrics_job(layout: Layout, env: dict[str, str]) -> str:
 
 
 def up() -> None:
-    layout = _layout()
+    layout = layout_from_env()
     layout.logs.mkdir(parents=True, exist_ok=True)
     env = {"ASSAY_ENV": os.environ.get("ASSAY_ENV", "dev"), "ASSAY_DATA_DIR": str(layout.data_dir)}
     env["ASSAY_REDIS_URL"] = _start_redis(layout, env)
@@ -151,8 +118,6 @@ def up() -> None:
         urls[name] = _start_service(layout, name, module, port_variable, default_port, env)
     urls[METRICS_JOB] = _start_metrics_job(layout, env)
     if env["ASSAY_ENV"] == "dev" and os.environ.get("ASSAY_DEMO", "1") != "0":
-        from deploy.demo import has_results, run_demo
-
         if has_results(layout.data_dir):
             print("\nThe demo is already seeded (results exist); `make demo` runs it again.")
         else:
@@ -183,7 +148,7 @@ def _stop(layout: Layout, name: str) -> None:
 
 
 def down() -> None:
-    layout = _layout()
+    layout = layout_from_env()
     for name in [METRICS_JOB, *reversed([service[0] for service in SERVICES]), "broker", "redis"]:
         _stop(layout, name)
 

@@ -16,7 +16,7 @@ from services.assignment.api import assign, experiments
 from services.assignment.registry import Registry
 from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
-from services.assignment.sticky import StickyStore
+from services.assignment.sticky import RedisStickyResolver
 from services.common.auth import KeyRing
 from services.common.bodies import document_models
 from services.common.http import install_common
@@ -45,7 +45,9 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     settings = settings or AssignmentSettings()
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
     cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
-    sticky = StickyStore(redis, retry_seconds=settings.redis_retry_seconds, cache_size=settings.sticky_cache_size)
+    sticky = RedisStickyResolver(
+        redis, retry_seconds=settings.redis_retry_seconds, cache_size=settings.sticky_cache_size
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,21 +7,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from assay.evaluation import UNKNOWN_EXPERIMENT, Decision, evaluate
+from assay.evaluation import UNKNOWN_EXPERIMENT, Assignment, apply_sticky, consults_sticky, evaluate
 
-from services.assignment.sticky import StickyResult, StickyStore
+from services.assignment.sticky import RedisStickyResolver, StickyResult
 from services.common.registry.cache import ConfigSnapshot
-
-# Decisions that never consult the sticky store: the experiment is not assigning, or QA
-# forced a variant.
-FINAL_REASONS = frozenset({"not_running", "override", "unknown_experiment"})
 
 
 @dataclass(frozen=True, slots=True)
 class UnitAnswer:
     unit_id: str
     degraded: bool
-    assignments: dict[str, Decision]
+    assignments: dict[str, Assignment]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,8 +30,8 @@ class UnitAnswer:
 def _decide_without_store(
     snapshot: ConfigSnapshot, experiment_keys: Sequence[str], unit_id: str,
     attributes: Mapping[str, Any],
-) -> dict[str, Decision]:  # fmt: skip
-    decisions: dict[str, Decision] = {}
+) -> dict[str, Assignment]:  # fmt: skip
+    decisions: dict[str, Assignment] = {}
     for key in experiment_keys:
         config = snapshot.experiments.get(key)
         decisions[key] = UNKNOWN_EXPERIMENT if config is None else evaluate(config, unit_id, attributes)
@@ -43,25 +39,23 @@ def _decide_without_store(
 
 
 def _apply_sticky(
-    snapshot: ConfigSnapshot, decisions: dict[str, Decision], lookups: list[tuple[str, str | None]],
+    snapshot: ConfigSnapshot, decisions: dict[str, Assignment], lookups: list[tuple[str, str | None]],
     stored: Sequence[StickyResult | None],
 ) -> None:  # fmt: skip
     for (key, _candidate), result in zip(lookups, stored, strict=True):
-        if result is None or result.variant is None:
-            continue  # unknown (Redis away: hash answer stands) or never enrolled and not eligible now
-        if result.variant not in snapshot.experiments[key].compiled.variant_keys:
-            continue  # defensive: a stored variant the config no longer has
-        decisions[key] = Decision(result.variant, "hash" if result.newly_stored else "sticky")
+        if result is None:
+            continue  # unknown (Redis away): the fresh answer stands
+        decisions[key] = apply_sticky(snapshot.experiments[key], decisions[key], result.variant, result.newly_stored)
 
 
 async def assign_units(
-    snapshot: ConfigSnapshot, store: StickyStore, units: Sequence[tuple[str, Mapping[str, Any]]],
+    snapshot: ConfigSnapshot, store: RedisStickyResolver, units: Sequence[tuple[str, Mapping[str, Any]]],
     experiments: Sequence[str] | None,
 ) -> list[UnitAnswer]:  # fmt: skip
     experiment_keys = list(dict.fromkeys(experiments)) if experiments is not None else list(snapshot.running)
     all_decisions = [_decide_without_store(snapshot, experiment_keys, u, a) for u, a in units]
     lookups = [
-        [(k, d.variant) for k, d in decisions.items() if d.reason not in FINAL_REASONS]
+        [(k, d.variant) for k, d in decisions.items() if consults_sticky(d)]
         for decisions in all_decisions
     ]
     pending = [i for i in range(len(units)) if lookups[i]]

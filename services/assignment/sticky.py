@@ -84,7 +84,10 @@ class StoredAssignments:
 Resolution = tuple[list[list[StickyResult | None]], list[bool]]
 
 
-class StickyStore:
+class RedisStickyResolver:
+    """The service's sticky assignments: batched, atomic per unit, cached, degrading when
+    Redis is away (the SDK's `assay.sticky` stores answer one lookup at a time)."""
+
     def __init__(self, redis: aioredis.Redis, *, retry_seconds: float, cache_size: int = 200_000) -> None:
         self.redis = redis
         self.retry_seconds = retry_seconds

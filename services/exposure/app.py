@@ -19,14 +19,14 @@ from services.common.registry.cache import ConfigCache
 from services.common.topics import TOPICS
 from services.exposure.api import events, exposures
 from services.exposure.delivery import Delivery
-from services.exposure.ingest import Ingestor
+from services.exposure.ingest import ItemIntake
 from services.exposure.metrics import ExposureMetrics
 from services.exposure.producer import KafkaSink
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import Spool
 
 
-def _readiness(ingestor: Ingestor, spool: Spool, sink: KafkaSink) -> ReadinessCheck:
+def _readiness(ingestor: ItemIntake, spool: Spool, sink: KafkaSink) -> ReadinessCheck:
     async def readiness() -> dict[str, Any]:
         stats = spool.stats()
         full = spool.full
@@ -81,7 +81,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     metrics = ExposureMetrics(metrics_registry)
     metrics.watch(spool, sink)
     delivery = Delivery(sink, spool, metrics, settings)
-    ingestor = Ingestor(settings, cache, delivery, metrics)
+    ingestor = ItemIntake(settings, cache, delivery, metrics)
 
     app = FastAPI(
         title="Assay exposure service",

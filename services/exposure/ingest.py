@@ -37,7 +37,10 @@ def _unavailable(detail: str) -> JSONResponse:
 
 
 @dataclass
-class Ingestor:
+class ItemIntake:
+    """A request's items in, accepted ones handed to delivery (broker or spool): checks them
+    against the cached registry, reloading it once when an item names something unknown."""
+
     settings: ExposureSettings
     cache: ConfigCache
     delivery: Delivery

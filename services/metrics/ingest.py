@@ -87,7 +87,7 @@ def write_partition(lake_dir: Path, key: PartitionKey, rows: list[Row]) -> Path:
     return write_atomic(final, lambda handle: pq.write_table(table, handle))
 
 
-class Ingestor:
+class LakeIngestor:
     """The micro-batching loop; the consumer is injected so tests can drive it directly."""
 
     def __init__(self, consumer: Consumer, lake_dir: Path, *, max_records: int, max_seconds: float,
@@ -184,7 +184,7 @@ class FlushOnRevoke(ConsumerRebalanceListener):
     """Partitions leaving this member: write and commit what was read from them first."""
 
     def __init__(self) -> None:
-        self.ingestor: Ingestor | None = None
+        self.ingestor: LakeIngestor | None = None
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         if self.ingestor is not None:
@@ -224,7 +224,7 @@ def run_ingest(settings: MetricsSettings, stop: threading.Event | None = None) -
     remove_stale_temp_files(settings.lake_dir)
     listener = FlushOnRevoke()
     consumer = make_consumer(settings, listener)
-    ingestor = Ingestor(
+    ingestor = LakeIngestor(
         consumer, settings.lake_dir, max_records=settings.ingest_batch_max_records,
         max_seconds=settings.ingest_batch_max_seconds, poll_ms=settings.ingest_poll_ms,
     )  # fmt: skip

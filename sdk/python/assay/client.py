@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from assay.batching import EventSender, RetryPolicy
-from assay.evaluation import Decision
+from assay.evaluation import Assignment
 from assay.local import ConfigPoller, decide_locally
 from assay.sticky import StickyStore
 from assay.timefmt import utc_now_rfc3339
@@ -155,7 +155,7 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _decide(self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None) -> Decision:
+    def _decide(self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None) -> Assignment:
         if self._poller is not None:
             experiments = self._poller.experiments
             return decide_locally(experiments, experiment, unit_id, attributes, self.sticky_store)
@@ -163,7 +163,7 @@ class Client:
         response = self._assign_http.post("/v1/assign", json=body)
         response.raise_for_status()
         answer = response.json()["assignments"][experiment]
-        return Decision(answer["variant"], answer["reason"])
+        return Assignment(answer["variant"], answer["reason"])
 
     def _log_exposure(self, experiment: str, unit_id: str, variant: str) -> None:
         if not self._exposures.first_time(unit_id, experiment, variant):

@@ -9,21 +9,57 @@ from __future__ import annotations
 
 import bisect
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import mmh3
 
 from assay.bucketing import BUCKETS, LAYER_SEED, TRAFFIC_SEED, VARIANT_SEED, buckets_for_share, variant_ranges
-from assay.models import Condition, ExperimentConfig
 from assay.semver import parse_semver
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 _ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 _SEMVER = {"semver_eq": operator.eq, "semver_neq": operator.ne, "semver_gt": operator.gt,
            "semver_gte": operator.ge, "semver_lt": operator.lt, "semver_lte": operator.le}  # fmt: skip
+
+
+# What compiling reads from the config models. They are described here, not imported, because
+# `assay.models` builds its `compiled` property from this module: the dependency runs one way.
+class ConditionSpec(Protocol):
+    @property
+    def attribute(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+
+
+class WeightedVariant(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def weight(self) -> float: ...
+
+
+class ExperimentSpec(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def variants(self) -> Sequence[WeightedVariant]: ...
+    @property
+    def traffic(self) -> float: ...
+    @property
+    def salt(self) -> str: ...
+    @property
+    def layer(self) -> str | None: ...
+    @property
+    def layer_range(self) -> tuple[int, int] | None: ...
+    @property
+    def targeting(self) -> Sequence[ConditionSpec]: ...
+    @property
+    def overrides(self) -> Mapping[str, str]: ...
 
 
 @lru_cache(maxsize=8192)
@@ -109,7 +145,7 @@ def _contains(name: str, expected: Any) -> Predicate:
     return holds
 
 
-def compile_condition(condition: Condition) -> Predicate:
+def compile_condition(condition: ConditionSpec) -> Predicate:
     name, op, value = condition.attribute, condition.op, condition.value
     if op == "exists":
         return lambda attributes: (attributes.get(name) is not None) is bool(value)
@@ -159,7 +195,7 @@ class CompiledExperiment:
         return self.variant_keys[bisect.bisect_right(self.variant_ends, bucket)]
 
 
-def compile_experiment(config: ExperimentConfig) -> CompiledExperiment:
+def compile_experiment(config: ExperimentSpec) -> CompiledExperiment:
     ranges = variant_ranges([v.weight for v in config.variants])
     return CompiledExperiment(
         running=config.status == "running",

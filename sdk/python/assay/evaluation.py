@@ -2,7 +2,8 @@
 
 Order: not running -> override -> targeting -> layer slice -> traffic -> hash. Sticky
 storage (which wins over targeting and traffic once a unit is enrolled) wraps this in the
-assignment service and in the SDK's local mode.
+assignment service and in the SDK's local mode; both apply it with `apply_sticky`, so the
+precedence override > stored assignment > fresh evaluation is written once, here.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ Reason = Literal[
     "layer_excluded", "unknown_experiment",
 ]  # fmt: skip
 ENROLLING_REASONS = frozenset({"hash", "sticky", "override"})
+# Answers that never consult the sticky store: the experiment is not assigning (or unknown),
+# or QA forced a variant with an override.
+STICKY_FREE_REASONS = frozenset({"not_running", "override", "unknown_experiment"})
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Assignment:
+    """The variant a unit gets in one experiment (None: not enrolled) and why."""
+
     variant: str | None
     reason: Reason
 
@@ -30,11 +36,11 @@ class Decision:
         return {"variant": self.variant, "reason": self.reason}
 
 
-NOT_RUNNING = Decision(None, "not_running")
-NOT_TARGETED = Decision(None, "not_targeted")
-NOT_IN_TRAFFIC = Decision(None, "not_in_traffic")
-LAYER_EXCLUDED = Decision(None, "layer_excluded")
-UNKNOWN_EXPERIMENT = Decision(None, "unknown_experiment")
+NOT_RUNNING = Assignment(None, "not_running")
+NOT_TARGETED = Assignment(None, "not_targeted")
+NOT_IN_TRAFFIC = Assignment(None, "not_in_traffic")
+LAYER_EXCLUDED = Assignment(None, "layer_excluded")
+UNKNOWN_EXPERIMENT = Assignment(None, "unknown_experiment")
 
 
 def hashed_variant(config: ExperimentConfig, unit_id: str) -> str:
@@ -52,18 +58,39 @@ def in_layer_slice(config: ExperimentConfig, unit_id: str) -> bool:
     return start <= layer_bucket(config.layer, unit_id) < end
 
 
-def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Decision:
+def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
     """Decide without any stored state; `reason` is `hash` when the unit is enrolled."""
     compiled = config.compiled
     if not compiled.running:
         return NOT_RUNNING
     override = compiled.overrides.get(unit_id)
     if override is not None:
-        return Decision(override, "override")
+        return Assignment(override, "override")
     if compiled.predicates and not compiled.eligible(attributes or {}):
         return NOT_TARGETED
     if not compiled.in_layer(unit_id):
         return LAYER_EXCLUDED
     if not compiled.in_traffic(unit_id):
         return NOT_IN_TRAFFIC
-    return Decision(compiled.variant(unit_id), "hash")
+    return Assignment(compiled.variant(unit_id), "hash")
+
+
+def consults_sticky(fresh: Assignment) -> bool:
+    """Whether a stored assignment may change this fresh answer (so is worth looking up)."""
+    return fresh.reason not in STICKY_FREE_REASONS
+
+
+def apply_sticky(
+    config: ExperimentConfig, fresh: Assignment, stored: str | None, newly_stored: bool = False
+) -> Assignment:
+    """Precedence: override > stored sticky assignment > fresh evaluation.
+
+    `fresh` is `evaluate`'s answer; `stored` the variant the sticky store holds for the unit
+    (None: nothing stored, or the store is unreachable), and `newly_stored` whether this very
+    lookup stored it (then it is the unit's first assignment: reason `hash`). A stored variant
+    wins over targeting and traffic, so later config changes never move an enrolled unit; one
+    the config no longer has is ignored.
+    """
+    if not consults_sticky(fresh) or stored is None or stored not in config.compiled.variant_keys:
+        return fresh
+    return Assignment(stored, "hash" if newly_stored else "sticky")

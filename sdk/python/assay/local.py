@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 
-from assay.evaluation import UNKNOWN_EXPERIMENT, Decision, evaluate
+from assay.evaluation import UNKNOWN_EXPERIMENT, Assignment, apply_sticky, consults_sticky, evaluate
 from assay.models import ExperimentConfig
 from assay.sticky import StickyStore
 
 log = logging.getLogger("assay.sdk")
-STORE_FREE_REASONS = frozenset({"not_running", "override"})
 
 
 class ConfigPoller:
@@ -71,18 +70,17 @@ def decide_locally(
     unit_id: str,
     attributes: Mapping[str, Any] | None,
     store: StickyStore | None,
-) -> Decision:
-    """Same order as the service: not running -> override -> stored -> eligibility -> hash."""
+) -> Assignment:
+    """The service's rule (`apply_sticky`: override > stored > fresh evaluation) over a local
+    store: look the unit up, and store the fresh variant only when nothing is stored yet."""
     config = experiments.get(experiment)
     if config is None:
         return UNKNOWN_EXPERIMENT
-    decision = evaluate(config, unit_id, attributes)
-    if store is None or decision.reason in STORE_FREE_REASONS:
-        return decision
-    stored = store.get(unit_id, experiment)
-    if stored is not None and stored in config.variant_keys():
-        return Decision(stored, "sticky")
-    if decision.variant is None:
-        return decision
-    variant, newly_stored = store.set_if_absent(unit_id, experiment, decision.variant)
-    return Decision(variant, "hash" if newly_stored else "sticky")
+    fresh = evaluate(config, unit_id, attributes)
+    if store is None or not consults_sticky(fresh):
+        return fresh
+    known = apply_sticky(config, fresh, store.get(unit_id, experiment))
+    if known is not fresh or fresh.variant is None:
+        return known
+    variant, newly_stored = store.set_if_absent(unit_id, experiment, fresh.variant)
+    return apply_sticky(config, fresh, variant, newly_stored)

@@ -10,14 +10,12 @@ import math
 import re
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from assay.compiled import CompiledExperiment, compile_experiment
 from assay.semver import parse_semver
-
-if TYPE_CHECKING:
-    from assay.compiled import CompiledExperiment
 
 EXPERIMENT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VARIANT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -148,8 +146,6 @@ class ExperimentConfig(BaseModel):
     @cached_property
     def compiled(self) -> CompiledExperiment:
         """Closures and bucket bounds for fast evaluation, built once per config."""
-        from assay.compiled import compile_experiment
-
         return compile_experiment(self)
 
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from services.assignment.registry import Registry
 from services.assignment.settings import AssignmentSettings
-from services.assignment.sticky import StickyStore
+from services.assignment.sticky import RedisStickyResolver
 from services.common.auth import Principal, require_admin, require_sdk
 from services.common.registry.cache import ConfigCache
 
@@ -23,8 +23,8 @@ async def get_cache(request: Request) -> ConfigCache:
     return cache
 
 
-async def get_sticky(request: Request) -> StickyStore:
-    store: StickyStore = request.app.state.sticky
+async def get_sticky(request: Request) -> RedisStickyResolver:
+    store: RedisStickyResolver = request.app.state.sticky
     return store
 
 
@@ -37,5 +37,5 @@ AdminKey = Annotated[Principal, Depends(require_admin)]
 SdkKey = Annotated[Principal, Depends(require_sdk)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 CacheDep = Annotated[ConfigCache, Depends(get_cache)]
-StickyDep = Annotated[StickyStore, Depends(get_sticky)]
+StickyDep = Annotated[RedisStickyResolver, Depends(get_sticky)]
 SettingsDep = Annotated[AssignmentSettings, Depends(get_settings)]

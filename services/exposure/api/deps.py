@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.common.auth import Principal, require_sdk
-from services.exposure.ingest import Ingestor
+from services.exposure.ingest import ItemIntake
 
 
-async def get_ingestor(request: Request) -> Ingestor:
+async def get_ingestor(request: Request) -> ItemIntake:
     # async although it does no I/O: FastAPI runs plain `def` dependencies in a thread pool.
-    ingestor: Ingestor = request.app.state.ingestor
+    ingestor: ItemIntake = request.app.state.ingestor
     return ingestor
 
 
 SdkKey = Annotated[Principal, Depends(require_sdk)]
-IngestorDep = Annotated[Ingestor, Depends(get_ingestor)]
+IngestorDep = Annotated[ItemIntake, Depends(get_ingestor)]

@@ -13,7 +13,7 @@ from services.scorecard.stats.cuped import (
     cuped_variance_reduction,
 )
 from services.scorecard.stats.decision import (
-    Decision,
+    DecisionSummary,
     MetricOutcome,
     Role,
     Verdict,
@@ -79,7 +79,7 @@ __all__ = [
     "Correction",
     "CovariateStats",
     "CupedSummary",
-    "Decision",
+    "DecisionSummary",
     "DenominatorStats",
     "ErrorCode",
     "Estimate",

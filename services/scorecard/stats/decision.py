@@ -52,7 +52,10 @@ class MetricOutcome:
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionSummary:
+    """The scorecard's `decision` block: a verdict and the sentences that justify it (named
+    apart from the SDK's `assay.Assignment`, which is a unit's variant)."""
+
     verdict: Verdict
     reasons: list[str] = field(default_factory=list)
 
@@ -162,25 +165,25 @@ def decide(
     metrics: Sequence[MetricOutcome],
     srm: SrmResult | None,
     data_quality_failures: Sequence[str] = (),
-) -> Decision:
+) -> DecisionSummary:
     """The experiment-level verdict with its reasons (see the module docstring)."""
     invalid = _invalid_reasons(srm, data_quality_failures)
     if invalid:
-        return Decision(Verdict.INVALID, invalid)
+        return DecisionSummary(Verdict.INVALID, invalid)
     harm = _harm_reasons(metrics)
     if harm:
-        return Decision(Verdict.DONT_SHIP, harm)
+        return DecisionSummary(Verdict.DONT_SHIP, harm)
     primaries = [metric for metric in metrics if metric.role is Role.PRIMARY]
     wins = _win_reasons(primaries)
     if wins:
-        return Decision(Verdict.SHIP, wins + _guardrail_caveats(metrics))
+        return DecisionSummary(Verdict.SHIP, wins + _guardrail_caveats(metrics))
     pending = _pending_reasons(primaries)
     if pending:
-        return Decision(Verdict.KEEP_RUNNING, pending)
+        return DecisionSummary(Verdict.KEEP_RUNNING, pending)
     if not primaries:
-        return Decision(Verdict.NO_EFFECT, ["no primary metric is configured, so nothing to ship"])
+        return DecisionSummary(Verdict.NO_EFFECT, ["no primary metric is configured, so nothing to ship"])
     if all(metric.required_units_per_variant is not None for metric in primaries):
         detail = "every primary metric had the units needed to detect its target effect"
     else:
         detail = "no target effect was given for some primary metric, so power was not checked"
-    return Decision(Verdict.NO_EFFECT, [f"no primary metric changed significantly; {detail}"])
+    return DecisionSummary(Verdict.NO_EFFECT, [f"no primary metric changed significantly; {detail}"])

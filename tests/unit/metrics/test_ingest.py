@@ -15,7 +15,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.common.durable import write_bytes_atomic
 from services.metrics import lake
-from services.metrics.ingest import Ingestor
+from services.metrics.ingest import LakeIngestor
 
 EVENT = {
     "name": "purchase",
@@ -89,7 +89,7 @@ def lake_rows(lake_dir: Path, topic: str) -> list[dict[str, object]]:
 def test_flush_writes_partitions_then_commits_next_offsets(tmp_path: Path) -> None:
     messages = [event(0), event(1, day=21), event(0, partition=2), exposure(7, "exp-a"), exposure(8, "exp-b")]
     consumer = FakeConsumer(tmp_path, messages)
-    ingestor = Ingestor(consumer, tmp_path, max_records=100, max_seconds=60)
+    ingestor = LakeIngestor(consumer, tmp_path, max_records=100, max_seconds=60)
     ingestor.poll_once()
     assert consumer.commits == []  # neither size nor time reached: nothing committed yet
     ingestor.flush()
@@ -114,7 +114,7 @@ def test_flush_writes_partitions_then_commits_next_offsets(tmp_path: Path) -> No
 def test_flushes_by_size_and_by_time(tmp_path: Path) -> None:
     clock = Clock()
     consumer = FakeConsumer(tmp_path, [event(i) for i in range(25)], per_poll=10)
-    ingestor = Ingestor(consumer, tmp_path, max_records=10, max_seconds=5, clock=clock)
+    ingestor = LakeIngestor(consumer, tmp_path, max_records=10, max_seconds=5, clock=clock)
     ingestor.poll_once()
     ingestor.poll_once()
     assert [offsets for offsets, _ in consumer.commits] == [
@@ -135,7 +135,7 @@ def test_malformed_messages_are_quarantined_counted_and_committed(tmp_path: Path
         Message(lake.EVENTS_TOPIC, 0, 3, None, key=None),
     ]
     consumer = FakeConsumer(tmp_path, [event(0), *bad, event(4)])
-    ingestor = Ingestor(consumer, tmp_path, max_records=100, max_seconds=60)
+    ingestor = LakeIngestor(consumer, tmp_path, max_records=100, max_seconds=60)
     ingestor.poll_once()
     ingestor.flush()
     assert consumer.commits[0][0] == {TopicPartition(lake.EVENTS_TOPIC, 0): 5}
@@ -154,7 +154,7 @@ def test_a_failed_write_commits_nothing_and_keeps_the_batch(tmp_path: Path) -> N
     blocked = tmp_path / "lake"
     blocked.write_text("a file where the lake directory should be")
     consumer = FakeConsumer(tmp_path, [event(0), event(1)], per_poll=1)
-    ingestor = Ingestor(consumer, blocked, max_records=100, max_seconds=60)
+    ingestor = LakeIngestor(consumer, blocked, max_records=100, max_seconds=60)
     ingestor.poll_once()
     with pytest.raises(OSError):
         ingestor.flush()
@@ -168,7 +168,7 @@ def test_a_failed_write_commits_nothing_and_keeps_the_batch(tmp_path: Path) -> N
 
 def test_run_stops_on_the_event_and_flushes_what_it_holds(tmp_path: Path) -> None:
     consumer = FakeConsumer(tmp_path, [event(i) for i in range(3)])
-    ingestor = Ingestor(consumer, tmp_path, max_records=100, max_seconds=60)
+    ingestor = LakeIngestor(consumer, tmp_path, max_records=100, max_seconds=60)
     stop = threading.Event()
     original_poll = consumer.poll
 
