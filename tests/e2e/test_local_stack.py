@@ -1,7 +1,10 @@
 """The local stack as a user runs it: `python -m deploy.local up` (what `make up` runs) on
 free ports, with the demo; an experiment created through the API; traffic through the SDK;
 ingest and the Spark job; scorecards whose SRM verdict and effect direction match the
-simulated truth; `up` again changes nothing; `down` leaves no process behind."""
+simulated truth; `up` again changes nothing; `down` leaves no process behind.
+
+The tests share one stack (it takes minutes to start) and none of them stops it: the module
+fixture runs `down` at teardown and fails there if any process is left."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,31 @@ import pytest
 
 from deploy.demo import lake_event_ids
 from deploy.embedded import free_port
+from tests.support.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": "Bearer dev-admin-key"}
+PROCESSES = 7  # redis, broker, assignment, exposure, scorecard, ingest, the job
+
+
+def recorded_pids(data_dir: Path) -> list[int]:
+    """The processes `up` started, from the pid files it keeps."""
+    return [int(json.loads(path.read_text())["pid"]) for path in sorted((data_dir / "pids").glob("*.json"))]
+
+
+def still_running(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().split()[2] != "Z"
+
+
+def down(runner: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*runner, "down"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One stack for the module, started with `up` and stopped with `down` at teardown, where
+    `down` must leave none of the processes `up` started behind."""
     data_dir = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in ("REDIS", "BROKER", "ASSIGNMENT", "EXPOSURE", "SCORECARD", "METRICS")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
@@ -35,11 +55,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env.update(ASSAY_DATA_DIR=str(data_dir), ASSAY_METRICS_JOB_EVERY="3600")
     runner = [sys.executable, "-m", "deploy.local"]
     first = subprocess.run([*runner, "up"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    try:
-        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        yield {"env": env, "ports": ports, "data_dir": data_dir, "output": first.stdout, "runner": runner}
-    finally:
-        subprocess.run([*runner, "down"], env=env, cwd=REPO, capture_output=True, timeout=120)
+    if first.returncode != 0:
+        down(runner, env)  # whatever did start
+        pytest.fail(f"`up` failed:\n{first.stdout[-3000:]}{first.stderr[-3000:]}")
+    yield {"env": env, "ports": ports, "data_dir": data_dir, "output": first.stdout, "runner": runner}
+
+    pids = recorded_pids(data_dir)
+    stopped = down(runner, env)
+    assert stopped.returncode == 0, f"`down` failed:\n{stopped.stdout[-3000:]}{stopped.stderr[-3000:]}"
+    assert len(pids) == PROCESSES, f"`up` recorded {len(pids)} processes, not {PROCESSES}: {pids}"
+    left = [pid for pid in pids if still_running(pid)]
+    assert not left, f"`down` left processes behind: {left}\n{stopped.stdout[-3000:]}"
 
 
 def url(stack: dict[str, Any], service: str) -> str:
@@ -83,11 +109,10 @@ def test_experiment_through_api_and_sdk_to_scorecard(stack: dict[str, Any]) -> N
         assert client.flush(timeout=120)
         assert client.stats["sent"] == client.stats["queued"]
         events_sent = client.stats["sent"] - 3000
-    deadline, lake = time.monotonic() + 120, stack["data_dir"] / "lake"
-    while (len(lake_event_ids(lake, "assay.exposures", "e2e-")) < 3000
-           or len(lake_event_ids(lake, "assay.events", "e2e-")) < events_sent):  # fmt: skip
-        assert time.monotonic() < deadline, "ingest did not land everything the SDK sent"
-        time.sleep(1)
+    lake = stack["data_dir"] / "lake"
+    eventually(lambda: (len(lake_event_ids(lake, "assay.exposures", "e2e-")) >= 3000
+                        and len(lake_event_ids(lake, "assay.events", "e2e-")) >= events_sent),
+               timeout=120, interval=1, message="ingest did not land everything the SDK sent")  # fmt: skip
     job = [sys.executable, "-m", "services.metrics", "run", "--experiment", "e2e-signup"]
     done = subprocess.run(job, env=stack["env"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -99,17 +124,11 @@ def test_experiment_through_api_and_sdk_to_scorecard(stack: dict[str, Any]) -> N
     assert comparison["relative_effect"] > 0 and comparison["significant"] is True
 
 
-def test_up_again_changes_nothing_and_down_stops_everything(stack: dict[str, Any]) -> None:
+def test_up_again_changes_nothing(stack: dict[str, Any]) -> None:
     before = json.loads((stack["data_dir"] / "results" / "checkout-button" / "latest.json").read_text())
     again = subprocess.run([*stack["runner"], "up"], env=stack["env"], cwd=REPO, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert again.returncode == 0 and "already seeded" in again.stdout
     after = json.loads((stack["data_dir"] / "results" / "checkout-button" / "latest.json").read_text())
     assert after["computed_at"] == before["computed_at"]
-    pid_files = list((stack["data_dir"] / "pids").glob("*.json"))
-    pids = [json.loads(p.read_text())["pid"] for p in pid_files]
-    assert len(pids) == 7  # redis, broker, assignment, exposure, scorecard, ingest, the job
-    subprocess.run([*stack["runner"], "down"], env=stack["env"], cwd=REPO, check=True, timeout=120)
-    for pid in pids:
-        state = Path(f"/proc/{pid}/stat")
-        assert not state.exists() or state.read_text().split()[2] == "Z", f"pid {pid} still runs"
+    assert len(recorded_pids(stack["data_dir"])) == PROCESSES

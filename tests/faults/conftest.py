@@ -2,23 +2,20 @@
 and counts exactly what went in and what came out. Every test starts the instances it kills;
 the session-wide Redis, broker and assignment service of the other suites are never touched.
 
-Shared fixtures come from the suites that own them (imported here, not copied)."""
+Shared fixtures (`own_broker`, `own_redis`, `start_exposure`, `experiment`) come from tests/support."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
 
-from tests.conftest import SDK_KEY, client_for
-from tests.integration.exposure.conftest import experiment, exposure, own_broker, start_exposure
-
-__all__ = ["Poster", "Tally", "experiment", "own_broker", "start_exposure"]
+from tests.support.eventually import eventually
+from tests.support.services import SDK_KEY, client_for, exposure
 
 
 @dataclass(frozen=True)
@@ -114,10 +111,15 @@ class Poster(threading.Thread):
                 self._turn.notify_all()
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.accepted) < count:
-            assert time.monotonic() < deadline and self.is_alive(), (len(self.accepted), self.statuses)
-            time.sleep(0.02)
+        """Until `count` items were accepted; fails at once if the poster stopped short of them."""
+
+        def enough() -> bool:
+            if len(self.accepted) >= count:
+                return True
+            assert self.is_alive(), (len(self.accepted), self.statuses)
+            return False
+
+        eventually(enough, timeout, interval=0.02, message=lambda: str((len(self.accepted), self.statuses)))
 
     def finish(self) -> list[str]:
         self._stop_requested.set()

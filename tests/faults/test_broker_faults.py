@@ -4,7 +4,6 @@ one copy of each is left. Each test has its own broker and exposure service."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,14 +12,10 @@ import httpx
 from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import metric_value
 from tests.faults.conftest import Poster, Tally
-from tests.integration.exposure.conftest import (
-    EXPOSURES,
-    read_topics,
-    readiness,
-    wait_until_drained,
-)
+from tests.support.eventually import eventually
+from tests.support.kafka import EXPOSURES, read_topics
+from tests.support.services import metric_value, readiness, wait_until_drained
 
 STREAM = 20_000
 
@@ -55,10 +50,9 @@ def test_broker_hangs_mid_stream_then_recovers(
         stream.wait_for(300)
         own_broker.freeze()  # requests in flight now get no ack: they time out into the spool
         answered_before = stream.statuses[202]
-        deadline = time.monotonic() + 15
-        while readiness(service.base_url)["spool"]["records"] == 0 or stream.statuses[202] < answered_before + 5:
-            assert time.monotonic() < deadline, "nothing was spooled while the broker hung"
-            time.sleep(0.05)
+        eventually(lambda: readiness(service.base_url)["spool"]["records"] > 0
+                   and stream.statuses[202] >= answered_before + 5,
+                   timeout=15, message="nothing was spooled while the broker hung")  # fmt: skip
     finally:
         own_broker.thaw()
     accepted = finish_stream(stream)

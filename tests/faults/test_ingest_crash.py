@@ -3,7 +3,6 @@ holds every produced message, and after de-duplication by event_id every event e
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.integration.metrics.kafka_tools import (
     produce,
     wait_for_lake,
 )
+from tests.support.eventually import eventually
 
 BATCH = 2000
 # Only full batches are flushed (the time limit is never reached): whatever is left over
@@ -38,20 +38,24 @@ def health(ingest: IngestProcess) -> dict[str, Any]:
 def wait_until_all_read(ingest: IngestProcess, messages: int, timeout: float = 90) -> dict[str, Any]:
     """Until every message is either written (and committed) or in the open batch, and that
     batch is a partial one (it will not be flushed by size)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    last: dict[str, Any] | None = None
+
+    def all_read() -> dict[str, Any] | None:
+        nonlocal last
         assert ingest.process is not None and ingest.process.poll() is None, ingest.log()[-3000:]
         try:
-            state = health(ingest)
+            last = health(ingest)
         except httpx.HTTPError:
-            state = None
-        if state is not None:
-            counters = state["counters"]
-            written = counters["exposures"] + counters["events"] + counters["quarantined"]
-            if written + state["pending_messages"] == messages and 0 < state["pending_messages"] < BATCH:
-                return state
-        assert time.monotonic() < deadline, f"ingest did not read everything: {state}\n{ingest.log()[-3000:]}"
-        time.sleep(0.1)
+            last = None
+            return None
+        counters = last["counters"]
+        written = counters["exposures"] + counters["events"] + counters["quarantined"]
+        if written + last["pending_messages"] == messages and 0 < last["pending_messages"] < BATCH:
+            return last
+        return None
+
+    return eventually(all_read, timeout, interval=0.1,
+                      message=lambda: f"ingest did not read everything: {last}\n{ingest.log()[-3000:]}")  # fmt: skip
 
 
 def test_sigkill_mid_batch_then_restart_completes_the_lake(own_broker: TansuBroker, tmp_path: Path) -> None:

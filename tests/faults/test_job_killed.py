@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +20,7 @@ import pytest
 from services.metrics.catalog import load_catalog
 from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import generate
+from tests.support.eventually import eventually
 from tests.unit.metrics.helpers import write_lake
 from tests.unit.metrics.reference import reference_results
 from tests.unit.metrics.test_job_reference import assert_statistics_equal
@@ -55,11 +55,13 @@ class JobProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_log(self, text: str, occurrence: int = 1, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < occurrence:
+        def logged() -> bool:
+            if self.log().count(text) >= occurrence:
+                return True
             assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
-            assert time.monotonic() < deadline, f"no {text!r} in the job's log:\n{self.log()[-3000:]}"
-            time.sleep(0.05)
+            return False
+
+        eventually(logged, timeout, message=lambda: f"no {text!r} in the job's log:\n{self.log()[-3000:]}")
 
     def kill(self) -> int:
         """SIGKILL to the job's whole process group (its own session); the driver's exit code."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from assay.sticky import sticky_key
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running
+from tests.support.eventually import eventually
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,13 @@ class AssignLoad(threading.Thread):
 
 
 def wait_for(answers: Callable[[], int], count: int, threads: list[AssignLoad], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while answers() < count:
+    def reached() -> bool:
+        if answers() >= count:
+            return True
         assert all(t.is_alive() for t in threads), f"a load thread died while waiting for {what}"
-        assert time.monotonic() < deadline, f"{what}: {answers()} of {count}"
-        time.sleep(0.02)
+        return False
+
+    eventually(reached, timeout=60, interval=0.02, message=lambda: f"{what}: {answers()} of {count}")
 
 
 def test_redis_killed_under_load_degrades_then_stays_sticky(

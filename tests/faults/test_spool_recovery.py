@@ -4,7 +4,6 @@ and service."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,11 @@ from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
 from services.exposure.spool_format import SpoolEntry, encode_record, iter_records
-from tests.conftest import SDK_KEY, client_for, metric_value
 from tests.faults.conftest import Tally
 from tests.faults.test_broker_faults import all_exposure_ids
-from tests.integration.exposure.conftest import EXPOSURES, exposure, readiness, wait_until_drained
+from tests.support.eventually import eventually
+from tests.support.kafka import EXPOSURES
+from tests.support.services import SDK_KEY, client_for, exposure, metric_value, readiness, wait_until_drained
 
 
 def post_batches(
@@ -104,10 +104,8 @@ def test_sigkill_in_the_middle_of_a_replay_replays_the_rest(
     assert readiness(service.base_url)["spool"]["records"] == 3000
 
     own_broker.start()
-    deadline = time.monotonic() + 30
-    while readiness(service.base_url)["spool"]["records"] == 3000:  # until the replay is under way
-        assert time.monotonic() < deadline, "the replay did not start"
-        time.sleep(0.01)
+    eventually(lambda: readiness(service.base_url)["spool"]["records"] != 3000,  # the replay is under way
+               timeout=30, interval=0.01, message="the replay did not start")  # fmt: skip
     own_broker.freeze()  # the replay stalls half-way: what the spool holds now stays there
     try:
         left = readiness(service.base_url)["spool"]["records"]

@@ -1,5 +1,5 @@
-"""Fuzzing fixtures: the real services over HTTP (real Redis, real Tansu broker), each OpenAPI
-document loaded live with schemathesis."""
+"""Fuzzing fixtures: the real services over HTTP (real Redis, real Tansu broker; the session
+fixtures of tests/support), each OpenAPI document loaded live with schemathesis."""
 
 from __future__ import annotations
 
@@ -11,14 +11,8 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, client_for, experiment_body
-
-# The broker, exposure and scorecard fixtures of the integration suites, shared rather than copied.
-from tests.integration.exposure.conftest import broker, exposure_service, start_exposure
-from tests.integration.scorecard.conftest import results_dir, scorecard, start_scorecard
 from tests.integration.scorecard.documents import publish, simulated_results
-
-__all__ = ["broker", "exposure_service", "results_dir", "scorecard", "start_exposure", "start_scorecard"]
+from tests.support.services import ADMIN_KEY, client_for, experiment_body
 
 MAX_EXAMPLES = 25
 EXAMPLE_KEY = "checkout-button"  # the experiment key the documents give as their example

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for
 
 NOT_UTF8 = b'{"unit_id": "\xff\xfe"}'
 

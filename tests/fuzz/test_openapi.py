@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from schemathesis.pytest.lazy import get_all_tests
 
-from tests.conftest import ADMIN_KEY, SDK_KEY
+from tests.support.services import ADMIN_KEY, SDK_KEY
 
 KEY_BY_TAG = {
     "experiments": ADMIN_KEY, "scorecards": ADMIN_KEY, "health": ADMIN_KEY,

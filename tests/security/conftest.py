@@ -14,7 +14,7 @@ import pytest
 from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import StartService, service_env
+from tests.support.services import StartService, service_env
 
 # Random per run, long and easy to spot: any occurrence in a log or body is a leak.
 ADMIN_SECRET = f"SecAdmin{secrets.token_hex(16)}"
@@ -46,25 +46,19 @@ def secret_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def security_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    server = TansuBroker(log_path=tmp_path_factory.mktemp("security-tansu") / "tansu.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, security_broker: TansuBroker,
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, broker: TansuBroker,
     start_service: StartService,
 ) -> Stack:  # fmt: skip
     """Assignment, exposure and scorecard with their default limits (body size, rate) and the
-    secret keys; DEBUG logs, so whatever any logger says about a request is captured."""
+    secret keys; DEBUG logs, so whatever any logger says about a request is captured. They share
+    the session broker: these tests read nothing back from its topics."""
     base = tmp_path_factory.mktemp("security")
     log_dir, results_dir = base / "logs", base / "results"
     results_dir.mkdir()
     extra = {
         "assignment": {},
-        "exposure": {"ASSAY_KAFKA_BOOTSTRAP": security_broker.bootstrap, "ASSAY_SPOOL_DIR": str(base / "spool"),
+        "exposure": {"ASSAY_KAFKA_BOOTSTRAP": broker.bootstrap, "ASSAY_SPOOL_DIR": str(base / "spool"),
                      "ASSAY_CONFIG_REFRESH_SECONDS": "0.5"},
         "scorecard": {"ASSAY_RESULTS_DIR": str(results_dir), "ASSAY_SECURE_COOKIES": "false"},
     }  # fmt: skip

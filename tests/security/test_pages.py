@@ -10,10 +10,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import experiment_body, unique_key
 from tests.integration.scorecard.documents import publish, simulated_results
 from tests.security.conftest import Stack
 from tests.security.operations import KEYS
+from tests.support.services import experiment_body, unique_key
 
 PAYLOADS = ["<script>alert('xss')</script>", '"><img src=x onerror=alert(1)>', "' onmouseover='alert(2)",
             "</title><svg onload=alert(3)>", "javascript:alert(4)//"]  # fmt: skip

@@ -8,9 +8,9 @@ import pytest
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import StartService, metric_value
 from tests.security.conftest import SECRETS, secret_env
 from tests.security.operations import KEYS
+from tests.support.services import StartService, metric_value
 
 BURST = 5
 

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 from scipy import stats
 
-from tests.conftest import SDK_KEY, create_running, unique_key
+from tests.support.services import SDK_KEY, create_running, unique_key
 
-GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "bucketing.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[2] / "golden" / "bucketing.json").read_text())
 
 
 def assign(sdk: httpx.Client, unit: str, key: str, **attributes: Any) -> dict[str, Any]:

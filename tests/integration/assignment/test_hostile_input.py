@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import create_running
+from tests.support.services import create_running
+from tests.support.strategies import json_values
 
 SDK_PATHS = ["/v1/assign", "/v1/assign/batch"]
 ADMIN_PATHS = ["/v1/experiments"]
@@ -142,13 +143,6 @@ def test_odd_authorization_headers_are_401(sdk: httpx.Client, header: str) -> No
     assert_client_error(response, 401)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
 assign_like = st.fixed_dictionaries(
     {}, optional={"unit_id": json_values | st.text(max_size=300), "attributes": json_values,
                   "experiments": json_values, "units": json_values},

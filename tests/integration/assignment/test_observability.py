@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running
+from tests.support.eventually import eventually
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running
 
 
 def log_entries(service: ServiceProcess) -> list[dict]:  # type: ignore[type-arg]
@@ -21,13 +21,11 @@ def test_request_id_is_echoed_and_logged(assignment: ServiceProcess, sdk: httpx.
     assert response.headers["x-request-id"] == "trace-abc-123"
     generated = sdk.get("/v1/config").headers["x-request-id"]
     assert len(generated) == 32
-    deadline = time.monotonic() + 5
-    while True:
-        entries = [e for e in log_entries(assignment) if e.get("request_id") == "trace-abc-123"]
-        if entries or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert entries and entries[0]["route"] == "/v1/assign" and entries[0]["status"] == 200
+    entries = eventually(
+        lambda: [e for e in log_entries(assignment) if e.get("request_id") == "trace-abc-123"],
+        timeout=5, message="the request id never reached the log",
+    )  # fmt: skip
+    assert entries[0]["route"] == "/v1/assign" and entries[0]["status"] == 200
     assert entries[0]["service"] == "assignment" and entries[0]["level"] == "info"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running, experiment_body
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running, experiment_body
 
 
 def test_create_read_list(admin: httpx.Client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import httpx
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running, metric_value
+from tests.support.eventually import eventually
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running, metric_value
 
 
 def assign_many(base_url: str, units: list[str], key: str) -> list[dict]:  # type: ignore[type-arg]
@@ -47,17 +47,14 @@ def test_config_changes_reach_other_processes(
     writer, reader = start_assignment(redis_server.url), start_assignment(redis_server.url)
     with client_for(writer.base_url, ADMIN_KEY) as admin:
         key = create_running(admin)["key"]
-        deadline = time.monotonic() + 5
-        while (
-            assign_many(reader.base_url, ["x"], key)[0]["assignments"][key]["reason"] == "unknown_experiment"
-        ):
-            assert time.monotonic() < deadline, "the second process never saw the new experiment"
-            time.sleep(0.05)
+
+        def reason() -> str:
+            return str(assign_many(reader.base_url, ["x"], key)[0]["assignments"][key]["reason"])
+
+        eventually(lambda: reason() != "unknown_experiment", timeout=5,
+                   message="the second process never saw the new experiment")  # fmt: skip
         admin.post(f"/v1/experiments/{key}/status", json={"status": "paused"})
-        deadline = time.monotonic() + 5
-        while assign_many(reader.base_url, ["x"], key)[0]["assignments"][key]["reason"] != "not_running":
-            assert time.monotonic() < deadline, "the second process never saw the pause"
-            time.sleep(0.05)
+        eventually(lambda: reason() == "not_running", timeout=5, message="the second process never saw the pause")
 
 
 def test_redis_killed_mid_test_degrades_then_recovers(
@@ -93,10 +90,8 @@ def test_redis_killed_mid_test_degrades_then_recovers(
     assert metric_value(metrics, "assay_assign_degraded_total") >= not_enrolled + len(newcomers)
 
     own_redis.start()
-    deadline = time.monotonic() + 10
-    while assign_many(service.base_url, ["probe"], key)[0]["degraded"]:
-        assert time.monotonic() < deadline, "stickiness did not resume after Redis came back"
-        time.sleep(0.1)
+    eventually(lambda: not assign_many(service.base_url, ["probe"], key)[0]["degraded"], timeout=10, interval=0.1,
+               message="stickiness did not resume after Redis came back")  # fmt: skip
     after = assign_many(service.base_url, units, key)
     assert not any(a["degraded"] for a in after)
     for answer in after:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.exposure.conftest import exposure
+from tests.support.services import exposure
+from tests.support.strategies import json_values
 
 PATHS = {"/v1/exposures": "exposures", "/v1/events": "events"}
 
@@ -151,13 +152,6 @@ def test_deeply_nested_items_never_500(ingest: httpx.Client) -> None:
     assert response.status_code == 202 and response.json()["accepted"] == 0
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
 item_like = st.fixed_dictionaries(
     {}, optional={name: json_values | st.text(max_size=50) for name in (
         "event_id", "experiment", "variant", "unit_id", "timestamp", "name", "value", "properties")},

@@ -14,8 +14,9 @@ import httpx
 from deploy.broker import TansuBroker
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running, metric_value
-from tests.integration.exposure.conftest import EVENTS, EXPOSURES, exposure, read_topics
+from tests.support.eventually import eventually
+from tests.support.kafka import EVENTS, EXPOSURES, read_topics
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running, exposure, metric_value
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -115,12 +116,12 @@ def test_paused_and_stopped_experiments_still_take_late_exposures(
         response = ingest.post("/v1/exposures", json={"exposures": [exposure(key, f"late-{status}")]})
         assert response.json() == {"accepted": 1, "rejected": []}, status
     assert admin.post(f"/v1/experiments/{key}/status", json={"status": "archived"}).status_code == 200
-    deadline = time.monotonic() + 5
-    while True:
-        rejected = ingest.post("/v1/exposures", json={"exposures": [exposure(key, "after-archive")]}).json()
-        if rejected["accepted"] == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+
+    def refused() -> dict[str, Any] | None:
+        answer = ingest.post("/v1/exposures", json={"exposures": [exposure(key, "after-archive")]}).json()
+        return dict(answer) if answer["accepted"] == 0 else None
+
+    rejected = eventually(refused, timeout=5, interval=0.1, message="exposures were still accepted after archiving")
     assert rejected["rejected"][0]["error"].startswith(f"experiment '{key}' is archived")
 
 

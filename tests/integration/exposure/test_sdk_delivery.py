@@ -10,8 +10,8 @@ import httpx
 
 from deploy.broker import TansuBroker
 from deploy.processes import ServiceProcess
-from tests.conftest import SDK_KEY, create_running, metric_value
-from tests.integration.exposure.conftest import EXPOSURES, read_topics, wait_until_drained
+from tests.support.kafka import EXPOSURES, read_topics
+from tests.support.services import SDK_KEY, create_running, metric_value, wait_until_drained
 
 UNITS = 50_000
 

@@ -12,6 +12,7 @@ from kafka.errors import KafkaError
 
 from deploy.broker import TansuBroker
 from services.exposure.producer import ensure_topics
+from tests.support.eventually import eventually
 
 
 def admin_for(broker: TansuBroker) -> KafkaAdminClient:
@@ -71,9 +72,13 @@ def test_consumer_groups_join_quickly_and_resume_from_committed_offsets(own_brok
             heartbeat_interval_ms=1000, allow_auto_create_topics=False,
         )  # fmt: skip
         started, values = time.monotonic(), list[bytes]()
-        while len(values) < expect and time.monotonic() - started < 15:
+
+        def received() -> bool:
             for records in consumer.poll(timeout_ms=200).values():
                 values.extend(record.value for record in records)
+            return len(values) >= expect
+
+        eventually(received, timeout=15, interval=0, message=lambda: f"{len(values)} of {expect} records")
         elapsed = time.monotonic() - started
         consumer.commit()
         consumer.close()
@@ -105,8 +110,11 @@ def test_end_offsets_point_into_the_last_batch_not_past_it(own_broker: TansuBrok
     assert consumer.end_offsets([partition])[partition] == 1  # Kafka would say 5
     consumer.assign([partition])
     values: list[bytes] = []
-    deadline = time.monotonic() + 10
-    while len(values) < 5 and time.monotonic() < deadline:
+
+    def whole_batch() -> bool:
         values.extend(r.value for records in consumer.poll(timeout_ms=200).values() for r in records)
+        return len(values) >= 5
+
+    eventually(whole_batch, timeout=10, interval=0, message=lambda: f"the batch's tail is missing: {values}")
     consumer.close()
     assert values == [f"v{i}".encode() for i in range(5)]

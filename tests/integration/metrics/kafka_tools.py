@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from kafka.serializer import Serializer
 
 from deploy.embedded import free_port
 from services.metrics import lake
+from tests.support.eventually import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -119,13 +119,14 @@ def lake_event_ids(lake_dir: Path, topic: str) -> list[str]:
 def wait_for_lake(
     lake_dir: Path, expected: dict[str, set[str]], ingest: IngestProcess, timeout: float = 90
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def landed() -> bool:
         if all(ids <= set(lake_event_ids(lake_dir, topic)) for topic, ids in expected.items()):
-            return
+            return True
         assert ingest.process is not None and ingest.process.poll() is None, ingest.log()[-3000:]
-        time.sleep(0.25)
-    missing = {t: len(ids - set(lake_event_ids(lake_dir, t))) for t, ids in expected.items()}
-    raise AssertionError(
-        f"the lake still misses {missing} event ids after {timeout:.0f}s:\n{ingest.log()[-3000:]}"
-    )
+        return False
+
+    def missing() -> str:
+        counts = {t: len(ids - set(lake_event_ids(lake_dir, t))) for t, ids in expected.items()}
+        return f"the lake still misses {counts} event ids:\n{ingest.log()[-3000:]}"
+
+    eventually(landed, timeout, interval=0.25, message=missing)

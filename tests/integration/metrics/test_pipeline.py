@@ -19,7 +19,6 @@ import httpx
 import pytest
 from pyspark.sql import SparkSession
 
-from deploy.broker import TansuBroker
 from services.metrics import lake
 from services.metrics.catalog import load_catalog
 from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
@@ -27,6 +26,7 @@ from services.metrics.job.timeline import HOUR_US, parse_instant
 from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import Generated, generate, rfc3339
 from tests.integration.metrics.kafka_tools import IngestProcess, create_topics, produce, wait_for_lake
+from tests.support.kafka import running_broker
 from tests.unit.metrics.reference import reference_results
 from tests.unit.metrics.test_job_reference import assert_statistics_equal
 
@@ -75,31 +75,34 @@ def run_and_check(
 
 
 @pytest.fixture(scope="module")
-def scenario(broker: TansuBroker, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+def scenario(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     data = generate(seed=11, units=700)
     truth = data.truth
     data_dir = tmp_path_factory.mktemp("assay")
     early_exposures, early_events = data.received_between(None, truth.first_as_of)
     late_exposures, late_events = data.received_between(truth.first_as_of, truth.final_as_of)
-    create_topics(broker.bootstrap)
-    produce(broker.bootstrap, lake.EXPOSURES_TOPIC, early_exposures)
-    produce(broker.bootstrap, lake.EVENTS_TOPIC, early_events, raw=MALFORMED)
-    ingest = IngestProcess(broker.bootstrap, data_dir, "pipeline-test",
-                           {"ASSAY_INGEST_BATCH_MAX_SECONDS": "0.5"}).start()  # fmt: skip
-    try:
-        wait_for_lake(data_dir / "lake", {lake.EXPOSURES_TOPIC: ids(early_exposures),
-                                          lake.EVENTS_TOPIC: ids(early_events)}, ingest)  # fmt: skip
-        first, first_reference = run_and_check(
-            spark, data_dir, data, truth.first_as_of, early_exposures, early_events
-        )
-        produce(broker.bootstrap, lake.EXPOSURES_TOPIC, late_exposures)
-        produce(broker.bootstrap, lake.EVENTS_TOPIC, late_events)
-        wait_for_lake(data_dir / "lake", {lake.EXPOSURES_TOPIC: ids(data.exposures),
-                                          lake.EVENTS_TOPIC: ids(data.events)}, ingest)  # fmt: skip
-        health = httpx.get(f"{ingest.base_url}/healthz", timeout=5).json()
-        prometheus = httpx.get(f"{ingest.base_url}/metrics", timeout=5).text
-    finally:
-        exit_code = ingest.stop()
+    # Ingest counts every record on the topics (the health and quarantine tests check the totals),
+    # so the scenario has a broker of its own that nothing else writes to.
+    with running_broker(tmp_path_factory.mktemp("pipeline-tansu") / "tansu.log") as broker:
+        create_topics(broker.bootstrap)
+        produce(broker.bootstrap, lake.EXPOSURES_TOPIC, early_exposures)
+        produce(broker.bootstrap, lake.EVENTS_TOPIC, early_events, raw=MALFORMED)
+        ingest = IngestProcess(broker.bootstrap, data_dir, "pipeline-test",
+                               {"ASSAY_INGEST_BATCH_MAX_SECONDS": "0.5"}).start()  # fmt: skip
+        try:
+            wait_for_lake(data_dir / "lake", {lake.EXPOSURES_TOPIC: ids(early_exposures),
+                                              lake.EVENTS_TOPIC: ids(early_events)}, ingest)  # fmt: skip
+            first, first_reference = run_and_check(
+                spark, data_dir, data, truth.first_as_of, early_exposures, early_events
+            )
+            produce(broker.bootstrap, lake.EXPOSURES_TOPIC, late_exposures)
+            produce(broker.bootstrap, lake.EVENTS_TOPIC, late_events)
+            wait_for_lake(data_dir / "lake", {lake.EXPOSURES_TOPIC: ids(data.exposures),
+                                              lake.EVENTS_TOPIC: ids(data.events)}, ingest)  # fmt: skip
+            health = httpx.get(f"{ingest.base_url}/healthz", timeout=5).json()
+            prometheus = httpx.get(f"{ingest.base_url}/metrics", timeout=5).text
+        finally:
+            exit_code = ingest.stop()
     final, final_reference = run_and_check(
         spark, data_dir, data, truth.final_as_of, data.exposures, data.events
     )

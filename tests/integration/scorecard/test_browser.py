@@ -16,8 +16,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, REPO, create_running
 from tests.integration.scorecard.documents import publish, simulated_results
+from tests.support.services import ADMIN_KEY, REPO, create_running
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = REPO / "test-artifacts"

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for, create_running
 from tests.integration.scorecard.documents import publish, simulated_results
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running
 
 PLAN = {"primary": ["conversion"], "secondary": ["revenue", "revenue_per_session"], "guardrails": ["latency_ms"]}
 

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from deploy.processes import ServiceProcess
-from tests.conftest import ADMIN_KEY, SDK_KEY, client_for
+from tests.support.services import ADMIN_KEY, SDK_KEY, client_for
 
 
 def mean_variant(key: str, mean: float, sd: float, n: int) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import redis
 
 from deploy.embedded import RedisServer, free_port
 from deploy.processes import ServiceProcess
-from tests.conftest import SDK_KEY, create_running
 from tests.integration.sdk.recording_server import recording_server
+from tests.support.services import SDK_KEY, create_running
 
 GOLDEN = json.loads((Path(__file__).parents[2] / "golden" / "bucketing.json").read_text())
 FAST_RETRY = assay.RetryPolicy(max_attempts=6, base_seconds=0.01, max_seconds=0.05)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from services.exposure.items import event_from_model, exposure_from_model, quick_event, quick_exposure
 from services.exposure.schemas import EventIn, ExposureIn
 from services.exposure.timestamps import TimeWindow
+from tests.support.strategies import json_documents
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -36,8 +37,8 @@ stamps = st.one_of(
 )  # fmt: skip
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
 properties = st.one_of(
-    st.dictionaries(st.text(max_size=6), st.recursive(scalars, lambda c: st.lists(c, max_size=3)
-                    | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=8), max_size=4),
+    st.dictionaries(st.text(max_size=6), json_documents(scalars, key_size=4, list_size=3, object_size=3,
+                                                        max_leaves=8), max_size=4),
     st.lists(scalars, max_size=2), scalars,
 )  # fmt: skip
 common = {"event_id": ids, "unit_id": ids, "timestamp": stamps, "extra": scalars}

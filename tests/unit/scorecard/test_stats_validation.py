@@ -20,6 +20,7 @@ from services.scorecard.stats import (
     analyze_payload,
     validate_variant_stats,
 )
+from tests.support.strategies import json_documents
 
 GOOD = SampleStats(100, 50.0, 400.0)
 
@@ -166,13 +167,11 @@ def test_malformed_payloads(body, code):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-_json_values = st.recursive(
+_json_values = json_documents(
     st.none() | st.booleans() | st.integers(-(10**20), 10**20)
     | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
-    max_leaves=20,
-)
+    key_size=12, object_size=5,
+)  # fmt: skip
 _variant_objects = st.fixed_dictionaries(
     {"key": st.text(max_size=3) | st.none(), "n": _json_values, "sum": _json_values,
      "sum_squares": _json_values},
