@@ -179,7 +179,7 @@ def render(repo: Path = REPO) -> str:
         lines += ["", *table(header, field_rows(section.settings, None if own else common))]
     runner_rows = ([f"`{v.name}`", f"`{v.default}`", v.read_by, v.description] for v in RUNNER_VARIABLES)
     lines += ["", "## Read by the runners", "",
-              "These are read by `make up` (`deploy/local.py`) or docker-compose, not by a service.", "",
+              "These are read by the `make up` runner (`deploy/`) or by docker-compose, not by a service.", "",
               *table(("variable", "default", "read by", "meaning"), runner_rows)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
