@@ -41,12 +41,13 @@ from kafka.record.util import crc32c_c
 from bench import _http_load as load
 from deploy.broker import TansuBroker, tansu_binary
 from deploy.processes import ServiceProcess
+from services.common.topics import EXPOSURES_TOPIC
 from services.exposure.producer import EncodedBytes
 
 ADMIN_KEY = "dev-admin-key"
 SDK_KEY = "dev-sdk-key"
 EXPERIMENT = "bench-exposure"
-TOPIC = "assay.exposures"
+TOPIC = EXPOSURES_TOPIC
 LINGER_MS = 5
 BATCH_BYTES = 262_144
 AIM = 0.70

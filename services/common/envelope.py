@@ -4,8 +4,8 @@ is a JSON object of the accepted item's fields plus `received_at`; timestamps ar
 written by `assay.timefmt.format_rfc3339`.
 
 The exposure service builds values with `exposure_message` / `event_message`; the metrics
-ingest (`services.metrics.records`) reads exactly the fields named in `EXPOSURE_FIELDS` /
-`EVENT_FIELDS`, so adding a field here is the one place both sides learn about it.
+ingest (`services.metrics.records`) turns them into lake rows of exactly the fields named in
+`EXPOSURE_FIELDS` / `EVENT_FIELDS` (tests/unit/common/test_envelope.py holds both sides to it).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.common.durable import append_durably, write_atomic
+from services.common.topics import EXPOSURES_TOPIC, TOPICS
 from services.metrics import lake
 from services.metrics.health import HealthServer
 from services.metrics.records import Malformed, Row, parse_message
@@ -119,7 +120,7 @@ class LakeIngestor:
             batch.quarantine[record.topic].append(quarantine_line(record, str(exc)))
             return
         row["kafka_partition"], row["kafka_offset"] = record.partition, record.offset
-        experiment = row["experiment"] if record.topic == lake.EXPOSURES_TOPIC else None
+        experiment = row["experiment"] if record.topic == EXPOSURES_TOPIC else None
         batch.rows[(record.topic, row["timestamp"].date(), experiment)].append(row)
 
     def due(self) -> bool:
@@ -146,7 +147,7 @@ class LakeIngestor:
 
     def count(self, batch: Batch) -> None:
         for (topic, _, _), rows in batch.rows.items():
-            if topic == lake.EXPOSURES_TOPIC:
+            if topic == EXPOSURES_TOPIC:
                 self.counters.exposures += len(rows)
             else:
                 self.counters.events += len(rows)
@@ -206,7 +207,7 @@ def make_consumer(settings: MetricsSettings, listener: ConsumerRebalanceListener
         max_poll_records=settings.ingest_batch_max_records, allow_auto_create_topics=False,
         metadata_max_age_ms=30_000,  # topics created after start-up are picked up within 30 s
     )  # fmt: skip
-    consumer.subscribe(list(lake.TOPICS), listener=listener)
+    consumer.subscribe(list(TOPICS), listener=listener)
     return consumer
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.metrics.lake import EVENTS_TOPIC, EXPOSURES_TOPIC
+from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC
 from services.metrics.records import Malformed, parse_message
 
 EXPOSURE = {
