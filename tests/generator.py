@@ -27,14 +27,11 @@ from typing import Any
 import numpy as np
 from assay.evaluation import evaluate
 from assay.models import ExperimentConfig
+from assay.timefmt import format_rfc3339 as rfc3339  # the one formatter, named as the tests import it
 
 Record = dict[str, Any]
 PRE_PERIOD_DAYS = 14
 OTHER_EXPERIMENT = "other-experiment"
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
