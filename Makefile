@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install system-packages up down demo check test audit bench bench-metrics lint clean
+.PHONY: install system-packages up down demo check test audit compose-test bench bench-metrics lint clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ test: install system-packages
 # the network, so it is its own target: `make test` does not run it (CI runs it after the tests).
 audit: install
 	$(PY) -m deploy.audit
+
+# docker-compose.yml on a real Docker engine (an isolated dockerd it starts, installing Debian's
+# docker.io/docker-compose/debootstrap as root when missing): offline image build, the default
+# profile end to end, the cluster profile, scale-out, teardown; every step timed. Where no
+# engine can run it prints why and exits 0. See docs/deploy.md.
+compose-test: install
+	$(PY) -m deploy.compose_test
 
 bench: install
 	$(PY) -m bench.assignment

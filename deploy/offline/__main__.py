@@ -1,0 +1,5 @@
+import sys
+
+from deploy.offline.build import main
+
+sys.exit(main())
