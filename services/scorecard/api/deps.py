@@ -7,24 +7,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from services.common.auth import Principal, authenticate, require_roles
+from services.common.deps import from_app_state
 from services.common.registry.reader import RegistryReader
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.settings import ScorecardSettings
-
-
-async def get_settings(request: Request) -> ScorecardSettings:
-    settings: ScorecardSettings = request.app.state.settings
-    return settings
-
-
-async def get_registry(request: Request) -> RegistryReader:
-    registry: RegistryReader = request.app.state.registry
-    return registry
-
-
-async def get_results(request: Request) -> ResultsStore:
-    store: ResultsStore = request.app.state.results
-    return store
 
 
 async def require_scorecard_reader(request: Request) -> Principal:
@@ -38,6 +24,6 @@ async def require_scorecard_reader(request: Request) -> Principal:
 
 ScorecardReader = Annotated[Principal, Depends(require_scorecard_reader)]
 AnyKey = Annotated[Principal, Depends(require_roles("admin", "sdk"))]
-SettingsDep = Annotated[ScorecardSettings, Depends(get_settings)]
-RegistryDep = Annotated[RegistryReader, Depends(get_registry)]
-ResultsDep = Annotated[ResultsStore, Depends(get_results)]
+SettingsDep = Annotated[ScorecardSettings, Depends(from_app_state("settings", ScorecardSettings))]
+RegistryDep = Annotated[RegistryReader, Depends(from_app_state("registry", RegistryReader))]
+ResultsDep = Annotated[ResultsStore, Depends(from_app_state("results", ResultsStore))]
