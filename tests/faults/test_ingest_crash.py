@@ -15,14 +15,8 @@ from services.common.durable import temp_path_for
 from services.metrics import lake
 from tests.faults.conftest import Tally
 from tests.generator import generate
-from tests.integration.metrics.kafka_tools import (
-    IngestProcess,
-    create_topics,
-    lake_event_ids,
-    produce,
-    wait_for_lake,
-)
 from tests.support.eventually import eventually
+from tests.support.ingest import IngestProcess, create_topics, lake_event_ids, produce, wait_for_lake
 
 BATCH = 2000
 # Only full batches are flushed (the time limit is never reached): whatever is left over

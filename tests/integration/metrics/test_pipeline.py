@@ -25,7 +25,7 @@ from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import Generated, generate, rfc3339
-from tests.integration.metrics.kafka_tools import IngestProcess, create_topics, produce, wait_for_lake
+from tests.support.ingest import IngestProcess, create_topics, produce, wait_for_lake
 from tests.support.kafka import running_broker
 from tests.unit.metrics.reference import reference_results
 from tests.unit.metrics.test_job_reference import assert_statistics_equal

@@ -1,4 +1,4 @@
-"""Helpers for the metrics integration tests: topics, a producer, the ingest process, the lake."""
+"""The metrics side: topics, a producer, the ingest process (a starter like the services'), the lake."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from deploy.embedded import free_port
 from services.metrics import lake
 from tests.support.eventually import eventually
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def create_topics(bootstrap: str, partitions: int = 3) -> None:
@@ -116,9 +116,7 @@ def lake_event_ids(lake_dir: Path, topic: str) -> list[str]:
     return ids
 
 
-def wait_for_lake(
-    lake_dir: Path, expected: dict[str, set[str]], ingest: IngestProcess, timeout: float = 90
-) -> None:
+def wait_for_lake(lake_dir: Path, expected: dict[str, set[str]], ingest: IngestProcess, timeout: float = 90) -> None:
     def landed() -> bool:
         if all(ids <= set(lake_event_ids(lake_dir, topic)) for topic, ids in expected.items()):
             return True
