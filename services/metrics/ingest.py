@@ -46,6 +46,9 @@ class Consumer(Protocol):
         self, timeout_ms: int = ..., max_records: int | None = ...
     ) -> dict[TopicPartition, list[Any]]: ...
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = ...) -> None: ...
+    def commit_async(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = ..., callback: Any = ...
+    ) -> Any: ...
 
 
 @dataclass
@@ -129,9 +132,10 @@ class LakeIngestor:
             self.batch.messages >= self.max_records or self.clock() - opened >= self.max_seconds
         )
 
-    def flush(self) -> None:
+    def flush(self, *, wait_for_commit: bool = True) -> None:
         """Make the batch durable, then commit its offsets. If writing fails the batch is kept
-        (nothing is committed), so a retry or a restart writes it again: never a gap."""
+        (nothing is committed), so a retry or a restart writes it again: never a gap.
+        `wait_for_commit=False` sends the commit without waiting (see `FlushOnRevoke`)."""
         batch = self.batch
         if not batch.next_offsets:
             return
@@ -141,7 +145,7 @@ class LakeIngestor:
         for topic, lines in batch.quarantine.items():
             append_durably(lake.quarantine_path(self.lake_dir, topic, today), b"".join(lines))
         self.batch = Batch()
-        self.commit(batch.next_offsets)
+        self.commit(batch.next_offsets, wait=wait_for_commit)
         self.count(batch)
         log.info("ingest flush", extra={"batch_messages": batch.messages, "totals": self.counters.as_dict()})
 
@@ -156,14 +160,24 @@ class LakeIngestor:
         self.counters.flushes += 1
         self.last_flush_at = time.time()
 
-    def commit(self, next_offsets: dict[TopicPartition, int]) -> None:
+    def commit(self, next_offsets: dict[TopicPartition, int], *, wait: bool = True) -> None:
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in next_offsets.items()}
         try:
-            self.consumer.commit(offsets)
+            if wait:
+                self.consumer.commit(offsets)
+            else:
+                self.consumer.commit_async(offsets, callback=self._async_commit_done)
         except KafkaError as exc:
-            # The data is durable; the group will re-deliver it and the job deduplicates.
-            self.counters.commit_failures += 1
-            log.warning("offset commit failed; messages will be read again", extra={"error": repr(exc)})
+            self._commit_failed(exc)
+
+    def _async_commit_done(self, offsets: object, response: object) -> None:
+        if isinstance(response, BaseException):
+            self._commit_failed(response)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        # The data is durable; the group will re-deliver it and the job deduplicates.
+        self.counters.commit_failures += 1
+        log.warning("offset commit failed; messages will be read again", extra={"error": repr(exc)})
 
     def poll_once(self) -> None:
         polled = self.consumer.poll(timeout_ms=self.poll_ms, max_records=self.max_records)
@@ -188,8 +202,12 @@ class FlushOnRevoke(ConsumerRebalanceListener):
         self.ingestor: LakeIngestor | None = None
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # kafka-python 3 calls this on its IO thread, where a synchronous commit raises
+        # RuntimeError (it would crash the ingest on every rebalance). The asynchronous commit
+        # goes out on the coordinator connection ahead of this member's JoinGroup, so the
+        # broker applies it before the partitions move to another member.
         if self.ingestor is not None:
-            self.ingestor.flush()
+            self.ingestor.flush(wait_for_commit=False)
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info(

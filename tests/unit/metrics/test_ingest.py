@@ -7,6 +7,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -57,6 +58,11 @@ class FakeConsumer:
         assert offsets is not None, "the loop must commit explicit offsets"
         files = len(list(self.lake_dir.rglob("*.parquet")))
         self.commits.append(({tp: meta.offset for tp, meta in offsets.items()}, files))
+
+    def commit_async(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None, callback: Any = None
+    ) -> None:
+        self.commit(offsets)
 
 
 class Clock:
