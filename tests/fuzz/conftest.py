@@ -35,8 +35,8 @@ CONFIG: dict[str, Any] = {
         {
             # Ingestion judges each item on its own by contract (DESIGN.md: 202 with `rejected`
             # entries), so an invalid item is not a rejected request. Envelope errors are still
-            # 4xx (tests/integration/test_hostile_input.py) and test_openapi.py checks that every
-            # item of a 202 is either accepted or rejected.
+            # 4xx (tests/integration/exposure/test_hostile_input.py) and test_openapi.py checks
+            # that every item of a 202 is either accepted or rejected.
             "include-path-regex": "^/v1/(exposures|events)$",
             "checks": {"negative_data_rejection": {"enabled": False}},
         },
