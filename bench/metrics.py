@@ -311,7 +311,7 @@ def run_worker(engine: str, lake_dir: Path, out: Path) -> None:
     finished = time.perf_counter()
     document = build_document(spec, result, options, computed_at="bench")
     timings = {"startup_s": ready - started, "job_s": finished - ready}
-    out.write_text(json.dumps({**timings, "document": document}))
+    out.write_text(json.dumps({**timings, "document": document.model_dump(mode="json")}))
     if engine == "spark":
         session.stop()
 

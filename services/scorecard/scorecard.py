@@ -7,11 +7,12 @@ one-sided for harm; the decision summary explains itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from services.common.registry.models import AnalysisPlan, ExperimentPublic
+from services.common.results import DataQuality, MetricResult, ResultsDocument, VariantStatistics
 from services.scorecard.stats import (
     AnalyzeResult,
     Comparison,
@@ -26,9 +27,8 @@ from services.scorecard.stats import (
     guardrail_test,
     sample_size_per_variant,
     srm_chi_square,
-    variant_stats_from_mapping,
 )
-from services.scorecard.stats.sufficient import VariantStats
+from services.scorecard.stats.sufficient import CovariateStats, DenominatorStats, SampleStats, VariantStats
 
 # More than this share of units seeing two variants means assignment or logging leaks.
 MAX_MULTI_VARIANT_SHARE = 0.01
@@ -52,42 +52,51 @@ def metric_roles(experiment: ExperimentPublic) -> dict[str, Role]:
     return roles
 
 
-def _variant_stats(metric: Mapping[str, Any], order: Sequence[str]) -> list[VariantStats]:
-    by_key = {v.get("key"): v for v in metric.get("variants", [])}
-    stats = []
-    for key in order:
-        payload = by_key.get(key) or {"key": key, "n": 0, "sum": 0.0, "sum_squares": 0.0}
-        built = variant_stats_from_mapping(payload, f"metrics.{metric.get('name')}.{key}")
-        if isinstance(built, VariantStats):
-            stats.append(built)
-    return stats
+def variant_stats(block: VariantStatistics) -> VariantStats:
+    """A results-document variant block as the engine's sufficient statistics."""
+    covariate = denominator = None
+    if block.covariate is not None:
+        cov = block.covariate
+        covariate = CovariateStats(cov.sum, cov.sum_squares, cov.sum_products, cov.denominator_products)
+    if block.denominator is not None:
+        den = block.denominator
+        denominator = DenominatorStats(den.sum, den.sum_squares, den.sum_products)
+    sample = SampleStats(block.n, block.sum, block.sum_squares)
+    return VariantStats(block.key, sample, covariate, denominator)
 
 
-def metric_plans(results: Mapping[str, Any], experiment: ExperimentPublic) -> list[MetricPlan]:
+def _variant_stats(metric: MetricResult, order: Sequence[str]) -> list[VariantStats]:
+    """In the experiment's variant order; a variant without units in the document has zeros."""
+    by_key = {v.key: v for v in metric.variants}
+    return [variant_stats(by_key.get(key) or VariantStatistics(key=key, n=0, sum=0.0, sum_squares=0.0))
+            for key in order]  # fmt: skip
+
+
+def metric_plans(results: ResultsDocument, experiment: ExperimentPublic) -> list[MetricPlan]:
     """Metrics in the plan's order (primary, secondary, guardrails); others are left out."""
     roles = metric_roles(experiment)
     order = [v.key for v in experiment.variants]
-    by_name = {m.get("name"): m for m in results.get("metrics", [])}
     names = [*experiment.metrics.primary, *experiment.metrics.secondary, *experiment.metrics.guardrails]
     plans = []
     for name in dict.fromkeys(names):
-        metric = by_name.get(name)
+        metric = results.metric(name)
         if metric is None:
             continue
-        plans.append(MetricPlan(name, roles[name], str(metric.get("type")),
-                                bool(metric.get("higher_is_better", True)), _variant_stats(metric, order)))  # fmt: skip
+        plans.append(MetricPlan(name, roles[name], metric.type, metric.higher_is_better,
+                                _variant_stats(metric, order)))  # fmt: skip
     return plans
 
 
-def srm_for(results: Mapping[str, Any], experiment: ExperimentPublic) -> SrmResult | None:
-    observed = {v.key: int(results.get("variants", {}).get(v.key, {}).get("units", 0)) for v in experiment.variants}
+def srm_for(results: ResultsDocument, experiment: ExperimentPublic) -> SrmResult | None:
+    units = {key: variant.units for key, variant in results.variants.items()}
+    observed = {v.key: units.get(v.key, 0) for v in experiment.variants}
     weights = {v.key: v.weight for v in experiment.variants if v.weight > 0}
     result = srm_chi_square({k: observed[k] for k in weights}, weights, threshold=experiment.analysis.srm_threshold)
     return result if isinstance(result, SrmResult) else None
 
 
-def data_quality_failures(quality: Mapping[str, Any]) -> list[str]:
-    units, multi = int(quality.get("units", 0) or 0), int(quality.get("multiple_variant_units", 0) or 0)
+def data_quality_failures(quality: DataQuality) -> list[str]:
+    units, multi = quality.units, quality.multiple_variant_units
     if units + multi > 0 and multi / (units + multi) > MAX_MULTI_VARIANT_SHARE:
         return [f"{multi} units ({multi / (units + multi):.1%}) were exposed to more than one variant; "
                 f"above {MAX_MULTI_VARIANT_SHARE:.0%} the assignment or exposure logging is leaking"]  # fmt: skip
@@ -142,7 +151,7 @@ def _variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
             for v in plan.variants]  # fmt: skip
 
 
-def build_scorecard(results: Mapping[str, Any], experiment: ExperimentPublic) -> dict[str, Any]:
+def build_scorecard(results: ResultsDocument, experiment: ExperimentPublic) -> dict[str, Any]:
     analysis = experiment.analysis
     plans = metric_plans(results, experiment)
     analyses = [analyze_plan(plan, analysis) for plan in plans]
@@ -162,31 +171,29 @@ def build_scorecard(results: Mapping[str, Any], experiment: ExperimentPublic) ->
             "timeline": timeline(results, plan, experiment),
         })  # fmt: skip
     srm = srm_for(results, experiment)
-    quality = dict(results.get("data_quality", {}))
-    decision = decide(outcomes, srm, data_quality_failures(quality))
+    decision = decide(outcomes, srm, data_quality_failures(results.data_quality))
     return {
         "experiment": experiment.key, "name": experiment.name, "status": experiment.status,
-        "computed_at": results.get("computed_at"), "as_of": results.get("as_of"),
-        "catalog_version": results.get("catalog_version"),
+        "computed_at": results.computed_at, "as_of": results.as_of, "catalog_version": results.catalog_version,
         "decision": {"verdict": decision.verdict.value, "reasons": list(decision.reasons)},
-        "srm": srm.to_dict() if srm else None, "data_quality": quality,
+        "srm": srm.to_dict() if srm else None, "data_quality": results.data_quality.model_dump(mode="json"),
         "analysis": analysis.model_dump(), "metrics": metrics,
     }  # fmt: skip
 
 
-def timeline(results: Mapping[str, Any], plan: MetricPlan, experiment: ExperimentPublic) -> list[dict[str, Any]]:
+def timeline(results: ResultsDocument, plan: MetricPlan, experiment: ExperimentPublic) -> list[dict[str, Any]]:
     """Cumulative relative effect per day (from `daily`), for the effect-over-time chart."""
     order = [v.key for v in experiment.variants]
     points = []
-    for day in results.get("daily", []):
-        metric = next((m for m in day.get("metrics", []) if m.get("name") == plan.name), None)
+    for day in results.daily:
+        metric = next((m for m in day.metrics if m.name == plan.name), None)
         if metric is None:
             continue
         day_plan = MetricPlan(
             plan.name, plan.role, plan.metric_type, plan.higher_is_better, _variant_stats(metric, order)
         )
         result = analyze_plan(day_plan, experiment.analysis)
-        points.append({"date": day.get("date"), "final": bool(day.get("final")), "comparisons": [
+        points.append({"date": day.date.isoformat(), "final": day.final, "comparisons": [
             {"variant": c.variant, "relative_effect": c.to_dict()["relative_effect"],
              "relative_ci": c.to_dict()["relative_ci"]} for c in result.comparisons]})  # fmt: skip
     return points

@@ -1,5 +1,5 @@
-"""Driver side: cumulative snapshot statistics from the job's deltas, and the results document
-(DESIGN.md "Results document"). Plain Python over a few hundred collected rows."""
+"""Driver side: cumulative snapshot statistics from the job's deltas, and the parts of the
+results document (services/common/results.py). Plain Python over a few hundred collected rows."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from services.common.results import (
+    CovariateBlock,
+    DailySnapshot,
+    DataQuality,
+    DenominatorBlock,
+    MetricResult,
+    VariantStatistics,
+    VariantUnits,
+)
 from services.metrics.catalog import MetricDefinition
 from services.metrics.job.timeline import Timeline
 from services.metrics.job.transforms import VECTOR
 
 Vector = tuple[Decimal, ...]
 ZERO: Vector = tuple(Decimal(0) for _ in VECTOR)
-QUALITY_FIELDS = (
-    "exposures", "units", "duplicate_events", "multiple_variant_units", "events_without_exposure",
-    "late_events_included", "late_after_freeze", "events_before_exposure",
-)  # fmt: skip
+# The data-quality counts, in the document's order (its last field is the watermark).
+QUALITY_FIELDS = tuple(name for name in DataQuality.model_fields if name != "watermark")
 
 
 @dataclass(frozen=True)
@@ -57,52 +64,58 @@ def variant_order(configured: Sequence[str], seen: Iterable[str]) -> list[str]:
     return [*configured, *sorted(set(seen) - set(configured))]
 
 
-def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> dict[str, Any]:
+def _number(value: Decimal) -> float:
+    """An exact aggregate as published: converted to float once (correctly rounded)."""
+    return float(value)
+
+
+def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> VariantStatistics:
     values = dict(zip(VECTOR, vector, strict=True))
-    block: dict[str, Any] = {
-        "key": key, "n": int(values["n"]),
-        "sum": float(values["sum"]), "sum_squares": float(values["sum_squares"]),
-    }  # fmt: skip
+    covariate = denominator = None
     if metric.cuped_lookback_days > 0:
-        block["covariate"] = {
-            "sum": float(values["cov_sum"]), "sum_squares": float(values["cov_sum_squares"]),
-            "sum_products": float(values["cov_sum_products"]),
-        }  # fmt: skip
-        if metric.type == "ratio":
-            block["covariate"]["denominator_products"] = float(values["cov_den_products"])
+        covariate = CovariateBlock(
+            sum=_number(values["cov_sum"]), sum_squares=_number(values["cov_sum_squares"]),
+            sum_products=_number(values["cov_sum_products"]),
+            denominator_products=_number(values["cov_den_products"]) if metric.type == "ratio" else None,
+        )  # fmt: skip
     if metric.type == "ratio":
-        block["denominator"] = {
-            "sum": float(values["den_sum"]), "sum_squares": float(values["den_sum_squares"]),
-            "sum_products": float(values["den_sum_products"]),
-        }  # fmt: skip
-    return block
+        denominator = DenominatorBlock(
+            sum=_number(values["den_sum"]), sum_squares=_number(values["den_sum_squares"]),
+            sum_products=_number(values["den_sum_products"]),
+        )  # fmt: skip
+    return VariantStatistics(
+        key=key, n=int(values["n"]), sum=_number(values["sum"]), sum_squares=_number(values["sum_squares"]),
+        covariate=covariate, denominator=denominator,
+    )  # fmt: skip
+
+
+def metric_entry(metric: MetricDefinition, snapshot: Snapshot, variants: Sequence[str]) -> MetricResult:
+    blocks = tuple(variant_block(metric, key, snapshot.stats.get((metric.name, key), ZERO)) for key in variants)
+    return MetricResult(
+        name=metric.name, type=metric.type, definition_hash=metric.definition_hash,
+        higher_is_better=metric.higher_is_better, variants=blocks,
+    )  # fmt: skip
 
 
 def metric_entries(
     metrics: Sequence[MetricDefinition], snapshot: Snapshot, variants: Sequence[str]
-) -> list[Any]:
-    entries = []
-    for metric in metrics:
-        blocks = [
-            variant_block(metric, key, snapshot.stats.get((metric.name, key), ZERO)) for key in variants
-        ]
-        entries.append({
-            "name": metric.name, "type": metric.type, "definition_hash": metric.definition_hash,
-            "higher_is_better": metric.higher_is_better, "variants": blocks,
-        })  # fmt: skip
-    return entries
+) -> tuple[MetricResult, ...]:
+    return tuple(metric_entry(metric, snapshot, variants) for metric in metrics)
+
+
+def variant_units(snapshot: Snapshot, variants: Sequence[str]) -> dict[str, VariantUnits]:
+    return {key: VariantUnits(units=snapshot.units.get(key, 0)) for key in variants}
 
 
 def daily_entries(timeline: Timeline, snapshots: Sequence[Snapshot], metrics: Sequence[MetricDefinition],
-                  variants: Sequence[str]) -> list[dict[str, Any]]:  # fmt: skip
+                  variants: Sequence[str]) -> tuple[DailySnapshot, ...]:  # fmt: skip
     entries = []
     for index, snapshot in enumerate(snapshots):
-        entries.append({
-            "date": timeline.day(index).isoformat(), "final": timeline.is_final(index),
-            "variants": {key: {"units": snapshot.units.get(key, 0)} for key in variants},
-            "metrics": metric_entries(metrics, snapshot, variants),
-        })  # fmt: skip
-    return entries
+        entries.append(DailySnapshot(
+            date=timeline.day(index), final=timeline.is_final(index), variants=variant_units(snapshot, variants),
+            metrics=metric_entries(metrics, snapshot, variants),
+        ))  # fmt: skip
+    return tuple(entries)
 
 
 def empty_snapshot() -> Snapshot:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
 from services.common.durable import remove_stale_temps, write_bytes_atomic
+from services.common.results import ResultsDocument
 from services.metrics import lake
 
 EXPOSURE_DDL = (
@@ -49,12 +48,12 @@ def results_paths(results_dir: Path, experiment: str, computed_at: str) -> tuple
     return base / "latest.json", base / "history" / f"{computed_at}.json"
 
 
-def publish(results_dir: Path, document: dict[str, Any]) -> Path:
+def publish(results_dir: Path, document: ResultsDocument) -> Path:
     """History first, then latest.json; each is written atomically, so readers never see
     a partial document and a crash keeps the previous latest.json. Temporary files that a
     killed run left behind (older than STALE_TEMP_SECONDS) are removed on the way."""
-    latest, history = results_paths(results_dir, document["experiment"], document["computed_at"])
-    data = json.dumps(document, indent=1, allow_nan=False).encode() + b"\n"
+    latest, history = results_paths(results_dir, document.experiment, document.computed_at)
+    data = document.to_json()
     write_bytes_atomic(history, data)
     write_bytes_atomic(latest, data)
     for directory in (latest.parent, history.parent):

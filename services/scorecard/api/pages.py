@@ -81,7 +81,7 @@ async def experiments_page(
     rows = []
     for experiment in reversed(await registry.list_experiments()):
         document = results.latest(experiment.key)
-        card = build_scorecard(document, experiment) if document else None
+        card = build_scorecard(document, experiment) if document is not None else None
         rows.append({"key": experiment.key, "name": experiment.name, "status": experiment.status,
                      "owner": experiment.owner, "verdict": card["decision"]["verdict"] if card else None,
                      "as_of": card["as_of"] if card else None})  # fmt: skip

@@ -1,17 +1,19 @@
 """Hand-made results documents (the metrics job's output format) with known truth.
 
 Per-unit data is simulated with numpy and reduced to sufficient statistics exactly as the
-metrics job does, so scorecard tests do not need Spark.
+metrics job does, so scorecard tests do not need Spark. Documents are JSON objects that tests
+may alter; `publish` holds them to the shared model (services/common/results.py) first.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from services.common.results import ResultsDocument
 
 VARIANTS = ("control", "treatment")
 
@@ -50,16 +52,16 @@ def _metrics_for(units: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]
     def per_variant(builder: Any) -> list[dict[str, Any]]:
         return [builder(key, units[key]) for key in units]
 
+    def entry(name: str, kind: str, builder: Any, higher_is_better: bool = True) -> dict[str, Any]:
+        return {"name": name, "type": kind, "definition_hash": f"test-{name}", "higher_is_better": higher_is_better,
+                "variants": per_variant(builder)}  # fmt: skip
+
     return [
-        {"name": "conversion", "type": "proportion", "variants": per_variant(
-            lambda k, u: _variant_stats(k, u["conversion"], u["pre_conversion"]))},
-        {"name": "revenue", "type": "mean", "variants": per_variant(
-            lambda k, u: _variant_stats(k, u["revenue"], u["pre_revenue"]))},
-        {"name": "revenue_per_session", "type": "ratio", "variants": per_variant(
-            lambda k, u: _variant_stats(k, u["revenue"], None, u["sessions"]))},
-        {"name": "latency_ms", "type": "mean", "higher_is_better": False, "variants": per_variant(
-            lambda k, u: _variant_stats(k, u["latency_ms"], None))},
-    ]  # fmt: skip
+        entry("conversion", "proportion", lambda k, u: _variant_stats(k, u["conversion"], u["pre_conversion"])),
+        entry("revenue", "mean", lambda k, u: _variant_stats(k, u["revenue"], u["pre_revenue"])),
+        entry("revenue_per_session", "ratio", lambda k, u: _variant_stats(k, u["revenue"], None, u["sessions"])),
+        entry("latency_ms", "mean", lambda k, u: _variant_stats(k, u["latency_ms"], None), higher_is_better=False),
+    ]
 
 
 def simulated_results(
@@ -81,18 +83,21 @@ def simulated_results(
     total = sum(sizes.values())
     return {
         "experiment": key, "computed_at": "2026-11-20T06:00:00Z", "as_of": "2026-11-20T00:00:00Z",
-        "catalog_version": "test-catalog",
+        "catalog_version": "test-catalog", "first_exposure_date": start.isoformat(),
+        "allowed_lateness_hours": 72.0, "late_threshold_hours": 1.0, "missing_metrics": [],
         "data_quality": {"exposures": total + 40, "units": total, "duplicate_events": 12,
                          "multiple_variant_units": 3, "events_without_exposure": 5, "late_events_included": 8,
-                         "late_after_freeze": 1, "watermark": "2026-11-20T05:59:00Z"},
+                         "late_after_freeze": 1, "events_before_exposure": 2, "watermark": "2026-11-20T05:59:00Z"},
         "variants": {k: {"units": n} for k, n in sizes.items()},
         "metrics": _metrics_for(units), "daily": daily,
     }  # fmt: skip
 
 
 def publish(results_dir: Path, document: dict[str, Any]) -> None:
-    target = results_dir / document["experiment"] / "latest.json"
+    """Write `document` as the job would, after checking it is a results document (unknown fields refused)."""
+    model = ResultsDocument.model_validate(document)
+    target = results_dir / model.experiment / "latest.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document))
+    tmp.write_bytes(model.to_json())
     tmp.replace(target)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from services.common.results import ResultsDocument
 from services.metrics.__main__ import parse_args
 from services.metrics.catalog import catalog_version, load_catalog
 from services.metrics.job.cli import run_command
@@ -148,12 +149,30 @@ def test_rerun_is_identical_and_kept_as_history(
     options = JobOptions(parse_instant(as_of), 72 * HOUR_US, HOUR_US)
     spec = ExperimentSpec(data.truth.experiment, VARIANTS)
     again = run_experiment(spark, settings.lake_dir, settings.results_path, spec, CATALOG, options)
-    assert again["computed_at"] != document["computed_at"]
-    assert {**again, "computed_at": None} == {**document, "computed_at": None}
+    assert again.computed_at != document["computed_at"]
+    assert again.model_copy(update={"computed_at": document["computed_at"]}) == ResultsDocument.model_validate(document)
     base = settings.results_path / data.truth.experiment
     history = sorted(p.name for p in (base / "history").iterdir())
-    assert history == sorted(f"{d['computed_at']}.json" for d in (document, again))
-    assert json.loads((base / "latest.json").read_text()) == again
+    assert history == sorted(f"{computed_at}.json" for computed_at in (document["computed_at"], again.computed_at))
+    assert (base / "latest.json").read_bytes() == again.to_json()
+
+
+def test_published_bytes_are_the_results_model(settings: MetricsSettings, data: Generated,
+                                               document: dict[str, Any]) -> None:  # fmt: skip
+    """The file validates against the shared model with unknown fields forbidden, and the
+    model writes it back byte for byte (counts as integers, sums as the same floats)."""
+    published = (settings.results_path / data.truth.experiment / "latest.json").read_bytes()
+    model = ResultsDocument.model_validate_json(published)
+    assert model.to_json() == published
+    for metric in model.metrics:  # the CUPED and ratio blocks exactly where the catalog asks for them
+        definition = CATALOG.get(metric.name)
+        assert definition is not None
+        cuped, ratio = definition.cuped_lookback_days > 0, definition.type == "ratio"
+        for variant in metric.variants:
+            assert (variant.covariate is not None, variant.denominator is not None) == (cuped, ratio), metric.name
+            products = variant.covariate.denominator_products if variant.covariate else None
+            assert (products is not None) == (cuped and ratio), metric.name
+    assert any(m.type == "ratio" and m.variants[0].covariate for m in model.metrics)  # all shapes covered
 
 
 def test_only_partitions_that_can_matter_are_read(spark: SparkSession, settings: MetricsSettings,

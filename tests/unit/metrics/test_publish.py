@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from services.common.results import DataQuality, ResultsDocument
 from services.metrics.job.io import publish
 
 REPO = Path(__file__).resolve().parents[3]
@@ -18,23 +19,34 @@ WRITER = """
 import itertools, sys
 from pathlib import Path
 from services.metrics.job.io import publish
+from tests.unit.metrics.test_publish import empty_document
 for i in itertools.count():
-    publish(Path(sys.argv[1]), {"experiment": "exp", "computed_at": f"2026-11-22T00:00:00.{i:06d}Z",
-                                "payload": ["x" * 200] * 5000, "complete": True})
+    publish(Path(sys.argv[1]), empty_document(f"2026-11-22T00:00:00.{i:06d}Z", padding=5000))
     if i == 0:
         print("ready", flush=True)
 """
 
 
+def empty_document(computed_at: str, padding: int = 0) -> ResultsDocument:
+    """A document of experiment `exp` with no exposures; `padding` long names make it big."""
+    quality = dict.fromkeys(DataQuality.model_fields, 0) | {"watermark": None}
+    return ResultsDocument(
+        experiment="exp", computed_at=computed_at, as_of="2026-11-22T00:00:00.000000Z", catalog_version="c",
+        first_exposure_date=None, allowed_lateness_hours=72.0, late_threshold_hours=1.0,
+        missing_metrics=("x" * 200,) * padding, data_quality=DataQuality.model_validate(quality),
+        variants={}, metrics=(), daily=(),
+    )  # fmt: skip
+
+
 def test_publish_writes_history_and_latest(tmp_path: Path) -> None:
-    document = {"experiment": "exp", "computed_at": "2026-11-22T01:02:03.000000Z", "metrics": []}
+    document = empty_document("2026-11-22T01:02:03.000000Z")
     latest = publish(tmp_path, document)
     assert latest == tmp_path / "exp" / "latest.json"
-    assert json.loads(latest.read_text()) == document
-    assert (
-        json.loads((tmp_path / "exp" / "history" / "2026-11-22T01:02:03.000000Z.json").read_text())
-        == document
-    )
+    assert latest.read_bytes() == document.to_json()
+    assert json.loads(latest.read_text())["first_exposure_date"] is None
+    assert ResultsDocument.model_validate_json(latest.read_bytes()) == document
+    history = tmp_path / "exp" / "history" / "2026-11-22T01:02:03.000000Z.json"
+    assert history.read_bytes() == document.to_json()
 
 
 def test_killed_writer_never_leaves_a_partial_latest(tmp_path: Path) -> None:
@@ -47,8 +59,8 @@ def test_killed_writer_never_leaves_a_partial_latest(tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.01, 0.3))
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=10)
-        document = json.loads((tmp_path / "exp" / "latest.json").read_text())
-        assert document["complete"] is True and len(document["payload"]) == 5000
+        document = ResultsDocument.model_validate_json((tmp_path / "exp" / "latest.json").read_bytes())
+        assert len(document.missing_metrics) == 5000
         visible = [p.name for p in (tmp_path / "exp").iterdir() if not p.name.startswith(".")]
         assert sorted(visible) == ["history", "latest.json"]  # only dot-files may be left over
 
@@ -63,6 +75,6 @@ def test_publish_removes_temporaries_a_killed_run_left_behind(tmp_path: Path) ->
     hours_ago = time.time() - 2 * 3600
     for path in old:
         os.utime(path, (hours_ago, hours_ago))
-    publish(tmp_path, {"experiment": "exp", "computed_at": "2026-11-22T01:02:03.000000Z", "metrics": []})
+    publish(tmp_path, empty_document("2026-11-22T01:02:03.000000Z"))
     assert not any(path.exists() for path in old)
     assert young.exists()
