@@ -1,4 +1,4 @@
-"""Data-quality counts of the latest snapshot, as one-row DataFrames (pure transforms).
+"""Data-quality counts of the latest snapshot, one row per experiment (pure transforms).
 
 Definitions (all after de-duplication by event_id, over rows with event time and receipt
 <= as-of; "relevant" events are those whose name some computed metric uses):
@@ -29,8 +29,9 @@ def _count_when(condition: F.Column) -> F.Column:
 
 
 def exposure_summary(exposures: DataFrame) -> DataFrame:
-    """De-duplicated experiment exposures -> exposures, duplicates, first_us, watermark_us, variants."""
-    return exposures.agg(
+    """De-duplicated experiment exposures -> per experiment: exposures, duplicates, first_us,
+    watermark_us, variants."""
+    return exposures.groupBy("experiment").agg(
         F.count(F.lit(1)).alias("exposures"),
         F.sort_array(F.collect_set("variant")).alias("variants"),
         F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
@@ -41,21 +42,22 @@ def exposure_summary(exposures: DataFrame) -> DataFrame:
 
 def unit_summary(segments: DataFrame) -> DataFrame:
     latest = segments.where(F.col("seg_end").isNull())
-    return latest.agg(
+    return latest.groupBy("experiment").agg(
         F.coalesce(_count_when(F.col("included")), F.lit(0)).alias("units"),
         F.coalesce(_count_when(~F.col("included")), F.lit(0)).alias("multiple_variant_units"),
     )
 
 
-def event_summary(events: DataFrame, segments: DataFrame, experiment_start_us: int) -> DataFrame:
-    """De-duplicated relevant events -> events_without_exposure, events_before_exposure,
-    duplicates, watermark_us."""
-    latest = segments.where(F.col("seg_end").isNull()).select("unit_id", "first_us")
-    joined = events.join(latest, "unit_id", "left")
+def event_summary(events: DataFrame, segments: DataFrame, starts: DataFrame) -> DataFrame:
+    """De-duplicated relevant events -> per experiment: events_without_exposure,
+    events_before_exposure, duplicates, watermark_us. `starts`: (experiment, start_us), the
+    experiment's first exposure."""
+    latest = segments.where(F.col("seg_end").isNull()).select("experiment", "unit_id", "first_us")
+    joined = events.join(latest, ["experiment", "unit_id"], "left").join(F.broadcast(starts), "experiment")
     exposed = F.col("first_us").isNotNull()
-    in_experiment = F.col("ts_us") >= experiment_start_us
+    in_experiment = F.col("ts_us") >= F.col("start_us")
     before = exposed & in_experiment & (F.col("ts_us") < F.col("first_us"))
-    return joined.agg(
+    return joined.groupBy("experiment").agg(
         F.coalesce(_count_when(~exposed & in_experiment), F.lit(0)).alias("events_without_exposure"),
         F.coalesce(_count_when(before), F.lit(0)).alias("events_before_exposure"),
         F.coalesce(F.sum(F.when(exposed, F.col("copies") - 1).otherwise(0)), F.lit(0)).alias("duplicates"),
@@ -63,15 +65,17 @@ def event_summary(events: DataFrame, segments: DataFrame, experiment_start_us: i
     )
 
 
-def used_event_summary(classified: DataFrame, frozen_days: int, late_threshold_us: int) -> DataFrame:
-    """Classified event rows -> late_events_included, late_after_freeze (distinct events)."""
+def used_event_summary(classified: DataFrame, timelines: DataFrame, late_threshold_us: int) -> DataFrame:
+    """Classified event rows -> per experiment: late_events_included, late_after_freeze
+    (distinct events); `timelines` gives each experiment's `frozen_days`."""
     used = classified.where(F.col("seg_end").isNull() & F.col("included") & F.col("post"))
-    events = used.select("event_id", "ts_us", "received_us", "k_time", "k_received").dropDuplicates(
-        ["event_id"]
+    events = used.select("experiment", "event_id", "ts_us", "received_us", "k_time", "k_received")
+    events = events.dropDuplicates(["experiment", "event_id"]).join(
+        F.broadcast(timelines.select("experiment", "frozen_days")), "experiment"
     )
     late = (F.col("received_us") - F.col("ts_us")) > late_threshold_us
-    after_freeze = (F.col("k_time") < frozen_days) & (F.col("k_received") > F.col("k_time"))
-    return events.agg(
+    after_freeze = (F.col("k_time") < F.col("frozen_days")) & (F.col("k_received") > F.col("k_time"))
+    return events.groupBy("experiment").agg(
         F.coalesce(_count_when(late), F.lit(0)).alias("late_events_included"),
         F.coalesce(_count_when(after_freeze), F.lit(0)).alias("late_after_freeze"),
     )

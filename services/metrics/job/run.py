@@ -11,19 +11,16 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from services.common.results import DataQuality, ResultsDocument
 from services.metrics.catalog import Catalog, MetricDefinition, catalog_version
-from services.metrics.job import io, quality
+from services.metrics.job import io
 from services.metrics.job import transforms as tf
 from services.metrics.job.document import (
     QUALITY_FIELDS,
     Snapshot,
-    accumulate,
     daily_entries,
     empty_snapshot,
     metric_entries,
     variant_order,
-    variant_units,
 )
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, date_of, format_micros
 from services.metrics.records import EXPERIMENT_KEY
@@ -64,10 +61,6 @@ class Computation:
     variants_seen: set[str] = field(default_factory=set)
 
 
-def _first_row(frame: DataFrame) -> dict[str, Any]:
-    return frame.collect()[0].asDict()
-
-
 def load_exposures(spark: SparkSession, lake_dir: Path, key: str, options: JobOptions) -> DataFrame:
     files = io.exposure_files(lake_dir, key, date_of(options.as_of_us))
     raw = tf.with_micros(io.read_parquet(spark, files, io.EXPOSURE_DDL))
@@ -84,60 +77,15 @@ def load_events(spark: SparkSession, lake_dir: Path, metrics: Sequence[MetricDef
     return tf.first_received(tf.relevant_events(raw, names, since_us, options.as_of_us))
 
 
-def compute_statistics(
-    exposures: DataFrame, events: DataFrame, metrics: Sequence[MetricDefinition], timeline: Timeline,
-    options: JobOptions, start_us: int,
-) -> tuple[list[Snapshot], dict[str, Any]]:  # fmt: skip
-    """De-duplicated frames -> cumulative snapshots and the latest data-quality counts;
-    `start_us` is the experiment's first exposure."""
-    segments = tf.unit_segments(tf.with_entry_index(exposures, timeline)).persist()
-    roles = tf.metric_roles(exposures, metrics)
-    seg_events = tf.segment_events(tf.with_entry_index(events, timeline), segments)
-    classified = tf.classify_events(seg_events, roles).persist()
-    try:
-        kinds = tf.metric_kinds(exposures, metrics)
-        values = tf.unit_metric_values(tf.metric_increments(classified, segments, kinds))
-        deltas = [row.asDict() for row in tf.contribution_deltas(values).collect()]
-        unit_deltas = [row.asDict() for row in tf.unit_count_deltas(segments).collect()]
-        snapshots = accumulate(deltas, unit_deltas, timeline.days)
-        counts = _first_row(quality.unit_summary(segments))
-        counts |= _first_row(
-            quality.used_event_summary(classified, timeline.frozen_days, options.late_threshold_us)
-        )
-        counts["events"] = _first_row(quality.event_summary(events, segments, start_us))
-    finally:
-        classified.unpersist()
-        segments.unpersist()
-    return snapshots, counts
-
-
 def compute(spark: SparkSession, lake_dir: Path, spec: ExperimentSpec, catalog: Catalog,
             options: JobOptions) -> Computation:  # fmt: skip
-    metrics, missing = catalog.select(spec.metrics)
-    result = Computation(metrics, missing)
-    exposures = load_exposures(spark, lake_dir, spec.key, options).persist()
-    try:
-        summary = _first_row(quality.exposure_summary(exposures))
-        if not summary["exposures"]:
-            result.quality = {"exposures": 0, "duplicates": 0, "watermark_us": None}
-            return result
-        timeline = Timeline.build(summary["first_us"], options.as_of_us, options.lateness_us)
-        events = load_events(spark, lake_dir, metrics, timeline, options).persist()
-        try:
-            result.snapshots, counts = compute_statistics(
-                exposures, events, metrics, timeline, options, summary["first_us"]
-            )
-        finally:
-            events.unpersist()
-        result.timeline = timeline
-        result.variants_seen = set(summary.pop("variants"))
-        result.quality = {**summary, **counts}
-    finally:
-        exposures.unpersist()
-    return result
+    """One experiment alone: a pass of its own (`batch.compute_pass` computes many at once)."""
+    from services.metrics.job.batch import compute_pass  # batch builds on this module
+
+    return compute_pass(spark, lake_dir, [spec], catalog, options).results[spec.key]
 
 
-def data_quality(counts: dict[str, Any]) -> DataQuality:
+def data_quality(counts: dict[str, Any]) -> dict[str, Any]:
     events = counts.get("events", {})
     watermarks = [w for w in (counts.get("watermark_us"), events.get("watermark_us")) if w is not None]
     values = {
@@ -149,36 +97,35 @@ def data_quality(counts: dict[str, Any]) -> DataQuality:
         "late_events_included": counts.get("late_events_included", 0),
         "late_after_freeze": counts.get("late_after_freeze", 0),
     }  # fmt: skip
-    return DataQuality(
-        **{name: int(values[name]) for name in QUALITY_FIELDS},
-        watermark=format_micros(max(watermarks)) if watermarks else None,
-    )
+    quality_block: dict[str, Any] = {name: int(values[name]) for name in QUALITY_FIELDS}
+    quality_block["watermark"] = format_micros(max(watermarks)) if watermarks else None
+    return quality_block
 
 
 def build_document(
     spec: ExperimentSpec, result: Computation, options: JobOptions, computed_at: str
-) -> ResultsDocument:
+) -> dict[str, Any]:
     variants = variant_order(spec.variants, result.variants_seen)
     latest = result.snapshots[-1] if result.snapshots else empty_snapshot()
     timeline = result.timeline
-    return ResultsDocument(
-        experiment=spec.key, computed_at=computed_at, as_of=format_micros(options.as_of_us),
-        catalog_version=catalog_version(result.metrics),
-        first_exposure_date=timeline.day(0) if timeline else None,
-        allowed_lateness_hours=options.lateness_us / HOUR_US,
-        late_threshold_hours=options.late_threshold_us / HOUR_US,
-        missing_metrics=tuple(result.missing_metrics),
-        data_quality=data_quality(result.quality),
-        variants=variant_units(latest, variants),
-        metrics=metric_entries(result.metrics, latest, variants),
-        daily=daily_entries(timeline, result.snapshots, result.metrics, variants) if timeline else (),
-    )  # fmt: skip
+    return {
+        "experiment": spec.key, "computed_at": computed_at, "as_of": format_micros(options.as_of_us),
+        "catalog_version": catalog_version(result.metrics),
+        "first_exposure_date": timeline.day(0).isoformat() if timeline else None,
+        "allowed_lateness_hours": options.lateness_us / HOUR_US,
+        "late_threshold_hours": options.late_threshold_us / HOUR_US,
+        "missing_metrics": result.missing_metrics,
+        "data_quality": data_quality(result.quality),
+        "variants": {key: {"units": latest.units.get(key, 0)} for key in variants},
+        "metrics": metric_entries(result.metrics, latest, variants),
+        "daily": daily_entries(timeline, result.snapshots, result.metrics, variants) if timeline else [],
+    }  # fmt: skip
 
 
 def run_experiment(
     spark: SparkSession, lake_dir: Path, results_dir: Path, spec: ExperimentSpec, catalog: Catalog,
     options: JobOptions,
-) -> ResultsDocument:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """Compute and publish one experiment's results; returns the published document."""
     started = time.monotonic()
     log.info("computing results", extra={"experiment": spec.key, "as_of": format_micros(options.as_of_us)})
@@ -188,6 +135,6 @@ def run_experiment(
     path = io.publish(results_dir, document)
     log.info("results published", extra={
         "experiment": spec.key, "path": str(path), "seconds": round(time.monotonic() - started, 3),
-        "data_quality": document.data_quality.model_dump(mode="json"),
+        "data_quality": document["data_quality"],
     })  # fmt: skip
     return document

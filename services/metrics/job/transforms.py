@@ -1,9 +1,15 @@
 """Pure DataFrame -> DataFrame transforms of the metrics job; parameters are passed in.
 
 Pipeline (names are the functions below):
-    lake rows -> with_micros -> experiment_exposures / relevant_events -> first_received
-    -> with_entry_index -> unit_segments (exposures) and segment_events (events)
-    -> classify_events -> metric_increments -> unit_metric_values -> contribution_deltas
+    lake rows -> with_micros -> experiment_exposures / relevant_events + experiment_events
+    -> first_received -> with_entry_index -> unit_segments (exposures) and segment_events
+    (events) -> classify_events -> metric_increments -> unit_metric_values -> contribution_deltas
+
+One pass computes any number of experiments: every frame from `experiment_exposures` and
+`experiment_events` on carries `experiment`, every grouping and window key includes it, and
+what differs between experiments (timeline, metrics, windows, CUPED lookback) comes in as
+small per-experiment frames (`timeline_frame`, `event_scopes`, `metric_roles`,
+`metric_kinds`) joined in, so each experiment's numbers are exactly what it gets alone.
 
 A unit's *segment* is a stretch of snapshots over which its exposure state (first exposure
 time, variant, single/multiple variants) is constant; late exposures can start a new one.
@@ -13,9 +19,9 @@ summation order: re-running on the same lake gives the same digits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -44,12 +50,14 @@ EVENT_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
-SEGMENT_KEYS = ("unit_id", "metric", "kind", "seg_start", "variant", "included")
+SEGMENT_KEYS = ("experiment", "unit_id", "metric", "kind", "seg_start", "variant", "included")
 # The per-unit contribution to a variant's sufficient statistics, in a fixed order.
 VECTOR = ("n", "sum", "sum_squares", "cov_sum", "cov_sum_squares", "cov_sum_products",
           "den_sum", "den_sum_squares", "den_sum_products", "cov_den_products")  # fmt: skip
-ROLES_SCHEMA = "metric string, kind string, role string, event string, use_value boolean, " \
-               "window_us long, lookback_us long"  # fmt: skip
+ROLES_SCHEMA = "experiment string, metric string, kind string, role string, name string, " \
+               "use_value boolean, window_us long, lookback_us long"  # fmt: skip
+TIMELINE_SCHEMA = "experiment string, day0_us long, latest int, frozen_days int, lateness_us long"
+SCOPE_SCHEMA = "experiment string, name string, since_us long"
 
 
 def with_micros(frame: DataFrame) -> DataFrame:
@@ -61,9 +69,11 @@ def with_micros(frame: DataFrame) -> DataFrame:
     )
 
 
-def experiment_exposures(exposures: DataFrame, experiment: str, as_of_us: int) -> DataFrame:
+def experiment_exposures(exposures: DataFrame, experiments: str | Iterable[str], as_of_us: int) -> DataFrame:
+    """The exposures of these experiments known at as-of, with `experiment`."""
+    keys = [experiments] if isinstance(experiments, str) else sorted(experiments)
     known = (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
-    return exposures.where((F.col("experiment") == experiment) & known).select(*EXPOSURE_COLUMNS)
+    return exposures.where(F.col("experiment").isin(keys) & known).select("experiment", *EXPOSURE_COLUMNS)
 
 
 def relevant_events(events: DataFrame, names: Iterable[str], since_us: int, as_of_us: int) -> DataFrame:
@@ -72,62 +82,85 @@ def relevant_events(events: DataFrame, names: Iterable[str], since_us: int, as_o
     return events.where(F.col("name").isin(sorted(names)) & in_range).select(*EVENT_COLUMNS)
 
 
+def event_scopes(spark: SparkSession, scopes: Mapping[str, tuple[Iterable[str], int]]) -> DataFrame:
+    """experiment -> (event names its metrics use, earliest event time they can use)."""
+    rows = [(key, name, since) for key, (names, since) in scopes.items() for name in sorted(set(names))]
+    return spark.createDataFrame(rows, SCOPE_SCHEMA)
+
+
+def experiment_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
+    """Relevant events (see `relevant_events`, over the union of the experiments' names and
+    the earliest start) -> one row per experiment that can use each: its names, event time
+    from its own start. De-duplication comes after, per experiment, as in a run of its own."""
+    rows = events.join(F.broadcast(scopes), "name").where(F.col("ts_us") >= F.col("since_us"))
+    return rows.select("experiment", *EVENT_COLUMNS)
+
+
 def first_received(frame: DataFrame) -> DataFrame:
-    """One row per `event_id`: the copy received first wins (ties: Kafka partition, offset).
+    """One row per (`experiment`, `event_id`) (per `event_id` when there is no experiment
+    column): the copy received first wins (ties: Kafka partition, offset).
 
     Adds `copies` (rows that had this id) and `last_received_us` (latest copy's receipt).
     """
     order = ["received_us", "kafka_partition", "kafka_offset"]
-    rest = [c for c in frame.columns if c not in ("event_id", *order)]
-    grouped = frame.groupBy("event_id").agg(
+    keys = ["experiment", "event_id"] if "experiment" in frame.columns else ["event_id"]
+    rest = [c for c in frame.columns if c not in (*keys, *order)]
+    grouped = frame.groupBy(*keys).agg(
         F.min(F.struct(*order, *rest)).alias("winner"),
         F.count(F.lit(1)).alias("copies"),
         F.max("received_us").alias("last_received_us"),
     )
-    return grouped.select("event_id", *[F.col(f"winner.{c}").alias(c) for c in order + rest],
+    return grouped.select(*keys, *[F.col(f"winner.{c}").alias(c) for c in order + rest],
                           "copies", "last_received_us")  # fmt: skip
 
 
-def _day_index(column: str, origin_us: int) -> Column:
+def timeline_frame(spark: SparkSession, timelines: Mapping[str, Timeline]) -> DataFrame:
+    """One row per experiment: its snapshot timeline (see `timeline`)."""
+    rows = [(key, t.day0_us, t.latest, t.frozen_days, t.lateness_us) for key, t in timelines.items()]
+    return spark.createDataFrame(rows, TIMELINE_SCHEMA)
+
+
+def _day_index(column: str, origin: str) -> Column:
     # Truncating division; negative results are clamped to 0 by the callers, where
     # truncation and floor agree.
-    return F.expr(f"({column} - ({origin_us})) div {DAY_US}")
+    return F.expr(f"({column} - ({origin})) div {DAY_US}")
 
 
-def _clamp(column: Column, low: int, high: int) -> Column:
-    return F.least(F.greatest(column, F.lit(low)), F.lit(high))
+def _clamp(column: Column, low: int, high: str) -> Column:
+    return F.least(F.greatest(column, F.lit(low)), F.col(high))
 
 
-def with_entry_index(frame: DataFrame, timeline: Timeline) -> DataFrame:
-    """Adds `k_time`, `k_received` and `k`: the first snapshot whose time cutoff, received
-    cutoff, and both, cover the row (see `timeline`)."""
-    by_time = _clamp(_day_index("ts_us", timeline.day0_us), 0, timeline.latest)
-    by_receipt = _clamp(
-        _day_index("received_us", timeline.day0_us + timeline.lateness_us), 0, timeline.frozen_days
-    )
+def with_entry_index(frame: DataFrame, timelines: DataFrame) -> DataFrame:
+    """Adds `k_time`, `k_received` and `k`: the first snapshot of the row's experiment whose
+    time cutoff, received cutoff, and both, cover the row (see `timeline`)."""
+    by_time = _clamp(_day_index("ts_us", "day0_us"), 0, "latest")
+    by_receipt = _clamp(_day_index("received_us", "day0_us + lateness_us"), 0, "frozen_days")
     return (
-        frame.withColumn("k_time", by_time.cast("int"))
+        frame.join(F.broadcast(timelines), "experiment")
+        .withColumn("k_time", by_time.cast("int"))
         .withColumn("k_received", by_receipt.cast("int"))
         .withColumn("k", F.greatest("k_time", "k_received"))
+        .drop("day0_us", "latest", "frozen_days", "lateness_us")
     )
 
 
 def unit_segments(exposures: DataFrame) -> DataFrame:
-    """Exposures (with `k`) -> (unit_id, seg_start, seg_end, first_us, variant, included).
+    """Exposures (with `k`) -> (experiment, unit_id, seg_start, seg_end, first_us, variant, included).
 
     From `seg_start` until `seg_end` (exclusive; null = through the latest snapshot) the
     unit's first exposure is `first_us`; `included` is false when it has seen more than one
     variant (then `variant` is just the smallest key and the unit is left out).
     """
-    per_entry = exposures.groupBy("unit_id", "k").agg(
+    per_entry = exposures.groupBy("experiment", "unit_id", "k").agg(
         F.min("ts_us").alias("min_ts"),
         F.min("variant").alias("min_variant"),
         F.max("variant").alias("max_variant"),
     )
-    ordered = Window.partitionBy("unit_id").orderBy("k")
+    ordered = Window.partitionBy("experiment", "unit_id").orderBy("k")
     running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     smallest = F.min("min_variant").over(running)
     return per_entry.select(
+        "experiment",
         "unit_id",
         F.col("k").alias("seg_start"),
         F.lead("k").over(ordered).alias("seg_end"),
@@ -139,14 +172,15 @@ def unit_segments(exposures: DataFrame) -> DataFrame:
 
 def segment_events(events: DataFrame, segments: DataFrame) -> DataFrame:
     """Events (with `k`) of exposed units, once per segment they fall in, entering at `c`."""
-    joined = events.join(segments, "unit_id").withColumn("c", F.greatest("k", "seg_start"))
+    joined = events.join(segments, ["experiment", "unit_id"]).withColumn("c", F.greatest("k", "seg_start"))
     return joined.where(F.col("seg_end").isNull() | (F.col("c") < F.col("seg_end")))
 
 
-def metric_roles(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) -> DataFrame:
-    """One row per (metric, role): which event feeds the numerator ('num') or denominator ('den')."""
+def metric_roles(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefinition]]) -> DataFrame:
+    """One row per (experiment, metric, role): which event (`name`) feeds the numerator
+    ('num') or denominator ('den')."""
     rows = []
-    for metric in metrics:
+    for key, metric in ((key, metric) for key, defined in metrics.items() for metric in defined):
         window = None if metric.window_hours is None else round(metric.window_hours * HOUR_US)
         lookback = metric.cuped_lookback_days * DAY_US
         measures = [("num", metric.numerator_measure)]
@@ -154,21 +188,20 @@ def metric_roles(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) ->
             measures.append(("den", metric.denominator))
         for role, measure in measures:
             rows.append(
-                (metric.name, metric.type, role, measure.event, measure.value is not None, window, lookback)
+                (key, metric.name, metric.type, role, measure.event, measure.value is not None, window, lookback)
             )
-    return spark_frame.sparkSession.createDataFrame(rows, ROLES_SCHEMA)
+    return spark.createDataFrame(rows, ROLES_SCHEMA)
 
 
-def metric_kinds(spark_frame: DataFrame, metrics: Sequence[MetricDefinition]) -> DataFrame:
-    return spark_frame.sparkSession.createDataFrame(
-        [(metric.name, metric.type) for metric in metrics], "metric string, kind string"
-    )
+def metric_kinds(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefinition]]) -> DataFrame:
+    rows = [(key, metric.name, metric.type) for key, defined in metrics.items() for metric in defined]
+    return spark.createDataFrame(rows, "experiment string, metric string, kind string")
 
 
 def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     """Joins events to the metric roles they feed; `post`: inside the metric window after the
     first exposure; `pre`: in the CUPED lookback before it (numerator role only)."""
-    rows = seg_events.join(F.broadcast(roles), seg_events["name"] == roles["event"])
+    rows = seg_events.join(F.broadcast(roles), ["experiment", "name"])
     ts, first = F.col("ts_us"), F.col("first_us")
     post = (ts >= first) & (F.col("window_us").isNull() | (ts < first + F.col("window_us")))
     pre = (ts >= first - F.col("lookback_us")) & (ts < first) & (F.col("role") == "num")
@@ -194,7 +227,7 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
         part(F.col("pre")).alias("pre"),
     )  # fmt: skip
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
-    starts = segments.crossJoin(F.broadcast(metrics.select("metric", "kind"))).select(
+    starts = segments.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
         *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
     )
     return moved.unionByName(starts).repartition("unit_id")
@@ -205,7 +238,7 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
     anything changed (cumulative within the segment)."""
     merged = increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
     running = (
-        Window.partitionBy("unit_id", "metric", "seg_start")
+        Window.partitionBy("experiment", "unit_id", "metric", "seg_start")
         .orderBy("c")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
@@ -218,7 +251,7 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
         return F.when(F.col("kind") == "proportion", any_event).otherwise(total)
 
     return merged.select(
-        "unit_id", "metric", "variant", "included", "c",
+        "experiment", "unit_id", "metric", "variant", "included", "c",
         by_kind(num).cast(UNIT_VALUE).alias("y"),
         by_kind(pre).cast(UNIT_VALUE).alias("x"),
         F.when(F.col("kind") == "ratio", den).otherwise(nothing).cast(UNIT_VALUE).alias("d"),
@@ -235,20 +268,20 @@ def _contribution(values: DataFrame) -> DataFrame:
     gated = [
         F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR
     ]
-    return values.select("unit_id", "metric", "variant", "c", *gated)
+    return values.select("experiment", "unit_id", "metric", "variant", "c", *gated)
 
 
 def contribution_deltas(values: DataFrame) -> DataFrame:
-    """(metric, variant, c) -> change of every sufficient statistic at snapshot c.
+    """(experiment, metric, variant, c) -> change of every sufficient statistic at snapshot c.
 
     A unit whose value changes at c adds its new contribution and takes back its previous
     one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
     Both rows come from one pass (explode), not from a union that would run the window twice.
     """
     contribution = _contribution(values)
-    order = Window.partitionBy("unit_id", "metric").orderBy("c")
+    order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("c")
     with_previous = contribution.select(
-        "metric", "c", "variant", *VECTOR,
+        "experiment", "metric", "c", "variant", *VECTOR,
         F.lag("variant").over(order).alias("prev_variant"),
         *[(-F.lag(n).over(order)).alias(f"prev_{n}") for n in VECTOR],
     )  # fmt: skip
@@ -256,16 +289,18 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
     taken_back = F.struct(
         F.col("prev_variant").alias("variant"), *[F.col(f"prev_{n}").alias(n) for n in VECTOR]
     )
-    changes = with_previous.select("metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
-    rows = changes.where(F.col("change.variant").isNotNull()).select("metric", "c", "change.*")
-    return rows.groupBy("metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
+    changes = with_previous.select(
+        "experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change")
+    )
+    rows = changes.where(F.col("change.variant").isNotNull()).select("experiment", "metric", "c", "change.*")
+    return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
 
 
 def unit_count_deltas(segments: DataFrame) -> DataFrame:
-    """(variant, c) -> change in the number of analysed units at snapshot c."""
+    """(experiment, variant, c) -> change in the number of analysed units at snapshot c."""
     included = segments.where(F.col("included"))
-    joined = included.select("variant", F.col("seg_start").alias("c"), F.lit(1).alias("units"))
+    joined = included.select("experiment", "variant", F.col("seg_start").alias("c"), F.lit(1).alias("units"))
     left = included.where(F.col("seg_end").isNotNull()).select(
-        "variant", F.col("seg_end").alias("c"), F.lit(-1).alias("units")
+        "experiment", "variant", F.col("seg_end").alias("c"), F.lit(-1).alias("units")
     )
-    return joined.unionByName(left).groupBy("variant", "c").agg(F.sum("units").alias("units"))
+    return joined.unionByName(left).groupBy("experiment", "variant", "c").agg(F.sum("units").alias("units"))

@@ -1,4 +1,7 @@
-"""Each transform on tiny frames with hand-computed answers (one shared SparkSession)."""
+"""Each transform on tiny frames with hand-computed answers (one shared SparkSession).
+
+The frames belong to one experiment, EXPERIMENT; the job's one-pass run (many experiments at
+once) is checked against runs of each experiment alone in test_job_one_pass.py."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from services.metrics.catalog import parse_catalog
 from services.metrics.job import transforms as tf
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, parse_instant
 
-EXPOSURE_DDL = "event_id string, unit_id string, variant string, ts_us long, received_us long, " \
-               "kafka_partition int, kafka_offset long"  # fmt: skip
-EVENT_DDL = "event_id string, unit_id string, name string, value double, ts_us long, received_us long, " \
-            "kafka_partition int, kafka_offset long"  # fmt: skip
+EXPERIMENT = "exp"
+EXPOSURE_DDL = "experiment string, event_id string, unit_id string, variant string, ts_us long, " \
+               "received_us long, kafka_partition int, kafka_offset long"  # fmt: skip
+EVENT_DDL = "experiment string, event_id string, unit_id string, name string, value double, ts_us long, " \
+            "received_us long, kafka_partition int, kafka_offset long"  # fmt: skip
 DAY0 = parse_instant("2026-11-01T00:00:00Z")
 LATENESS = 72 * HOUR_US
 
@@ -26,12 +30,16 @@ def t(days: float, hours: float = 0) -> int:
 
 def exposures(spark: SparkSession, rows: Sequence[tuple[Any, ...]]) -> DataFrame:
     """rows: (event_id, unit, variant, ts, received)."""
-    return spark.createDataFrame([(*row, 0, i) for i, row in enumerate(rows)], EXPOSURE_DDL)
+    return spark.createDataFrame([(EXPERIMENT, *row, 0, i) for i, row in enumerate(rows)], EXPOSURE_DDL)
 
 
 def events(spark: SparkSession, rows: Sequence[tuple[Any, ...]]) -> DataFrame:
     """rows: (event_id, unit, name, value, ts, received)."""
-    return spark.createDataFrame([(*row, 1, i) for i, row in enumerate(rows)], EVENT_DDL)
+    return spark.createDataFrame([(EXPERIMENT, *row, 1, i) for i, row in enumerate(rows)], EVENT_DDL)
+
+
+def entry_index(frame: DataFrame, timeline: Timeline) -> DataFrame:
+    return tf.with_entry_index(frame, tf.timeline_frame(frame.sparkSession, {EXPERIMENT: timeline}))
 
 
 def test_first_received_keeps_the_earliest_copy_and_counts_copies(spark: SparkSession) -> None:
@@ -64,7 +72,7 @@ def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) ->
     ])  # fmt: skip
     got = {
         r["event_id"]: (r["k_time"], r["k_received"], r["k"])
-        for r in tf.with_entry_index(frame, timeline).collect()
+        for r in entry_index(frame, timeline).collect()
     }
     assert got == {
         "on-time": (0, 0, 0), "late-within": (0, 0, 0), "after-freeze": (0, 1, 1), "pre-period": (0, 0, 0),
@@ -75,7 +83,7 @@ def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) ->
 def segments_of(
     spark: SparkSession, rows: Sequence[tuple[Any, ...]], timeline: Timeline
 ) -> list[tuple[Any, ...]]:
-    frame = tf.unit_segments(tf.with_entry_index(exposures(spark, rows), timeline))
+    frame = tf.unit_segments(entry_index(exposures(spark, rows), timeline))
     return sorted(
         (r["unit_id"], r["seg_start"], r["seg_end"], r["first_us"], r["variant"], r["included"])
         for r in frame.collect()
@@ -114,9 +122,7 @@ metrics:
 
 def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) -> None:
     timeline = Timeline.build(t(2), t(5), LATENESS)
-    segments = tf.unit_segments(
-        tf.with_entry_index(exposures(spark, [("x", "u", "control", t(2), t(2))]), timeline)
-    )
+    segments = tf.unit_segments(entry_index(exposures(spark, [("x", "u", "control", t(2), t(2))]), timeline))
     first = t(2)
     frame = events(spark, [
         ("at-first", "u", "purchase", 1.0, first, first),
@@ -126,8 +132,8 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
         ("pre-first", "u", "purchase", 1.0, first - DAY_US, first),
         ("pre-before", "u", "purchase", 1.0, first - DAY_US - 1, first),
     ])  # fmt: skip
-    seg_events = tf.segment_events(tf.with_entry_index(frame, timeline), segments)
-    classified = tf.classify_events(seg_events, tf.metric_roles(frame, CATALOG.metrics[:1]))
+    seg_events = tf.segment_events(entry_index(frame, timeline), segments)
+    classified = tf.classify_events(seg_events, tf.metric_roles(spark, {EXPERIMENT: CATALOG.metrics[:1]}))
     got = {r["event_id"]: (r["post"], r["pre"]) for r in classified.collect()}
     assert got == {
         "at-first": (True, False), "window-last": (True, False), "pre-last": (False, True),
@@ -138,7 +144,8 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
 @pytest.fixture(scope="module")
 def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     """Four units, hand-checkable: see the expected numbers in the tests below."""
-    from services.metrics.job.run import JobOptions, compute_statistics
+    from services.metrics.job.batch import ExperimentPlan, compute_statistics
+    from services.metrics.job.run import JobOptions
 
     options = JobOptions(as_of_us=t(5, 12), lateness_us=LATENESS, late_threshold_us=HOUR_US)
     raw_exposures = exposures(spark, [
@@ -160,9 +167,8 @@ def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     ])  # fmt: skip
     exposure_frame, event_frame = tf.first_received(raw_exposures), tf.first_received(raw_events)
     timeline = Timeline.build(t(0, 9), options.as_of_us, LATENESS)
-    snapshots, counts = compute_statistics(
-        exposure_frame, event_frame, CATALOG.metrics, timeline, options, t(0, 9)
-    )
+    plan = ExperimentPlan(EXPERIMENT, tuple(CATALOG.metrics), timeline, t(0, 9))
+    [(snapshots, counts)] = compute_statistics(exposure_frame, event_frame, {EXPERIMENT: plan}, options).values()
     return snapshots, counts, timeline
 
 
