@@ -11,6 +11,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from services.common.results import DataQuality, ResultsDocument
 from services.metrics.catalog import Catalog, MetricDefinition, catalog_version
 from services.metrics.job import io
 from services.metrics.job import transforms as tf
@@ -21,6 +22,7 @@ from services.metrics.job.document import (
     empty_snapshot,
     metric_entries,
     variant_order,
+    variant_units,
 )
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, date_of, format_micros
 from services.metrics.records import EXPERIMENT_KEY
@@ -85,7 +87,7 @@ def compute(spark: SparkSession, lake_dir: Path, spec: ExperimentSpec, catalog: 
     return compute_pass(spark, lake_dir, [spec], catalog, options).results[spec.key]
 
 
-def data_quality(counts: dict[str, Any]) -> dict[str, Any]:
+def data_quality(counts: dict[str, Any]) -> DataQuality:
     events = counts.get("events", {})
     watermarks = [w for w in (counts.get("watermark_us"), events.get("watermark_us")) if w is not None]
     values = {
@@ -97,35 +99,36 @@ def data_quality(counts: dict[str, Any]) -> dict[str, Any]:
         "late_events_included": counts.get("late_events_included", 0),
         "late_after_freeze": counts.get("late_after_freeze", 0),
     }  # fmt: skip
-    quality_block: dict[str, Any] = {name: int(values[name]) for name in QUALITY_FIELDS}
-    quality_block["watermark"] = format_micros(max(watermarks)) if watermarks else None
-    return quality_block
+    return DataQuality(
+        **{name: int(values[name]) for name in QUALITY_FIELDS},
+        watermark=format_micros(max(watermarks)) if watermarks else None,
+    )
 
 
 def build_document(
     spec: ExperimentSpec, result: Computation, options: JobOptions, computed_at: str
-) -> dict[str, Any]:
+) -> ResultsDocument:
     variants = variant_order(spec.variants, result.variants_seen)
     latest = result.snapshots[-1] if result.snapshots else empty_snapshot()
     timeline = result.timeline
-    return {
-        "experiment": spec.key, "computed_at": computed_at, "as_of": format_micros(options.as_of_us),
-        "catalog_version": catalog_version(result.metrics),
-        "first_exposure_date": timeline.day(0).isoformat() if timeline else None,
-        "allowed_lateness_hours": options.lateness_us / HOUR_US,
-        "late_threshold_hours": options.late_threshold_us / HOUR_US,
-        "missing_metrics": result.missing_metrics,
-        "data_quality": data_quality(result.quality),
-        "variants": {key: {"units": latest.units.get(key, 0)} for key in variants},
-        "metrics": metric_entries(result.metrics, latest, variants),
-        "daily": daily_entries(timeline, result.snapshots, result.metrics, variants) if timeline else [],
-    }  # fmt: skip
+    return ResultsDocument(
+        experiment=spec.key, computed_at=computed_at, as_of=format_micros(options.as_of_us),
+        catalog_version=catalog_version(result.metrics),
+        first_exposure_date=timeline.day(0) if timeline else None,
+        allowed_lateness_hours=options.lateness_us / HOUR_US,
+        late_threshold_hours=options.late_threshold_us / HOUR_US,
+        missing_metrics=tuple(result.missing_metrics),
+        data_quality=data_quality(result.quality),
+        variants=variant_units(latest, variants),
+        metrics=metric_entries(result.metrics, latest, variants),
+        daily=daily_entries(timeline, result.snapshots, result.metrics, variants) if timeline else (),
+    )  # fmt: skip
 
 
 def run_experiment(
     spark: SparkSession, lake_dir: Path, results_dir: Path, spec: ExperimentSpec, catalog: Catalog,
     options: JobOptions,
-) -> dict[str, Any]:  # fmt: skip
+) -> ResultsDocument:  # fmt: skip
     """Compute and publish one experiment's results; returns the published document."""
     started = time.monotonic()
     log.info("computing results", extra={"experiment": spec.key, "as_of": format_micros(options.as_of_us)})
@@ -135,6 +138,6 @@ def run_experiment(
     path = io.publish(results_dir, document)
     log.info("results published", extra={
         "experiment": spec.key, "path": str(path), "seconds": round(time.monotonic() - started, 3),
-        "data_quality": document["data_quality"],
+        "data_quality": document.data_quality.model_dump(mode="json"),
     })  # fmt: skip
     return document
