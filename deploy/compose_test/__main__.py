@@ -17,7 +17,14 @@ from pathlib import Path
 
 from deploy.compose_test import flow, scaleout
 from deploy.compose_test.compose import Compose, compose_program
-from deploy.compose_test.engine import OwnDaemon, engine_answers, install_tools, start_own_daemon
+from deploy.compose_test.engine import (
+    OwnDaemon,
+    engine_answers,
+    install_tools,
+    mount_scratch,
+    release_scratch,
+    start_own_daemon,
+)
 from deploy.compose_test.steps import Timings
 from deploy.offline.build import build_image, debian_mirror, download_wheels, make_base
 
@@ -171,7 +178,7 @@ def teardown(timings: Timings, compose: Compose, daemon: OwnDaemon | None, work:
         else:
             subprocess.run(["docker", "image", "rm", IMAGE], env=compose.env, capture_output=True)
         if not keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+            release_scratch(work)
         assert not any(left.values()), f"leftovers: {left}"
 
 
@@ -194,13 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     timings = Timings()
     work = args.work or Path(tempfile.mkdtemp(prefix="assay-compose-"))
+    if not args.keep_work and mount_scratch(work):
+        print(f"[compose-test] work directory {work} on tmpfs (released with one unmount)", flush=True)
     daemon, reason = timings.run("docker engine (reachable, or apt-get + our own dockerd)",
                                  lambda: provide_engine(work))  # fmt: skip
     program = compose_program()
     if reason is not None or program is None:
         print(f"compose-test NOT RUN: {reason or 'no docker-compose'}. Nothing was tested.", flush=True)
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
+        if not args.keep_work:
+            release_scratch(work)
         return 0
     exposure = free_port_pair()
     ports = {"assignment": str(free_port_pair()), "scorecard": str(free_port_pair()), "exposure": str(exposure)}
