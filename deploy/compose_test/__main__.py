@@ -26,7 +26,7 @@ from deploy.compose_test.engine import (
     start_own_daemon,
 )
 from deploy.compose_test.steps import Timings
-from deploy.offline.build import build_image, debian_mirror, download_wheels, make_base
+from deploy.offline.build import archive_reachable, build_image, debian_mirror, download_wheels, make_base
 
 IMAGE, BASE = "assay:compose-test", "assay-base:bookworm"
 ADMIN_KEY, SDK_KEY = "compose-test-admin-key-0123456789", "compose-test-sdk-key-0123456789"
@@ -206,8 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     daemon, reason = timings.run("docker engine (reachable, or apt-get + our own dockerd)",
                                  lambda: provide_engine(work))  # fmt: skip
     program = compose_program()
+    if reason is None and not archive_reachable(debian_mirror()):
+        reason = f"the Debian archive {debian_mirror()} is unreachable, so no base image can be made"
     if reason is not None or program is None:
         print(f"compose-test NOT RUN: {reason or 'no docker-compose'}. Nothing was tested.", flush=True)
+        if daemon is not None:
+            daemon.stop()
+            daemon.remove_data()
         if not args.keep_work:
             release_scratch(work)
         return 0

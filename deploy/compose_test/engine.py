@@ -19,8 +19,11 @@ PACKAGES = {"dockerd": "docker.io", "docker-compose": "docker-compose", "deboots
 
 
 def engine_answers(env: dict[str, str]) -> bool:
-    probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=env,
-                           capture_output=True, text=True, timeout=20)  # fmt: skip
+    try:
+        probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=env,
+                               capture_output=True, text=True, timeout=20)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return probe.returncode == 0 and bool(probe.stdout.strip())
 
 

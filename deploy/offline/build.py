@@ -39,6 +39,17 @@ def debian_mirror(sources: Path = Path("/etc/apt")) -> str:
     return DEFAULT_MIRROR
 
 
+def archive_reachable(mirror: str, timeout: float = 15.0) -> bool:
+    """Whether debootstrap can reach the Debian archive (its bookworm Release file answers)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{mirror.rstrip('/')}/dists/bookworm/Release", timeout=timeout) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
 def image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
