@@ -2,10 +2,10 @@
 
 The job publishes `<experiment>/latest.json` atomically (temp file + rename), so a reader
 sees either the previous or the next complete document, never half of one. Documents are
-read through the shared model (services/common/results.py). A file that is JSON but not a
-results document (not an object, a field missing or of the wrong type) counts as no results,
-with an error in the log naming the file; a file that is not JSON at all or cannot be read
-raises, as a corrupt results directory is an operator's problem, not "no results yet".
+read through the shared model (services/common/results.py). A file that is not a results
+document (not JSON, not an object, a field missing or of the wrong type) counts as no results,
+with an error in the log naming the file: one damaged file must not turn every page that lists
+experiments into a 500, and the job's next run replaces it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class ResultsStore:
         try:
             document = json.loads(text)
         except ValueError:
-            log.error("results document is not JSON", extra={"experiment": experiment, "path": str(path)})
-            raise
+            log.error("results document ignored: not JSON", extra={"experiment": experiment, "path": str(path)})
+            return None
         if not isinstance(document, dict):
             log.error("results document ignored: not a JSON object", extra={"experiment": experiment,
                                                                             "path": str(path)})  # fmt: skip
