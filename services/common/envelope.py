@@ -1,4 +1,4 @@
-"""The Kafka message envelope (DESIGN.md "Exposure service"): what the exposure service
+"""The Kafka message envelope (docs/api.md "Exposure service"): what the exposure service
 produces and the metrics ingest parses. A message is keyed by `unit_id` (UTF-8) and its value
 is a JSON object of the accepted item's fields plus `received_at`; timestamps are RFC 3339 as
 written by `assay.timefmt.format_rfc3339`.

@@ -1,4 +1,4 @@
-"""The results document (DESIGN.md "Results document"): what the metrics job publishes per
+"""The results document (docs/metrics.md "The results document"): what the metrics job publishes per
 experiment and the scorecard reads. One set of models for both sides; the JSON Schema in
 `docs/results.schema.json` is generated from them (`python -m deploy.results_schema`).
 

@@ -1,4 +1,4 @@
-"""Kafka topic names (DESIGN.md "Exposure service"): the exposure service produces to them,
+"""Kafka topic names (docs/api.md "Exposure service"): the exposure service produces to them,
 the metrics ingest consumes them and names lake directories after them, so they are spelled
 once, here."""
 

@@ -16,7 +16,7 @@ import orjson
 
 from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC
 
-EXPERIMENT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # DESIGN.md; also a safe directory name
+EXPERIMENT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # docs/api.md; also a safe directory name
 MAX_ID_LENGTH = 256
 # Beyond this a value is a logging bug, and it would not fit the job's fixed-point type.
 MAX_ABS_VALUE = 1e12

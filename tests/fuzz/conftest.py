@@ -28,12 +28,12 @@ CONFIG: dict[str, Any] = {
         #   relative_mde / n_per_variant, lifecycle rules), and that 422 is documented.
         "positive_data_acceptance": {"enabled": False},
         # - negative_data_rejection accepts 413 too: more items than a batch allows (maxItems) is
-        #   a 413 by contract (DESIGN.md, exposure service), not a 400/422.
+        #   a 413 by contract (docs/api.md, exposure service), not a 400/422.
         "negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428]},
     },
     "operations": [
         {
-            # Ingestion judges each item on its own by contract (DESIGN.md: 202 with `rejected`
+            # Ingestion judges each item on its own by contract (docs/api.md: 202 with `rejected`
             # entries), so an invalid item is not a rejected request. Envelope errors are still
             # 4xx (tests/integration/exposure/test_hostile_input.py) and test_openapi.py checks
             # that every item of a 202 is either accepted or rejected.

@@ -48,7 +48,7 @@ class Utf8Key(Serializer):
 
 
 def produce(bootstrap: str, topic: str, records: Sequence[dict[str, Any]], raw: Sequence[bytes] = ()) -> None:
-    """DESIGN.md format: key = unit_id, value = the JSON item; every send is confirmed."""
+    """The wire format (docs/api.md): key = unit_id, value = the JSON item; every send is confirmed."""
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, key_serializer=Utf8Key(), value_serializer=JsonValue(),
         linger_ms=5, allow_auto_create_topics=False,

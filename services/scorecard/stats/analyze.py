@@ -79,7 +79,7 @@ def analyze(
     correction: str = "none",
     max_variants: int = DEFAULT_MAX_VARIANTS,
 ) -> AnalyzeResult:
-    """Compare every variant after the first with the first; see DESIGN.md `/v1/analyze`."""
+    """Compare every variant after the first with the first; see docs/api.md `/v1/analyze`."""
     errors = validate_parameters(alpha, sequential_tuning, correction)
     errors += validate_analysis_request(metric_type, variants, max_variants)
     if errors:

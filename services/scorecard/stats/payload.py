@@ -68,7 +68,7 @@ def variant_stats_from_mapping(payload: object, field: str) -> VariantStats | In
 
 
 def analyze_payload(body: object, *, max_variants: int = DEFAULT_MAX_VARIANTS) -> AnalyzeResult:
-    """`analyze` for a decoded JSON body shaped as in DESIGN.md `POST /v1/analyze`."""
+    """`analyze` for a decoded JSON body shaped as in docs/api.md `POST /v1/analyze`."""
     if not isinstance(body, Mapping):
         return AnalyzeResult(
             errors=[InputError(ErrorCode.INVALID_PARAMETER, "", "the request body must be a JSON object")]

@@ -1,7 +1,7 @@
 """Sufficient statistics: the only view of the data the engine ever gets.
 
 The metrics job emits, per (experiment, metric, variant), these sums over units. They add
-together (partitions, days), so the engine never needs raw rows. Shapes follow DESIGN.md
+together (partitions, days), so the engine never needs raw rows. Shapes follow docs/metrics.md
 "Metrics"; field names are part of the results-document contract.
 """
 
@@ -35,7 +35,7 @@ class CovariateStats:
 
     `sum_products` is the sum over units of metric x covariate (for ratio metrics: numerator
     x covariate). `denominator_products` (sum of denominator x covariate) is an optional
-    extension of the DESIGN.md block: only ratio metrics need it, and CUPED for a ratio
+    extension of the documented block: only ratio metrics need it, and CUPED for a ratio
     metric is applied only when it is present.
     """
 
