@@ -12,6 +12,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.catalog import DEFAULT_CATALOG
 from services.common.ratelimit import Limit, RateLimits
 
 DEV_ADMIN_KEY = "dev-admin-key"
@@ -36,6 +37,10 @@ class ServiceSettings(BaseSettings):
     sdk_can_read_scorecards: bool = Field(False, description="let SDK keys read scorecards too")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis (registry, sticky assignments, audit)")
     redis_timeout_ms: int = Field(200, ge=1, le=60_000, description="socket timeout of Redis calls (then degrade)")
+    metrics_catalog: Path = Field(
+        DEFAULT_CATALOG,
+        description="metric catalog YAML (the job computes it; experiment writes are checked against it)",
+    )
     data_dir: Path = Field(Path(".assay"), description="local state: Redis data, lake, results, spool, logs, pid files")
     host: str = Field("127.0.0.1", description="interface the HTTP servers bind")
     log_level: str = Field("INFO", description="JSON log lines on stderr, with the request id")

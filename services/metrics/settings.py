@@ -7,16 +7,16 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
+from services.common.catalog import DEFAULT_CATALOG
 from services.common.settings import ServiceSettings
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
+__all__ = ["DEFAULT_CATALOG", "MetricsSettings"]
 
 
 class MetricsSettings(ServiceSettings):
     """The metrics ingest and job (`python -m services.metrics`); they need no API keys."""
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
-    metrics_catalog: Path = Field(DEFAULT_CATALOG, description="metric catalog YAML")
     results_dir: Path | None = Field(
         None, description="where the job publishes results documents; unset: `<ASSAY_DATA_DIR>/results`"
     )

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from services.metrics.catalog import Catalog, MetricDefinition
+from services.common.catalog import Catalog, MetricDefinition
 from services.metrics.job import io, quality
 from services.metrics.job import transforms as tf
 from services.metrics.job.document import Snapshot, accumulate

@@ -10,7 +10,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from services.metrics.catalog import Catalog, load_catalog
+from services.common.catalog import Catalog, load_catalog
 from services.metrics.job.batch import run_experiments
 from services.metrics.job.registry import running_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions

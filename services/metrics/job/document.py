@@ -18,7 +18,7 @@ from services.common.results import (
     VariantStatistics,
     VariantUnits,
 )
-from services.metrics.catalog import MetricDefinition
+from services.common.catalog import MetricDefinition
 from services.metrics.job.timeline import Timeline
 from services.metrics.job.transforms import VECTOR
 

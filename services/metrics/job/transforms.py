@@ -25,7 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from services.metrics.catalog import MetricDefinition
+from services.common.catalog import MetricDefinition
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline
 
 EVENT_VALUE = T.DecimalType(20, 6)  # one event's value (|value| < 1e12 is enforced at ingest)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from services.metrics.catalog import parse_catalog
+from services.common.catalog import parse_catalog
 from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import HOUR_US, parse_instant
@@ -28,20 +28,22 @@ from tests.unit.metrics.helpers import write_lake
 
 CATALOG = parse_catalog("""
 metrics:
-  - {name: conversion, type: proportion, event: purchase, window_hours: 36, cuped_lookback_days: 3}
-  - {name: revenue, type: mean, event: purchase, value: value}
+  - {name: conversion, type: proportion, event: purchase, window_hours: 36, cuped_lookback_days: 3, owner: test}
+  - {name: revenue, type: mean, event: purchase, value: value, owner: test}
   - name: revenue_per_session
+    owner: test
     type: ratio
     numerator: {event: purchase, value: value}
     denominator: {event: session_start}
     cuped_lookback_days: 5
-  - {name: sessions, type: mean, event: session_start, cuped_lookback_days: 0}
+  - {name: sessions, type: mean, event: session_start, cuped_lookback_days: 0, owner: test}
   - name: latency_ms
+    owner: test
     type: ratio
     numerator: {event: page_load, value: value}
     denominator: {event: page_load}
     cuped_lookback_days: 7
-  - {name: error_rate, type: proportion, event: client_error, window_hours: 24}
+  - {name: error_rate, type: proportion, event: client_error, window_hours: 24, owner: test}
 """)
 SPECS = (
     ExperimentSpec("exp-a", ("control", "treatment")),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from services.metrics.catalog import parse_catalog
+from services.common.catalog import parse_catalog
 from services.metrics.job import transforms as tf
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, parse_instant
 
@@ -111,9 +111,10 @@ def test_segments_follow_late_exposures(spark: SparkSession) -> None:
 
 CATALOG = parse_catalog("""
 metrics:
-  - {name: conversion, type: proportion, event: purchase, window_hours: 24, cuped_lookback_days: 1}
-  - {name: revenue, type: mean, event: purchase, value: value, cuped_lookback_days: 7}
+  - {name: conversion, type: proportion, event: purchase, window_hours: 24, cuped_lookback_days: 1, owner: test}
+  - {name: revenue, type: mean, event: purchase, value: value, cuped_lookback_days: 7, owner: test}
   - name: revenue_per_session
+    owner: test
     type: ratio
     numerator: {event: purchase, value: value}
     denominator: {event: session_start}
