@@ -19,6 +19,7 @@ from services.assignment.settings import AssignmentSettings
 from services.assignment.sticky import RedisStickyResolver
 from services.common.auth import KeyRing
 from services.common.bodies import document_models
+from services.common.catalog import load_catalog
 from services.common.http import install_common
 from services.common.redis import connect, reachable
 from services.common.registry.cache import ConfigCache
@@ -71,7 +72,9 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     metrics_registry = CollectorRegistry()
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
-    app.state.registry = Registry(redis, max_audit_entries=settings.max_audit_entries)
+    app.state.registry = Registry(
+        redis, catalog=load_catalog(settings.metrics_catalog), max_audit_entries=settings.max_audit_entries
+    )
     app.state.cache = cache
     app.state.sticky = sticky
     app.state.assign_metrics = AssignMetrics(metrics_registry, cache)

@@ -18,10 +18,11 @@ from services.assignment.lifecycle import (
     transition_error,
 )
 from services.assignment.schemas import NULLABLE_ON_UPDATE, ExperimentCreate, ExperimentUpdate, StatusChange
+from services.common.catalog import Catalog
 from services.common.registry.errors import RegistryError, not_found
-from services.common.registry.models import ExperimentPublic
+from services.common.registry.models import ExperimentPublic, MetricsPlan
 
-__all__ = ["RegistryError", "build_created", "build_status_change", "build_updated",
+__all__ = ["RegistryError", "build_created", "build_status_change", "build_updated", "check_metrics",
            "check_override_variant", "not_found"]
 
 
@@ -43,6 +44,14 @@ def _slice_for(
         return allocate_slice(layer, _taken_slices(docs, layer, key), share)
     except LayerFull as exc:
         raise RegistryError(409, str(exc)) from exc
+
+
+def check_metrics(metrics: MetricsPlan, catalog: Catalog) -> None:
+    """Every metric an experiment names must be in the catalog and not deprecated (422 otherwise)."""
+    roles = {"primary": metrics.primary, "secondary": metrics.secondary, "guardrail": metrics.guardrails}
+    problems = catalog.unusable(roles)
+    if problems:
+        raise RegistryError(422, "; ".join(problems))
 
 
 def build_created(body: ExperimentCreate, docs: Mapping[str, ExperimentPublic], now: str) -> ExperimentPublic:

@@ -15,8 +15,15 @@ import redis.asyncio as aioredis
 from assay.timefmt import utc_now_rfc3339
 from redis.exceptions import WatchError
 
-from services.assignment.changes import build_created, build_status_change, build_updated, check_override_variant
+from services.assignment.changes import (
+    build_created,
+    build_status_change,
+    build_updated,
+    check_metrics,
+    check_override_variant,
+)
 from services.assignment.schemas import ExperimentCreate, ExperimentUpdate, StatusChange
+from services.common.catalog import Catalog, load_catalog
 from services.common.registry import keys
 from services.common.registry.errors import RegistryError, not_found
 from services.common.registry.models import AuditEntry, ExperimentPublic, parse_docs
@@ -31,11 +38,16 @@ Plan = tuple[ExperimentPublic, dict[str, Any], Callable[[Any], None] | None]
 class Registry(RegistryReader):
     """The registry's only writer; reads come from the shared `RegistryReader`."""
 
-    def __init__(self, redis: aioredis.Redis, *, max_audit_entries: int = 10_000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, catalog: Catalog | None = None, max_audit_entries: int = 10_000
+    ) -> None:
         super().__init__(redis)
+        self.catalog = catalog or load_catalog()
         self.max_audit_entries = max_audit_entries
 
     async def create(self, body: ExperimentCreate, actor: str) -> ExperimentPublic:
+        check_metrics(body.metrics, self.catalog)
+
         def plan(docs: Docs, now: str) -> Plan:
             doc = build_created(body, docs, now)
             return doc, {"created": doc.model_dump(mode="json")}, None
@@ -43,6 +55,9 @@ class Registry(RegistryReader):
         return await self._write(body.key, "create", actor, plan)
 
     async def update(self, key: str, body: ExperimentUpdate, actor: str) -> ExperimentPublic:
+        if body.metrics is not None:
+            check_metrics(body.metrics, self.catalog)
+
         def plan(docs: Docs, now: str) -> Plan:
             doc, changes = build_updated(_current(docs, key), body, docs, now)
             return doc, changes, None
@@ -51,6 +66,8 @@ class Registry(RegistryReader):
 
     async def change_status(self, key: str, change: StatusChange, actor: str) -> ExperimentPublic:
         def plan(docs: Docs, now: str) -> Plan:
+            if change.status == "running" and _current(docs, key).status == "draft":
+                check_metrics(_current(docs, key).metrics, self.catalog)  # the catalog may have changed since
             doc, changes = build_status_change(_current(docs, key), change, now)
             return doc, changes, None
 

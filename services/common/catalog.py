@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -194,6 +194,28 @@ class Catalog(BaseModel):
         wanted = list(dict.fromkeys(names))
         unknown = [name for name in wanted if self.get(name) is None]
         return [metric for metric in self.metrics if metric.name in wanted], unknown
+
+    def unusable(self, names_by_role: Mapping[str, Iterable[str]]) -> list[str]:
+        """Why an experiment may not use these metrics (unknown or deprecated), one sentence each."""
+        problems = []
+        for role, names in names_by_role.items():
+            for name in names:
+                metric = self.get(name)
+                if metric is None:
+                    problems.append(
+                        f"{role} metric '{name}' is not in the metric catalog; use a catalog metric "
+                        "(GET /v1/metrics on the scorecard service lists them) or add it to the catalog"
+                    )
+                elif metric.status == "deprecated":
+                    problems.append(
+                        f"{role} metric '{name}' is deprecated; pick the metric that replaced it "
+                        f"(ask its owner, {metric.owner})"
+                    )
+        return problems
+
+    def uncertified(self, names: Iterable[str]) -> list[str]:
+        """The named catalog metrics still in `draft` (allowed, but results built on them are flagged)."""
+        return [name for name in names if (metric := self.get(name)) is not None and metric.status == "draft"]
 
     def children(self, name: str) -> list[MetricDefinition]:
         return [metric for metric in self.metrics if metric.parent == name]
