@@ -6,17 +6,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from assay.timefmt import utc_now_rfc3339
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import KeyRing
+from services.common.catalog import load_catalog
+from services.common.definitions import DefinitionHistory
 from services.common.http import install_common
 from services.common.redis import connect, reachable
 from services.common.registry.reader import RegistryReader
-from services.scorecard.api import analysis, pages, scorecards
+from services.scorecard.api import analysis, catalog, pages, scorecards
 from services.scorecard.pages.render import STATIC
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.settings import ScorecardSettings
@@ -61,9 +65,13 @@ class SecurityHeadersMiddleware:
 def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     settings = settings or ScorecardSettings()
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
+    definitions = DefinitionHistory(redis)
+    metric_catalog = load_catalog(settings.metrics_catalog)  # a catalog it cannot use stops the start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.suppress(RedisError, OSError):  # recorded again on every catalog read
+            await definitions.record(metric_catalog.metrics, utc_now_rfc3339())
         yield
         await redis.aclose()
 
@@ -73,6 +81,8 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
     app.state.registry = RegistryReader(redis)
     app.state.results = ResultsStore(settings.results_path)
+    app.state.catalog = metric_catalog
+    app.state.definitions = definitions
 
     async def readiness() -> dict[str, Any]:
         redis_ok = await reachable(redis)
@@ -84,6 +94,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: the common layer's 413 and 429 get them too
     app.include_router(analysis.router)
     app.include_router(scorecards.router)
+    app.include_router(catalog.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -37,6 +37,9 @@ ROLES: dict[tuple[str, str, str], str] = {
     ("exposure", "POST", "/v1/exposures"): "sdk",
     ("exposure", "POST", "/v1/events"): "sdk",
     ("scorecard", "GET", "/v1/experiments/{key}/scorecard"): "admin",
+    ("scorecard", "GET", "/v1/metrics"): "admin",
+    ("scorecard", "GET", "/v1/metrics/{name}"): "admin",
+    ("scorecard", "GET", "/v1/kpi-tree"): "admin",
     # Stateless statistics over numbers the caller sends: either kind of key.
     ("scorecard", "POST", "/v1/analyze"): "any",
     ("scorecard", "POST", "/v1/srm"): "any",

@@ -88,6 +88,8 @@ HIDDEN_ROUTES = {
         ("POST", "/logout"): "clears the session cookie",
         ("GET", "/experiments"): "HTML page: redirects to the sign-in form without a session (tested below)",
         ("GET", "/experiments/{key}"): "HTML page: redirects to the sign-in form without a session (tested below)",
+        ("GET", "/kpi-tree"): "HTML page: redirects to the sign-in form without a session (tested below)",
+        ("GET", "/metrics/{name}"): "HTML page: redirects to the sign-in form without a session (tested below)",
     },
 }
 ROUTE = re.compile(r"@(?:app|router)\.(get|post|put|patch|delete)\(\s*\"([^\"]*)\"")
@@ -106,7 +108,7 @@ def test_no_other_route_hides_from_the_openapi_walk() -> None:
 
 def test_pages_need_a_session(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url("scorecard"), follow_redirects=False, timeout=10) as anonymous:
-        for path in ("/experiments", "/experiments/security-probe"):
+        for path in ("/experiments", "/experiments/security-probe", "/kpi-tree", "/metrics/conversion"):
             for headers in ({}, {"Authorization": f"Bearer {KEYS['admin']}"}):  # a key is not a session
                 response = anonymous.get(path, headers=headers)
                 assert response.status_code == 303 and response.headers["location"].startswith("/login"), path

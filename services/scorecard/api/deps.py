@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from services.common.auth import Principal, authenticate, require_roles
+from services.common.catalog import Catalog
+from services.common.definitions import DefinitionHistory
 from services.common.deps import from_app_state
 from services.common.registry.reader import RegistryReader
 from services.scorecard.results_store import ResultsStore
@@ -23,7 +25,10 @@ async def require_scorecard_reader(request: Request) -> Principal:
 
 
 ScorecardReader = Annotated[Principal, Depends(require_scorecard_reader)]
+AdminKey = Annotated[Principal, Depends(require_roles("admin"))]
 AnyKey = Annotated[Principal, Depends(require_roles("admin", "sdk"))]
 SettingsDep = Annotated[ScorecardSettings, Depends(from_app_state("settings", ScorecardSettings))]
 RegistryDep = Annotated[RegistryReader, Depends(from_app_state("registry", RegistryReader))]
 ResultsDep = Annotated[ResultsStore, Depends(from_app_state("results", ResultsStore))]
+CatalogDep = Annotated[Catalog, Depends(from_app_state("catalog", Catalog))]
+DefinitionsDep = Annotated[DefinitionHistory, Depends(from_app_state("definitions", DefinitionHistory))]

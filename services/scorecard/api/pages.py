@@ -10,14 +10,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.common.auth import KeyRing
 from services.scorecard import sessions
-from services.scorecard.api.deps import RegistryDep, ResultsDep, SettingsDep
+from services.scorecard.api.catalog import load_metric
+from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
 from services.scorecard.api.scorecards import load_scorecard
+from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
+from services.scorecard.pages.tree import flatten, kpi_tree_svg
 from services.scorecard.scorecard import build_scorecard
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 TEMPLATES = environment()
 KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
+MetricPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 MAX_FORM_BYTES = 4096
 
 
@@ -98,3 +102,26 @@ async def experiment_page(
     hypothesis = (await registry.get_experiment(key)).hypothesis
     return _page("experiment.html", card=card, hypothesis=hypothesis, groups=metric_groups(card),
                  quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
+
+
+@router.get("/kpi-tree")
+async def kpi_tree_page(
+    request: Request, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep
+) -> Response:
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    tree = kpi_tree(catalog, await registry.list_experiments())
+    trees = [{"root": root, "svg": kpi_tree_svg(root)} for root in tree["trees"]]
+    rows = [row for root in tree["trees"] for row in flatten(root)]
+    return _page("kpi_tree.html", trees=trees, rows=rows, outside=tree["outside"], signed_in=True)
+
+
+@router.get("/metrics/{name}")
+async def metric_page(
+    name: MetricPath, request: Request, settings: SettingsDep, catalog: CatalogDep, registry: RegistryDep,
+    definitions: DefinitionsDep,
+) -> Response:  # fmt: skip
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    metric = await load_metric(name, catalog, registry, definitions)
+    return _page("metric.html", metric=metric, signed_in=True)
