@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, get_args
 
 from assay.evaluation import Reason
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from services.assignment.api import assign, experiments
+from services.assignment.api.fast import AssignFastPath
 from services.assignment.registry import Registry
 from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
@@ -25,8 +28,22 @@ from services.common.redis import connect, reachable
 from services.common.registry.cache import ConfigCache
 
 
+class StickyRoundTrips(Collector):
+    """How well concurrent requests share Redis round trips (read from the resolver's batcher)."""
+
+    def __init__(self, sticky: RedisStickyResolver) -> None:
+        self.sticky = sticky
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        batcher = self.sticky.batcher
+        yield CounterMetricFamily("assay_sticky_round_trips", "pipelined sticky-store calls sent to Redis",
+                                  value=batcher.batches)  # fmt: skip
+        yield CounterMetricFamily("assay_sticky_lookups", "requests whose sticky lookups went to Redis",
+                                  value=batcher.submissions)  # fmt: skip
+
+
 class AssignMetrics:
-    def __init__(self, registry: CollectorRegistry, cache: ConfigCache) -> None:
+    def __init__(self, registry: CollectorRegistry, cache: ConfigCache, sticky: RedisStickyResolver) -> None:
         self.degraded = Counter(
             "assay_assign_degraded_total",
             "assignment answers computed without the sticky store (Redis unavailable)",
@@ -40,6 +57,7 @@ class AssignMetrics:
             "assay_config_version", "config version served from the cache", registry=registry
         )
         config_version.set_function(lambda: cache.snapshot.version)
+        registry.register(StickyRoundTrips(sticky))
 
 
 def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
@@ -77,13 +95,15 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     )
     app.state.cache = cache
     app.state.sticky = sticky
-    app.state.assign_metrics = AssignMetrics(metrics_registry, cache)
+    app.state.assign_metrics = AssignMetrics(metrics_registry, cache, sticky)
 
     async def readiness() -> dict[str, Any]:
         redis_ok = await reachable(redis)
         return {"ready": redis_ok and cache.loaded, "redis": redis_ok, "config_loaded": cache.loaded,
                 "config_version": cache.snapshot.version}  # fmt: skip
 
+    # Added before the shared middleware, so it runs inside it (see `api.fast`).
+    app.add_middleware(AssignFastPath)
     install_common(
         app, registry=metrics_registry, readiness=readiness,
         max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log,

@@ -3,7 +3,10 @@
 One Lua script per unit reads every stored assignment of that unit and, for experiments
 where the unit has none yet but is eligible now, stores the hashed variant. Scripts run
 atomically, so two concurrent first calls for one unit can never store two variants.
-A batch sends one script call per unit in a single pipeline: one round trip.
+A batch sends one script call per unit in a single pipeline: one round trip. Concurrent
+requests share that too: the lookups of every request that reaches Redis in one event-loop
+tick go out in one pipeline (`coalesce.TickBatcher`), still one atomic script per unit, in
+the order they were asked.
 
 When Redis fails, the store reports "unavailable" and stays away for `retry_seconds`, so
 callers answer by hashing (degraded) at full speed instead of waiting on timeouts.
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from assay.sticky import sticky_key
 from redis.exceptions import NoScriptError, RedisError
+
+from services.assignment.coalesce import TickBatcher
 
 # KEYS[1]: the unit's sticky hash. ARGV: experiment, candidate, experiment, candidate, ...
 # where an empty candidate means "not eligible now". Returns stored-or-new variant ("" for
@@ -93,6 +98,7 @@ class RedisStickyResolver:
         self.retry_seconds = retry_seconds
         self.unavailable_until = 0.0
         self.cache = StoredAssignments(cache_size)
+        self.batcher: TickBatcher[tuple[str, UnitLookups], list[str]] = TickBatcher(self._run)
         self._sha: str | None = None
 
     @property
@@ -126,9 +132,11 @@ class RedisStickyResolver:
         """Ask Redis about the cache misses; False when it is unavailable."""
         if not self.available:
             return False
-        asks = [(units[i][0], [units[i][1][j] for j in missing]) for i, missing in misses]
+        asks: list[tuple[str, UnitLookups]] = [
+            (units[i][0], [units[i][1][j] for j in missing]) for i, missing in misses
+        ]
         try:
-            replies = await self._run(asks)
+            replies = await self.batcher.submit(asks)
         except (RedisError, OSError):
             self.unavailable_until = time.monotonic() + self.retry_seconds
             return False
@@ -140,7 +148,7 @@ class RedisStickyResolver:
                     self.cache.put(unit_id, lookups[j][0], result.variant)
         return True
 
-    async def _run(self, units: Sequence[tuple[str, UnitLookups]]) -> list[list[str]]:
+    async def _run(self, units: list[tuple[str, UnitLookups]]) -> list[list[str]]:
         if self._sha is None:
             self._sha = await self.redis.script_load(RESOLVE_SCRIPT)
         try:

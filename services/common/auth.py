@@ -15,6 +15,9 @@ from typing import Literal
 from fastapi import HTTPException, Request
 
 Role = Literal["admin", "sdk"]
+# Request-state entry: (bearer token, its principal or None) when the rate limiter has
+# already identified the caller, so that the key is hashed and compared once per request.
+IDENTIFIED = "identified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,12 @@ def authenticate(request: Request) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    keyring: KeyRing = request.app.state.keyring
-    principal = keyring.identify(token)
+    identified: tuple[str | None, Principal | None] | None = getattr(request.state, IDENTIFIED, None)
+    if identified is not None and identified[0] == token:
+        principal = identified[1]
+    else:
+        keyring: KeyRing = request.app.state.keyring
+        principal = keyring.identify(token)
     if principal is None:
         raise _unauthorized("unknown API key")
     request.state.principal = principal

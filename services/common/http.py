@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.auth import parse_bearer
+from services.common.auth import IDENTIFIED, parse_bearer
 from services.common.errors import document_security, http_error_handler
 from services.common.logs import request_id_var
 from services.common.metrics import HttpMetrics, render
@@ -73,7 +73,11 @@ class RequestContextMiddleware:
         try:
             if self.limiter is not None and scope["path"] not in UNLIMITED_PATHS:
                 client = scope.get("client")
-                refusal = self.limiter.check(parse_bearer(_header(scope, b"authorization")), client and client[0])
+                key = parse_bearer(_header(scope, b"authorization"))
+                principal = self.limiter.identify(key) if key else None
+                # Authentication reuses this (`auth.authenticate`): the key is hashed once.
+                scope["state"][IDENTIFIED] = (key, principal)
+                refusal = self.limiter.check_principal(principal, client and client[0])
                 if refusal is not None:
                     status = 429
                     await _send_json(send, status, {"detail": refusal.message}, request_id,

@@ -134,7 +134,10 @@ class RateLimiter:
     def check(self, token: str | None, client: str | None) -> Refusal | None:
         """None if the request may go on. A known key draws on its own bucket (by fingerprint,
         never the key); anything else draws on its client address's bucket."""
-        principal = self.identify(token) if token else None
+        return self.check_principal(self.identify(token) if token else None, client)
+
+    def check_principal(self, principal: Principal | None, client: str | None) -> Refusal | None:
+        """`check` for a caller already identified (None: no valid key)."""
         kind: Kind = "key" if principal is not None else "anonymous"
         table = self.tables[kind]
         if table is None:

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 import mmh3
 
 from assay.bucketing import BUCKETS, LAYER_SEED, TRAFFIC_SEED, VARIANT_SEED, buckets_for_share, variant_ranges
+from assay.decisions import LAYER_EXCLUDED, NOT_IN_TRAFFIC, NOT_RUNNING, NOT_TARGETED, Assignment
 from assay.semver import parse_semver
 
 Predicate = Callable[[Mapping[str, Any]], bool]
+Decide = Callable[[str, Mapping[str, Any]], Assignment]
 _ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 _SEMVER = {"semver_eq": operator.eq, "semver_neq": operator.ne, "semver_gt": operator.gt,
            "semver_gte": operator.ge, "semver_lt": operator.lt, "semver_lte": operator.le}  # fmt: skip
@@ -62,6 +64,9 @@ class ExperimentSpec(Protocol):
     def overrides(self) -> Mapping[str, str]: ...
 
 
+SEMVER_VERDICTS = 4096  # remembered per semver condition
+
+
 @lru_cache(maxsize=8192)
 def _semver_key(text: str) -> Any:
     parsed = parse_semver(text)
@@ -83,6 +88,15 @@ def _kind(value: Any) -> type | None:
 
 
 def _membership(name: str, values: list[Any], negate: bool) -> Predicate:
+    if not negate and all(value.__class__ is str for value in values):
+        # The common case (`country in [US, CA]`): only a string can match a string.
+        strings = frozenset(values)
+
+        def holds_string(attributes: Mapping[str, Any]) -> bool:
+            actual = attributes.get(name)
+            return (actual.__class__ is str or isinstance(actual, str)) and actual in strings
+
+        return holds_string
     by_kind: dict[type | None, frozenset[Any]] = {}
     for value in values:
         by_kind[_kind(value)] = by_kind.get(_kind(value), frozenset()) | {value}
@@ -120,13 +134,21 @@ def _ordered(name: str, op: str, expected: Any) -> Predicate:
 
 def _semver(name: str, op: str, expected: str) -> Predicate:
     compare, expected_key = _SEMVER[op], _semver_key(expected)
+    # Apps report few distinct versions: remember the verdict per version string.
+    verdicts: dict[str, bool] = {}
 
     def holds(attributes: Mapping[str, Any]) -> bool:
         actual = attributes.get(name)
         if actual.__class__ is not str:
             return False
-        key = _semver_key(actual)
-        return key is not None and compare(key, expected_key)
+        verdict = verdicts.get(actual)
+        if verdict is None:
+            key = _semver_key(actual)
+            verdict = key is not None and compare(key, expected_key)
+            if len(verdicts) >= SEMVER_VERDICTS:
+                verdicts.clear()
+            verdicts[actual] = verdict
+        return verdict
 
     return holds
 
@@ -173,6 +195,7 @@ class CompiledExperiment:
     layer_range: tuple[int, int] | None
     variant_ends: tuple[int, ...]
     variant_keys: tuple[str, ...]
+    decide: Decide  # the whole `evaluate` for this config, see `compile_decide`
 
     def eligible(self, attributes: Mapping[str, Any]) -> bool:
         return all(predicate(attributes) for predicate in self.predicates)
@@ -197,15 +220,57 @@ class CompiledExperiment:
 
 def compile_experiment(config: ExperimentSpec) -> CompiledExperiment:
     ranges = variant_ranges([v.weight for v in config.variants])
-    return CompiledExperiment(
-        running=config.status == "running",
-        overrides=config.overrides,
-        predicates=tuple(compile_condition(c) for c in config.targeting),
-        hash_prefix=f"{config.salt}:",
-        traffic_buckets=buckets_for_share(config.traffic),
-        layer_prefix=None if config.layer is None else f"layer:{config.layer}:",
-        layer_range=config.layer_range,
+    fields: dict[str, Any] = {
+        "running": config.status == "running",
+        "overrides": config.overrides,
+        "predicates": tuple(compile_condition(c) for c in config.targeting),
+        "hash_prefix": f"{config.salt}:",
+        "traffic_buckets": buckets_for_share(config.traffic),
+        "layer_prefix": None if config.layer is None else f"layer:{config.layer}:",
+        "layer_range": config.layer_range,
         # Zero-weight variants have empty ranges; bisect over range ends skips them.
-        variant_ends=tuple(end for _, end in ranges),
-        variant_keys=tuple(v.key for v in config.variants),
-    )
+        "variant_ends": tuple(end for _, end in ranges),
+        "variant_keys": tuple(v.key for v in config.variants),
+    }
+    return CompiledExperiment(**fields, decide=compile_decide(**fields))
+
+
+def compile_decide(
+    *, running: bool, overrides: Mapping[str, str], predicates: tuple[Predicate, ...], hash_prefix: str,
+    traffic_buckets: int, layer_prefix: str | None, layer_range: tuple[int, int] | None,
+    variant_ends: tuple[int, ...], variant_keys: tuple[str, ...],
+) -> Decide:  # fmt: skip
+    """`evaluate` for one config as one closure: the steps this config does not need are left
+    out, and the enrolled answers are built here, so a call allocates nothing but the hash key."""
+    if not running:
+        return lambda unit_id, attributes: NOT_RUNNING
+    enrolled = tuple(Assignment(key, "hash") for key in variant_keys)
+    hash_all = traffic_buckets >= BUCKETS
+    in_layer = _layer_check(layer_prefix, layer_range)
+    hash32, bisect_right = mmh3.hash, bisect.bisect_right
+
+    def decide(unit_id: str, attributes: Mapping[str, Any]) -> Assignment:
+        if overrides:
+            forced = overrides.get(unit_id)
+            if forced is not None:
+                return Assignment(forced, "override")
+        for predicate in predicates:
+            if not predicate(attributes):
+                return NOT_TARGETED
+        if in_layer is not None and not in_layer(unit_id):
+            return LAYER_EXCLUDED
+        key = hash_prefix + unit_id
+        if not hash_all and hash32(key, TRAFFIC_SEED, signed=False) % BUCKETS >= traffic_buckets:
+            return NOT_IN_TRAFFIC
+        return enrolled[bisect_right(variant_ends, hash32(key, VARIANT_SEED, signed=False) % BUCKETS)]
+
+    return decide
+
+
+def _layer_check(prefix: str | None, bounds: tuple[int, int] | None) -> Callable[[str], bool] | None:
+    if prefix is None:
+        return None
+    if bounds is None:
+        return lambda unit_id: False
+    start, end = bounds
+    return lambda unit_id: start <= mmh3.hash(prefix + unit_id, LAYER_SEED, signed=False) % BUCKETS < end

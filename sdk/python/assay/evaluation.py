@@ -9,38 +9,28 @@ precedence override > stored assignment > fresh evaluation is written once, here
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any
 
 from assay.bucketing import choose_variant_index, layer_bucket, variant_bucket
+from assay.decisions import (
+    ENROLLING_REASONS,
+    LAYER_EXCLUDED,
+    NOT_IN_TRAFFIC,
+    NOT_RUNNING,
+    NOT_TARGETED,
+    STICKY_FREE_REASONS,
+    UNKNOWN_EXPERIMENT,
+    Assignment,
+    Reason,
+)
 from assay.models import ExperimentConfig
 
-Reason = Literal[
-    "hash", "sticky", "override", "not_running", "not_targeted", "not_in_traffic",
-    "layer_excluded", "unknown_experiment",
-]  # fmt: skip
-ENROLLING_REASONS = frozenset({"hash", "sticky", "override"})
-# Answers that never consult the sticky store: the experiment is not assigning (or unknown),
-# or QA forced a variant with an override.
-STICKY_FREE_REASONS = frozenset({"not_running", "override", "unknown_experiment"})
+__all__ = ["ENROLLING_REASONS", "LAYER_EXCLUDED", "NOT_IN_TRAFFIC", "NOT_RUNNING", "NOT_TARGETED",
+           "STICKY_FREE_REASONS", "UNKNOWN_EXPERIMENT", "Assignment", "Reason", "apply_sticky",
+           "consults_sticky", "evaluate", "hashed_variant", "in_layer_slice"]  # fmt: skip
 
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """The variant a unit gets in one experiment (None: not enrolled) and why."""
-
-    variant: str | None
-    reason: Reason
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "reason": self.reason}
-
-
-NOT_RUNNING = Assignment(None, "not_running")
-NOT_TARGETED = Assignment(None, "not_targeted")
-NOT_IN_TRAFFIC = Assignment(None, "not_in_traffic")
-LAYER_EXCLUDED = Assignment(None, "layer_excluded")
-UNKNOWN_EXPERIMENT = Assignment(None, "unknown_experiment")
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def hashed_variant(config: ExperimentConfig, unit_id: str) -> str:
@@ -60,19 +50,8 @@ def in_layer_slice(config: ExperimentConfig, unit_id: str) -> bool:
 
 def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
     """Decide without any stored state; `reason` is `hash` when the unit is enrolled."""
-    compiled = config.compiled
-    if not compiled.running:
-        return NOT_RUNNING
-    override = compiled.overrides.get(unit_id)
-    if override is not None:
-        return Assignment(override, "override")
-    if compiled.predicates and not compiled.eligible(attributes or {}):
-        return NOT_TARGETED
-    if not compiled.in_layer(unit_id):
-        return LAYER_EXCLUDED
-    if not compiled.in_traffic(unit_id):
-        return NOT_IN_TRAFFIC
-    return Assignment(compiled.variant(unit_id), "hash")
+    # The steps above, compiled once per config (`assay.compiled.compile_decide`).
+    return config.compiled.decide(unit_id, attributes or EMPTY)
 
 
 def consults_sticky(fresh: Assignment) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Request, Response
+from starlette.datastructures import State
 
 from services.assignment.api.deps import CacheDep, SdkKey, SettingsDep, StickyDep
 from services.assignment.assigner import UnitAnswer, assign_units
@@ -27,7 +28,10 @@ def _json(payload: object) -> Response:
 
 
 def _count(request: Request, answers: list[UnitAnswer]) -> None:
-    counters = request.app.state.assign_metrics
+    count_answers(request.app.state.assign_metrics, answers)
+
+
+def count_answers(counters: Any, answers: list[UnitAnswer]) -> None:
     for answer in answers:
         if answer.degraded:
             counters.degraded.inc()
@@ -39,13 +43,19 @@ def _count(request: Request, answers: list[UnitAnswer]) -> None:
 async def assign_unit(request: Request) -> Response:
     # The hot path authenticates, parses and reads app state itself: FastAPI's dependency
     # and body machinery costs more per request than the assignment does.
+    # A well-formed call with an sdk key is answered before routing (`api.fast`); this route
+    # answers the rest (errors included) and documents the endpoint.
     await require_sdk(request)
     body = await parse_body(request, AssignRequest)
-    state = request.app.state
+    return Response(await answer_one(request.app.state, body), media_type="application/json")
+
+
+async def answer_one(state: State, body: AssignRequest) -> bytes:
+    """The `/v1/assign` answer to a valid body, counted in the service metrics."""
     units = [(body.unit_id, body.attributes)]
     answers = await assign_units(state.cache.snapshot, state.sticky, units, body.experiments)
-    _count(request, answers)
-    return _json(answers[0].to_dict())
+    count_answers(state.assign_metrics, answers)
+    return orjson.dumps(answers[0].to_dict())
 
 
 @router.post(
