@@ -6,6 +6,8 @@ the audit log), or raises `RegistryError` with a sentence the user can act on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +22,7 @@ from services.assignment.lifecycle import (
 from services.assignment.schemas import NULLABLE_ON_UPDATE, ExperimentCreate, ExperimentUpdate, StatusChange
 from services.common.catalog import Catalog
 from services.common.registry.errors import RegistryError, not_found
-from services.common.registry.models import ExperimentPublic, MetricsPlan
+from services.common.registry.models import ExperimentPublic, FrozenPlan, MetricsPlan, PlanChange
 
 __all__ = ["RegistryError", "build_created", "build_status_change", "build_updated", "check_metrics",
            "check_override_variant", "not_found"]
@@ -66,7 +68,7 @@ def build_created(body: ExperimentCreate, docs: Mapping[str, ExperimentPublic], 
 
 
 def _requested_fields(body: ExperimentUpdate, current: ExperimentPublic) -> dict[str, Any]:
-    requested = body.model_dump(include=body.model_fields_set - {"version"})
+    requested = body.model_dump(include=body.model_fields_set - {"version", "reason"})
     for name, value in requested.items():
         if value is None and name not in NULLABLE_ON_UPDATE:
             raise RegistryError(422, f"'{name}' cannot be null; leave it out to keep the current value")
@@ -108,10 +110,40 @@ def build_updated(
     if not changes:
         return current, {}
     after = {**before, **{name: change["to"] for name, change in changes.items()}}
+    replanned = _plan_fields_changed(current, after)
+    if replanned and current.status in LIVE_STATUSES:
+        if not body.reason.strip():
+            raise RegistryError(
+                422, f"changing {' and '.join(replanned)} of '{current.key}' while it is {current.status} needs a "
+                "'reason' in the request body; the change is flagged on the readout (the result becomes exploratory)",
+            )  # fmt: skip
+        after["plan_changes"] = [*before["plan_changes"], PlanChange(at=now, fields=replanned, reason=body.reason)]
     if "layer" in changes or "layer_share" in changes:
         after["layer_range"] = _slice_for(docs, current.key, after["layer"], after["layer_share"])
     after.update(version=current.version + 1, updated_at=now)
     return ExperimentPublic.model_validate(after), changes
+
+
+def _plan_fields_changed(current: ExperimentPublic, after: Mapping[str, Any]) -> list[str]:
+    """Which pre-registered choices a change touches: the primary metrics, alpha."""
+    changed = []
+    if list(after["metrics"]["primary"]) != list(current.metrics.primary):
+        changed.append("the primary metrics")
+    if after["analysis"]["alpha"] != current.analysis.alpha:
+        changed.append("alpha")
+    return changed
+
+
+def freeze_plan(doc: ExperimentPublic, now: str) -> FrozenPlan:
+    """The analysis plan at the start, with a hash over what it commits to."""
+    plan = {
+        "primary": list(doc.metrics.primary), "alpha": doc.analysis.alpha, "sequential": doc.analysis.sequential,
+        "minimum_detectable_effect": doc.plan.minimum_detectable_effect or doc.analysis.minimum_detectable_effect,
+        "planned_units_per_variant": doc.plan.planned_units_per_variant,
+        "planned_end": doc.plan.planned_end.isoformat().replace("+00:00", "Z") if doc.plan.planned_end else None,
+    }  # fmt: skip
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return FrozenPlan(frozen_at=now, hash=digest, **plan)
 
 
 def build_status_change(
@@ -124,7 +156,11 @@ def build_status_change(
     updates: dict[str, Any] = {"status": change.status, "version": current.version + 1, "updated_at": now}
     if change.status not in HOLDS_LAYER_SLICE:
         updates["layer_range"] = None
-    changes = {"status": {"from": current.status, "to": change.status}}
+    changes: dict[str, Any] = {"status": {"from": current.status, "to": change.status}}
+    if current.status == "draft" and change.status == "running":
+        frozen = freeze_plan(current, now)
+        updates["frozen_plan"] = frozen
+        changes["plan_frozen"] = frozen.model_dump(mode="json")
     return current.model_copy(update=updates), changes
 
 

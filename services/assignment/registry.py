@@ -62,7 +62,7 @@ class Registry(RegistryReader):
             doc, changes = build_updated(_current(docs, key), body, docs, now)
             return doc, changes, None
 
-        return await self._write(key, "update", actor, plan)
+        return await self._write(key, "update", actor, plan, reason=body.reason)
 
     async def change_status(self, key: str, change: StatusChange, actor: str) -> ExperimentPublic:
         def plan(docs: Docs, now: str) -> Plan:

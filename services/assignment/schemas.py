@@ -14,6 +14,7 @@ from services.common.registry.models import (
     AnalysisPlan,
     AuditEntry,
     ExperimentDefinition,
+    ExperimentPlan,
     ExperimentPublic,
     MetricsPlan,
 )
@@ -48,6 +49,9 @@ class ExperimentUpdate(BaseModel):
     targeting: Conditions | None = None
     metrics: MetricsPlan | None = None
     analysis: AnalysisPlan | None = None
+    plan: ExperimentPlan | None = None
+    # Needed to change the primary metrics or alpha of a running or paused experiment.
+    reason: Annotated[str, StringConstraints(max_length=1000)] = ""
 
     @field_validator("variants")
     @classmethod

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from assay.models import Conditions, ExperimentKey, LayerName, Salt, Status, Traffic, Variant, check_variants
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 MetricList = Annotated[list[MetricName], Field(max_length=50)]
@@ -40,6 +40,39 @@ class AnalysisPlan(BaseModel):
     power: float = Field(0.8, gt=0.5, lt=1)
 
 
+class ExperimentPlan(BaseModel):
+    """What the owner commits to before starting (pre-registration); `/v1/power` helps fill it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minimum_detectable_effect: float | None = Field(
+        None, gt=0, le=10, description="relative effect to detect; unset: analysis.minimum_detectable_effect"
+    )
+    planned_units_per_variant: int | None = Field(None, ge=1, le=10**12)
+    planned_end: AwareDatetime | None = None
+
+
+class FrozenPlan(BaseModel):
+    """The analysis plan as it stood when the experiment started, with a hash of it."""
+
+    frozen_at: str
+    hash: str
+    primary: list[str]
+    alpha: float
+    sequential: bool
+    minimum_detectable_effect: float
+    planned_units_per_variant: int | None = None
+    planned_end: str | None = None
+
+
+class PlanChange(BaseModel):
+    """A change to the primary metrics or alpha after the start, with the reason given."""
+
+    at: str
+    fields: list[str]
+    reason: str
+
+
 class ExperimentFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +87,7 @@ class ExperimentFields(BaseModel):
     targeting: Conditions = Field(default_factory=list)
     metrics: MetricsPlan = Field(default_factory=MetricsPlan)
     analysis: AnalysisPlan = Field(default_factory=AnalysisPlan)
+    plan: ExperimentPlan = Field(default_factory=ExperimentPlan)
 
     @field_validator("variants")
     @classmethod
@@ -77,6 +111,10 @@ class ExperimentPublic(ExperimentDefinition):
     created_at: str
     updated_at: str
     layer_range: tuple[int, int] | None = None
+    frozen_plan: FrozenPlan | None = Field(None, description="set on draft -> running")
+    plan_changes: list[PlanChange] = Field(
+        default_factory=list, description="changes of the primary metrics or alpha after the start"
+    )
 
 
 class AuditEntry(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from tests.support.services import ADMIN_KEY, StartService, client_for, experiment_body
+from tests.support.services import ADMIN_KEY, StartService, client_for, create_running, experiment_body
 
 CATALOG = """
 metrics:
@@ -91,3 +91,51 @@ def test_a_bad_catalog_stops_the_service_at_start(tmp_path: Path) -> None:
     settings = AssignmentSettings(env="dev", metrics_catalog=path)
     with pytest.raises(CatalogError, match="names parent 'ghost', which the catalog does not define"):
         create_app(settings)
+
+
+def test_starting_freezes_the_analysis_plan_with_a_hash_in_the_audit_log(admin: httpx.Client) -> None:
+    plan = {
+        "minimum_detectable_effect": 0.04,
+        "planned_units_per_variant": 50000,
+        "planned_end": "2026-12-20T00:00:00Z",
+    }
+    body = experiment_body(metrics={"primary": ["conversion"]}, plan=plan)
+    assert admin.post("/v1/experiments", json=body).status_code == 201
+    key = body["key"]
+    assert admin.get(f"/v1/experiments/{key}").json()["frozen_plan"] is None  # a draft commits to nothing yet
+    started = admin.post(f"/v1/experiments/{key}/status", json={"status": "running"}).json()
+    frozen = started["frozen_plan"]
+    assert frozen["primary"] == ["conversion"] and frozen["alpha"] == 0.05 and frozen["sequential"] is False
+    assert frozen["minimum_detectable_effect"] == 0.04 and frozen["planned_units_per_variant"] == 50000
+    assert frozen["planned_end"] == "2026-12-20T00:00:00Z" and len(frozen["hash"]) == 16
+    audit = admin.get(f"/v1/experiments/{key}/audit").json()
+    assert audit[-1]["changes"]["plan_frozen"]["hash"] == frozen["hash"]
+    admin.post(f"/v1/experiments/{key}/status", json={"status": "paused"})
+    resumed = admin.post(f"/v1/experiments/{key}/status", json={"status": "running"}).json()
+    assert resumed["frozen_plan"] == frozen  # resuming does not re-freeze
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"metrics": {"primary": ["revenue"]}}, {"analysis": {"alpha": 0.1}}],
+)
+def test_changing_primary_metrics_or_alpha_after_start_needs_a_reason(
+    admin: httpx.Client, change: dict[str, object]
+) -> None:
+    key = create_running(admin, metrics={"primary": ["conversion"]})["key"]
+    refused = admin.patch(f"/v1/experiments/{key}", json=change)
+    assert refused.status_code == 422 and "needs a 'reason'" in refused.json()["detail"]
+    assert admin.get(f"/v1/experiments/{key}").json()["plan_changes"] == []
+    changed = admin.patch(f"/v1/experiments/{key}", json={**change, "reason": "the old metric was mislogged"})
+    assert changed.status_code == 200, changed.text
+    flagged = changed.json()["plan_changes"]
+    assert len(flagged) == 1 and flagged[0]["reason"] == "the old metric was mislogged"
+    assert flagged[0]["fields"] in (["the primary metrics"], ["alpha"])
+    assert admin.get(f"/v1/experiments/{key}/audit").json()[-1]["reason"] == "the old metric was mislogged"
+
+
+def test_drafts_change_their_plan_freely(admin: httpx.Client) -> None:
+    body = experiment_body(metrics={"primary": ["conversion"]})
+    assert admin.post("/v1/experiments", json=body).status_code == 201
+    changed = admin.patch(f"/v1/experiments/{body['key']}", json={"metrics": {"primary": ["revenue"]}})
+    assert changed.status_code == 200 and changed.json()["plan_changes"] == []

@@ -8,7 +8,7 @@ import pytest
 from assay.bucketing import BUCKETS
 from pydantic import ValidationError
 
-from services.assignment.changes import RegistryError, build_created, build_status_change, build_updated
+from services.assignment.changes import RegistryError, build_created, build_status_change, build_updated, freeze_plan
 from services.assignment.layers import LayerFull, allocate_slice, free_ranges
 from services.assignment.lifecycle import TRANSITIONS, can_transition
 from services.assignment.schemas import ExperimentCreate, ExperimentUpdate, StatusChange
@@ -38,7 +38,8 @@ def test_lifecycle_table(current: str, target: str) -> None:
     if (current, target) in ALLOWED:
         new, changes = build_status_change(doc, StatusChange(status=target), NOW)  # type: ignore[arg-type]
         assert new.status == target and new.version == doc.version + 1
-        assert changes == {"status": {"from": current, "to": target}}
+        assert changes["status"] == {"from": current, "to": target}
+        assert set(changes) == ({"status", "plan_frozen"} if (current, target) == ("draft", "running") else {"status"})
     else:
         with pytest.raises(RegistryError) as error:
             build_status_change(doc, StatusChange(status=target), NOW)  # type: ignore[arg-type]
@@ -157,3 +158,13 @@ def test_keyring_identifies_roles_and_hides_keys() -> None:
     assert sdk is not None and sdk.role == "sdk"
     assert ring.identify("admin-secret-000000000") is None
     assert ring.identify("") is None
+
+
+def test_the_frozen_plan_hash_covers_what_the_plan_commits_to() -> None:
+    base = build_created(body(metrics={"primary": ["conversion"]}), {}, NOW)
+    same = freeze_plan(base, "2026-11-21T00:00:00.000Z")
+    assert same.hash == freeze_plan(base, NOW).hash  # when it was frozen is not part of the plan
+    for update in ({"metrics": {"primary": ["revenue"]}}, {"analysis": {"alpha": 0.1}},
+                   {"plan": {"planned_units_per_variant": 1000}}, {"analysis": {"sequential": True}}):  # fmt: skip
+        other = build_created(body(**{"metrics": {"primary": ["conversion"]}, **update}), {}, NOW)
+        assert freeze_plan(other, NOW).hash != same.hash, update
