@@ -134,6 +134,11 @@ def test_job_killed_mid_run_keeps_the_published_results(
     scheduled.wait_for_log('"msg": "computing results"', occurrence=2)
     assert scheduled.kill() == -signal.SIGKILL, "the job ended before it could be killed mid-run"
     assert scheduled.log().count('"msg": "results published"') == 1, "the killed round published"
+    [finished] = [json.loads(line) for line in scheduled.log().splitlines() if '"msg": "metrics run finished"' in line]
+    assert (finished["experiments"], finished["mode"], finished["failures"]) == (1, "full", 0)
+    assert 0 < finished["rows_read"] <= written and finished["partitions_read"] > 0 and finished["seconds"] > 0
+    status = json.loads((data_dir / "metrics-scheduler.json").read_text())
+    assert status["last_run"] == {key: finished[key] for key in status["last_run"]}
     assert files_under(results) == before, "the killed run changed or left files among the results"
     assert set(files_under(data_dir / "results")) == {f"{truth.experiment}/{name}" for name in before}
 

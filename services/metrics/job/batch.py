@@ -131,10 +131,11 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: DataFram
     joined = units.join(used, "experiment", "left").join(seen.select("experiment", nested), "experiment", "left")
     counts: dict[str, dict[str, Any]] = {}
     for row in _rows(joined):
-        events_row = row.pop("events")
-        entry = {name: row[name] if row[name] is not None else NO_USED_EVENTS.get(name) for name in row}
+        key, events_row = str(row.pop("experiment")), row.pop("events")
+        entry: dict[str, Any] = {name: NO_USED_EVENTS.get(name) if value is None else value
+                                 for name, value in row.items()}  # fmt: skip
         entry["events"] = events_row.asDict() if events_row is not None else dict(NO_EVENTS)
-        counts[entry.pop("experiment")] = entry
+        counts[key] = entry
     return counts
 
 

@@ -7,11 +7,12 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import asdict
 
 from pyspark.sql import SparkSession
 
 from services.common.catalog import Catalog, load_catalog
-from services.metrics.job.batch import run_experiments
+from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.registry import running_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.spark import build_session, wait_for_master
@@ -47,14 +48,14 @@ def job_options(args: argparse.Namespace, settings: MetricsSettings) -> JobOptio
 
 def run_round(
     args: argparse.Namespace, settings: MetricsSettings, catalog: Catalog, spark: SparkSession
-) -> int:
+) -> tuple[int, RunStats]:
     """One pass over the requested experiments (one Spark job for all of them); returns how
-    many failed (others still publish). The run's figures (experiments, partitions, files and
-    rows read, seconds, full or incremental) go to the log as "metrics run finished"."""
+    many failed (others still publish) and the run's figures (experiments, partitions, files
+    and rows read, seconds, full or incremental), also logged as "metrics run finished"."""
     options = job_options(args, settings)
     specs = experiment_specs(args, settings)
-    _, failures, _ = run_experiments(spark, settings.lake_dir, settings.results_path, specs, catalog, options)
-    return failures
+    _, failures, stats = run_experiments(spark, settings.lake_dir, settings.results_path, specs, catalog, options)
+    return failures, stats
 
 
 def scheduled_round(
@@ -65,9 +66,9 @@ def scheduled_round(
     path = settings.scheduler_status_path
     if status is not None:
         status = round_started(path, status, time.time())
-    failures = run_round(args, settings, catalog, spark)
+    failures, stats = run_round(args, settings, catalog, spark)
     if status is not None:
-        status = round_finished(path, status, time.time(), failures)
+        status = round_finished(path, status, time.time(), failures, asdict(stats))
     return failures, status
 
 

@@ -1,6 +1,8 @@
 """The scheduler's status file (`run --every`), and the health verdict its probe draws from it.
 
-The scheduler writes when it starts, when a round starts and when one ends. It is healthy
+The scheduler writes when it starts, when a round starts and when one ends (with what the
+round did: experiments computed, partitions, files and rows read, seconds, full or
+incremental; the log line "metrics run finished" carries the same). It is healthy
 while the current round has run less than the round timeout and the last successful round
 ended less than one interval plus that timeout ago, so a job that waits forever (a cluster
 with no free executors, a hung read) turns the container unhealthy instead of staying green.
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,7 @@ class SchedulerStatus:
     round_finished_at: float | None = None
     last_success_at: float | None = None
     last_failures: int = 0
+    last_run: dict[str, Any] | None = None  # the last round's figures (see `batch.RunStats`)
 
 
 def write_status(path: Path, status: SchedulerStatus) -> SchedulerStatus:
@@ -39,9 +44,12 @@ def round_started(path: Path, status: SchedulerStatus, now: float) -> SchedulerS
     return write_status(path, replace(status, round_started_at=now))
 
 
-def round_finished(path: Path, status: SchedulerStatus, now: float, failures: int) -> SchedulerStatus:
+def round_finished(path: Path, status: SchedulerStatus, now: float, failures: int,
+                   run: Mapping[str, Any] | None = None) -> SchedulerStatus:  # fmt: skip
     success = now if failures == 0 else status.last_success_at
-    return write_status(path, replace(status, round_finished_at=now, last_success_at=success, last_failures=failures))
+    figures = dict(run) if run is not None else status.last_run
+    return write_status(path, replace(status, round_finished_at=now, last_success_at=success, last_failures=failures,
+                                      last_run=figures))  # fmt: skip
 
 
 def verdict(status: SchedulerStatus, now: float) -> str | None:

@@ -66,7 +66,8 @@ def run_and_check(
     as_of = rfc3339(until)
     spec = ExperimentSpec(data.truth.experiment, VARIANTS)
     options = JobOptions(parse_instant(as_of), 72 * HOUR_US, HOUR_US)
-    document = run_experiment(spark, data_dir / "lake", data_dir / "results", spec, CATALOG, options)
+    published = run_experiment(spark, data_dir / "lake", data_dir / "results", spec, CATALOG, options)
+    document = json.loads(published.to_json())  # the published bytes, as a reader sees them
     reference = reference_results(
         exposures, events, experiment=data.truth.experiment, metrics=CATALOG.metrics, variants=VARIANTS,
         as_of=as_of,

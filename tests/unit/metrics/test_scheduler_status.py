@@ -4,6 +4,7 @@ from pathlib import Path
 
 from services.metrics.job.status import (
     SchedulerStatus,
+    read_status,
     round_finished,
     round_started,
     unhealthy_reason,
@@ -50,3 +51,13 @@ def test_standalone_master_addresses_are_parsed_and_local_masters_need_no_wait()
     assert master_addresses("local[*]") == []
     assert wait_for_master("local[2]", timeout_seconds=0)
     assert not wait_for_master("spark://127.0.0.1:1", timeout_seconds=0, pause_seconds=0.01)
+
+
+def test_a_finished_round_records_what_it_read(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    figures = {"experiments": 3, "partitions_read": 40, "files_read": 80, "rows_read": 12345,
+               "seconds": 9.5, "mode": "full"}  # fmt: skip
+    status = round_finished(path, round_started(path, fresh(path), START), START + 10, failures=0, run=figures)
+    assert status.last_run == figures and read_status(path).last_run == figures
+    again = round_finished(path, round_started(path, status, START + 70), START + 71, failures=1)
+    assert read_status(path).last_run == figures and again.last_failures == 1  # kept when a round reports none
