@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -263,36 +263,61 @@ def assignment_service(redis_url: str, workdir: Path) -> ServiceProcess:
     return ServiceProcess("services.assignment", workdir / "assignment.log", env, port_variable="ASSAY_ASSIGNMENT_PORT")
 
 
-def measure_assignment(plan: load.LoadPlan, workdir: Path, sample_size: int) -> HttpTarget:
+def combine(rounds: list[tuple[load.LoadResult, dict[str, float]]]) -> tuple[load.LoadResult, dict[str, float]]:
+    """Rounds of one target as one result: summed requests and CPU, median p50 and p99."""
+    results = [result for result, _ in rounds]
+    cpu: dict[str, float] = {}
+    for _, used in rounds:
+        for role, seconds in used.items():
+            cpu[role] = cpu.get(role, 0.0) + seconds
+    combined = load.LoadResult(
+        results[0].generator, sum(r.requests for r in results), sum(r.seconds for r in results),
+        sum(r.errors for r in results), statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results), sum(r.generator_cpu_seconds for r in results),
+    )  # fmt: skip
+    return combined, cpu
+
+
+def measure_side_by_side(
+    plan: load.LoadPlan, workdir: Path, sample_size: int, rounds: int
+) -> tuple[HttpTarget, HttpTarget, list[tuple[float, float]]]:
+    """Both servers up at once, `rounds` alternating timed windows each (Assay, no-op, Assay,
+    ...), so that other jobs on the box weigh on both alike. Also returns each round's
+    (throughput ratio, p99 ratio)."""
     headers = {"Authorization": f"Bearer {SDK_KEY}"}
+    noop_service = ServiceProcess("bench.noop_app", workdir / "noop.log", port_variable="ASSAY_NOOP_PORT")
+    window = replace(plan, seconds=max(1, plan.seconds // rounds))
     with (
         load.running_redis(workdir / "redis") as redis,
         load.running(assignment_service(redis.url, workdir)) as service,
+        load.running(noop_service) as noop,
     ):
         create_running_experiment(service.base_url)
         first = preassign(service.base_url, plan.bodies)
         progress(f"pre-assigned {len(plan.bodies):,} units: {dict(first)}")
-        url = f"{service.base_url}/v1/assign"
+        url, noop_url = f"{service.base_url}/v1/assign", f"{noop.base_url}/v1/assign"
         load.apply_load(plan, url, headers, plan.warmup_seconds)
+        load.apply_load(plan, noop_url, {}, plan.warmup_seconds)
         before, degraded_before = scrape_counters(service.base_url)
         pids = {"server": load.pid_of(service.process), "Redis": load.pid_of(redis.process)}
-        result, cpu = load.measured_load(plan, url, headers, pids)
+        assay_rounds, noop_rounds = [], []
+        for number in range(rounds):
+            progress(f"HTTP round {number + 1} of {rounds}: Assay, then the no-op")
+            assay_rounds.append(load.measured_load(window, url, headers, pids))
+            noop_rounds.append(load.measured_load(window, noop_url, {}, {"server": load.pid_of(noop.process)}))
         after, degraded_after = scrape_counters(service.base_url)
         sample = sample_reasons(service.base_url, plan.bodies, sample_size)
         progress(f"HTTP: /v1/assign/batch of {BATCH_UNITS} units, {BATCH_CONNECTIONS} connections")
         batch = measure_batch(plan, service.base_url, headers)
     reasons = {k: round(v - before.get(k, 0.0)) for k, v in after.items() if v > before.get(k, 0.0)}
     degraded = round(degraded_after - degraded_before)
-    return HttpTarget("Assay `POST /v1/assign`", result, cpu, reasons, degraded, sample, batch)
-
-
-def measure_noop(plan: load.LoadPlan, workdir: Path) -> HttpTarget:
-    service = ServiceProcess("bench.noop_app", workdir / "noop.log", port_variable="ASSAY_NOOP_PORT")
-    with load.running(service):
-        url = f"{service.base_url}/v1/assign"
-        load.apply_load(plan, url, {}, plan.warmup_seconds)
-        result, cpu = load.measured_load(plan, url, {}, {"server": load.pid_of(service.process)})
-    return HttpTarget("no-op FastAPI `POST /v1/assign`", result, cpu, {}, 0, {})
+    per_round = [
+        (a.requests_per_second / n.requests_per_second, a.p99_ms / n.p99_ms)
+        for (a, _), (n, _) in zip(assay_rounds, noop_rounds, strict=True)
+    ]
+    assay = HttpTarget("Assay `POST /v1/assign`", *combine(assay_rounds), reasons, degraded, sample, batch)
+    noop_target = HttpTarget("no-op FastAPI `POST /v1/assign`", *combine(noop_rounds), {}, 0, {})
+    return assay, noop_target, per_round
 
 
 def progress(message: str) -> None:
@@ -383,14 +408,22 @@ def cpu_share(noop: HttpTarget, assign: HttpTarget) -> float:
     return per_request(noop) / per_request(assign)
 
 
-def render_http(assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan) -> list[str]:
+def spread(values: list[float], fmt: str) -> str:
+    return " / ".join(format(value, fmt) for value in values)
+
+
+def render_http(
+    assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan, per_round: list[tuple[float, float]]
+) -> list[str]:
     share = assign.result.requests_per_second / noop.result.requests_per_second
     tail = assign.result.p99_ms / noop.result.p99_ms
     return [
         "### `POST /v1/assign` over HTTP: sticky lookups against a no-op endpoint",
         "",
         f"{plan.connections} keep-alive connections, closed loop, {plan.warmup_seconds} s warm-up, "
-        f"then {plan.seconds} s measured per target; load from `{plan.generator}` (one thread) in "
+        f"then {plan.seconds} s measured per target in {len(per_round)} alternating rounds (Assay, "
+        "no-op, Assay, ...; both servers stay up, so other jobs on the box weigh on both alike); "
+        f"p50 and p99 are medians of the rounds. Load from `{plan.generator}` (one thread) in "
         "its own process. Each server is one uvicorn process (uvloop, httptools, access log off). "
         "**The load generator and Redis run on the same 2 cores as the server**, so throughput "
         "is the whole box's; the CPU columns (µs of CPU per request, and the share of one core "
@@ -408,7 +441,9 @@ def render_http(assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan) -> li
         "",
         f"Assay / no-op throughput = **{share:.1%}** (aim ≥ {THROUGHPUT_AIM:.0%}: "
         f"{verdict(share >= THROUGHPUT_AIM)}); Assay p99 / no-op p99 = **{tail:.2f}×** "
-        f"(aim ≤ {P99_AIM}×: {verdict(tail <= P99_AIM)}). Server CPU per "
+        f"(aim ≤ {P99_AIM}×: {verdict(tail <= P99_AIM)}). Round by round: throughput "
+        f"{spread([r for r, _ in per_round], '.1%')}, p99 {spread([t for _, t in per_round], '.2f')}×. "
+        "Server CPU per "
         f"request, no-op / Assay = **{cpu_share(noop, assign):.1%}**: the throughput ratio to expect "
         "when both servers have a core to themselves, and steadier than the measured one when other "
         "jobs share the box.",
@@ -434,7 +469,7 @@ def render_batch(result: load.LoadResult | None) -> list[str]:
 
 def render_report(
     inprocess: InProcessResult, assign: HttpTarget, noop: HttpTarget, plan: load.LoadPlan,
-    start: RunStart,
+    per_round: list[tuple[float, float]], start: RunStart,
 ) -> str:  # fmt: skip
     facts = machine_facts(plan.generator, start)
     return "\n".join([
@@ -447,7 +482,7 @@ def render_report(
         "",
         *render_inprocess(inprocess),
         "",
-        *render_http(assign, noop, plan),
+        *render_http(assign, noop, plan, per_round),
     ])  # fmt: skip
 
 
@@ -461,7 +496,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--units", type=int, default=20_000, help="distinct units per in-process pass")
     add("--repetitions", type=int, default=7, help="in-process passes per implementation")
     add("--connections", type=int, default=32, help="concurrent HTTP connections")
-    add("--seconds", type=int, default=15, help="measured seconds per HTTP target")
+    add("--seconds", type=int, default=15, help="measured seconds per HTTP target (over all rounds)")
+    add("--rounds", type=int, default=3, help="alternating timed windows per HTTP target")
     add("--warmup", type=int, default=5, help="warm-up seconds per HTTP target")
     add("--pool", type=int, default=50_000, help="distinct units sent over HTTP")
     add("--sample", type=int, default=1000, help="answers read back to check reasons")
@@ -482,18 +518,18 @@ def choose_generator(wanted: str) -> str:
     return "python-asyncio"
 
 
-def run_http(args: argparse.Namespace, generator: str) -> tuple[HttpTarget, HttpTarget, load.LoadPlan]:
+def run_http(
+    args: argparse.Namespace, generator: str
+) -> tuple[HttpTarget, HttpTarget, load.LoadPlan, list[tuple[float, float]]]:
     with tempfile.TemporaryDirectory(prefix="assay-bench-") as tmp:
         workdir = Path(tmp)
         bodies = unit_bodies(args.pool)
         bodies_path = workdir / "bodies.jsonl"
         bodies_path.write_bytes(b"\n".join(bodies) + b"\n")
         plan = load.LoadPlan(generator, args.connections, args.seconds, args.warmup, bodies, bodies_path)
-        progress(f"HTTP: assignment service + Redis, {generator}, {args.connections} connections")
-        assign = measure_assignment(plan, workdir, args.sample)
-        progress("HTTP: no-op FastAPI app")
-        noop = measure_noop(plan, workdir)
-    return assign, noop, plan
+        progress(f"HTTP: assignment service + Redis beside the no-op, {generator}, {args.connections} connections")
+        assign, noop, per_round = measure_side_by_side(plan, workdir, args.sample, args.rounds)
+    return assign, noop, plan, per_round
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -502,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     generator = choose_generator(args.load_generator)
     progress(f"in-process: {args.repetitions} passes of {args.units:,} units per implementation")
     inprocess = run_inprocess(args.units, args.repetitions)
-    assign, noop, plan = run_http(args, generator)
-    report = render_report(inprocess, assign, noop, plan, start)
+    assign, noop, plan, per_round = run_http(args, generator)
+    report = render_report(inprocess, assign, noop, plan, per_round, start)
     print(report)
     if not args.no_docs:
         rewrite_section("assignment", report)
