@@ -20,7 +20,7 @@ from services.common.definitions import DefinitionHistory
 from services.common.http import install_common
 from services.common.redis import connect, reachable
 from services.common.registry.reader import RegistryReader
-from services.scorecard.api import analysis, catalog, pages, scorecards
+from services.scorecard.api import analysis, catalog, pages, readouts, scorecards
 from services.scorecard.pages.render import STATIC
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.settings import ScorecardSettings
@@ -95,6 +95,7 @@ def create_app(settings: ScorecardSettings | None = None) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(scorecards.router)
     app.include_router(catalog.router)
+    app.include_router(readouts.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

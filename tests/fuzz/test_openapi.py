@@ -25,7 +25,8 @@ from schemathesis.pytest.lazy import get_all_tests
 from tests.support.services import ADMIN_KEY, SDK_KEY
 
 KEY_BY_TAG = {
-    "experiments": ADMIN_KEY, "scorecards": ADMIN_KEY, "catalog": ADMIN_KEY, "health": ADMIN_KEY,
+    "experiments": ADMIN_KEY, "scorecards": ADMIN_KEY, "catalog": ADMIN_KEY, "readouts": ADMIN_KEY,
+    "health": ADMIN_KEY,
     "assignment": SDK_KEY, "exposures": SDK_KEY, "events": SDK_KEY, "statistics": SDK_KEY,
 }  # fmt: skip
 INGESTION = {"/v1/exposures": "exposures", "/v1/events": "events"}

@@ -12,6 +12,7 @@ from services.common.auth import KeyRing
 from services.scorecard import sessions
 from services.scorecard.api.catalog import load_metric
 from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
+from services.scorecard.api.readouts import load_readout
 from services.scorecard.api.scorecards import load_scorecard
 from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
@@ -94,11 +95,12 @@ async def experiments_page(
 
 @router.get("/experiments/{key}")
 async def experiment_page(
-    key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep
-) -> Response:
+    key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep,
+    catalog: CatalogDep,
+) -> Response:  # fmt: skip
     if not _signed_in(request, settings):
         return _to_login(request)
-    card = await load_scorecard(key, registry, results)
+    card = await load_scorecard(key, registry, results, catalog)
     hypothesis = (await registry.get_experiment(key)).hypothesis
     return _page("experiment.html", card=card, hypothesis=hypothesis, groups=metric_groups(card),
                  quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
@@ -125,3 +127,14 @@ async def metric_page(
         return _to_login(request)
     metric = await load_metric(name, catalog, registry, definitions)
     return _page("metric.html", metric=metric, signed_in=True)
+
+
+@router.get("/experiments/{key}/readout")
+async def readout_page(
+    key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep,
+    catalog: CatalogDep,
+) -> Response:  # fmt: skip
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    readout = await load_readout(key, registry, results, catalog)
+    return _page("readout.html", readout=readout, signed_in=True)
