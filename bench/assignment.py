@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import mmh3
 import orjson
+from assay.bucketing import variant_bucket
 from assay.evaluation import evaluate
 from assay.models import ExperimentConfig
 from growthbook import Experiment, GrowthBook
@@ -72,6 +73,7 @@ def unit_attributes(index: int) -> dict[str, Any]:
 class InProcessResult:
     assay_us: float
     bare_hash_us: float
+    bucket_call_us: float
     growthbook_reused_us: float
     growthbook_new_us: float
     units: int
@@ -112,6 +114,10 @@ def evaluation_loops(units: int) -> dict[str, Callable[[], None]]:
         for unit_id, _ in assay_units:
             mmh3.hash(f"{salt}:{unit_id}", 0, signed=False) % 10_000
 
+    def bucket_call() -> None:
+        for unit_id, _ in assay_units:
+            variant_bucket(salt, unit_id)
+
     def growthbook_reused() -> None:
         for attributes in growthbook_units:
             shared.set_attributes(attributes)
@@ -121,7 +127,7 @@ def evaluation_loops(units: int) -> dict[str, Callable[[], None]]:
         for attributes in growthbook_units:
             GrowthBook(attributes=attributes).run(experiment)
 
-    return {"assay": assay, "bare_hash": bare_hash, "growthbook_reused": growthbook_reused,
+    return {"assay": assay, "bare_hash": bare_hash, "bucket_call": bucket_call, "growthbook_reused": growthbook_reused,
             "growthbook_new": growthbook_new}  # fmt: skip
 
 
@@ -155,8 +161,8 @@ def run_inprocess(units: int, repetitions: int) -> InProcessResult:
             samples[name].append(microseconds_per_call(loop, units))
     median = {name: statistics.median(values) for name, values in samples.items()}
     return InProcessResult(
-        median["assay"], median["bare_hash"], median["growthbook_reused"], median["growthbook_new"], units,
-        repetitions, enrollment_agreement(min(units, 5000)),
+        median["assay"], median["bare_hash"], median["bucket_call"], median["growthbook_reused"],
+        median["growthbook_new"], units, repetitions, enrollment_agreement(min(units, 5000)),
     )  # fmt: skip
 
 
@@ -358,6 +364,7 @@ def render_inprocess(result: InProcessResult) -> list[str]:
     rows = [
         ("Assay `evaluate(config, unit_id, attributes)`", result.assay_us),
         ('bare `mmh3.hash(f"{salt}:{unit_id}", 0, signed=False) % 10_000` (the floor)', result.bare_hash_us),
+        ("the same as a function call: `assay.bucketing.variant_bucket(salt, unit_id)`", result.bucket_call_us),
         ("GrowthBook, one instance: `gb.set_attributes(a); gb.run(exp)`", result.growthbook_reused_us),
         ("GrowthBook, one instance per unit: `GrowthBook(attributes=a).run(exp)`", result.growthbook_new_us),
     ]
