@@ -24,6 +24,7 @@ from services.exposure.metrics import ExposureMetrics
 from services.exposure.producer import KafkaSink
 from services.exposure.settings import ExposureSettings
 from services.exposure.spool import Spool
+from services.exposure.spool_slots import claim_spool
 
 
 def _readiness(ingestor: ItemIntake, spool: Spool, sink: KafkaSink) -> ReadinessCheck:
@@ -73,9 +74,10 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     settings = settings or ExposureSettings()
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
     cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
-    spool = Spool(
-        settings.spool_path, max_bytes=settings.spool_max_bytes, segment_bytes=settings.spool_segment_bytes
-    )
+    spool = claim_spool(
+        settings.spool_path, settings.spool_slots, max_bytes=settings.spool_max_bytes,
+        segment_bytes=settings.spool_segment_bytes,
+    )  # fmt: skip
     sink = KafkaSink(settings, TOPICS)
     metrics_registry = CollectorRegistry()
     metrics = ExposureMetrics(metrics_registry)
