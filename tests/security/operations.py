@@ -41,6 +41,7 @@ ROLES: dict[tuple[str, str, str], str] = {
     ("scorecard", "GET", "/v1/metrics/{name}"): "admin",
     ("scorecard", "GET", "/v1/kpi-tree"): "admin",
     ("scorecard", "GET", "/v1/experiments/{key}/readout"): "admin",
+    ("scorecard", "GET", "/v1/portfolio"): "admin",
     # Stateless statistics over numbers the caller sends: either kind of key.
     ("scorecard", "POST", "/v1/analyze"): "any",
     ("scorecard", "POST", "/v1/srm"): "any",

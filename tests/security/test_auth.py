@@ -91,6 +91,7 @@ HIDDEN_ROUTES = {
         ("GET", "/kpi-tree"): "HTML page: redirects to the sign-in form without a session (tested below)",
         ("GET", "/metrics/{name}"): "HTML page: redirects to the sign-in form without a session (tested below)",
         ("GET", "/experiments/{key}/readout"): "HTML page: redirects to the sign-in form without a session (below)",
+        ("GET", "/portfolio"): "HTML page: redirects to the sign-in form without a session (tested below)",
     },
 }
 ROUTE = re.compile(r"@(?:app|router)\.(get|post|put|patch|delete)\(\s*\"([^\"]*)\"")
@@ -110,7 +111,7 @@ def test_no_other_route_hides_from_the_openapi_walk() -> None:
 def test_pages_need_a_session(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url("scorecard"), follow_redirects=False, timeout=10) as anonymous:
         for path in ("/experiments", "/experiments/security-probe", "/kpi-tree", "/metrics/conversion",
-                     "/experiments/security-probe/readout"):
+                     "/experiments/security-probe/readout", "/portfolio"):
             for headers in ({}, {"Authorization": f"Bearer {KEYS['admin']}"}):  # a key is not a session
                 response = anonymous.get(path, headers=headers)
                 assert response.status_code == 303 and response.headers["location"].startswith("/login"), path

@@ -12,11 +12,12 @@ from services.common.auth import KeyRing
 from services.scorecard import sessions
 from services.scorecard.api.catalog import load_metric
 from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
-from services.scorecard.api.readouts import load_readout
+from services.scorecard.api.readouts import load_portfolio, load_readout
 from services.scorecard.api.scorecards import load_scorecard
 from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
 from services.scorecard.pages.tree import flatten, kpi_tree_svg
+from services.scorecard.portfolio import FLAG_TITLES
 from services.scorecard.scorecard import build_scorecard
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -138,3 +139,13 @@ async def readout_page(
         return _to_login(request)
     readout = await load_readout(key, registry, results, catalog)
     return _page("readout.html", readout=readout, signed_in=True)
+
+
+@router.get("/portfolio")
+async def portfolio_page(
+    request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep, catalog: CatalogDep
+) -> Response:
+    if not _signed_in(request, settings):
+        return _to_login(request)
+    portfolio = await load_portfolio(registry, results, catalog, None)
+    return _page("portfolio.html", portfolio=portfolio, flag_titles=FLAG_TITLES, signed_in=True)
