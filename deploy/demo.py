@@ -1,11 +1,15 @@
 """`make demo` (also run by `make up`): a simulated product, driven through the real APIs.
 
-Two running experiments:
-- `checkout-button`: in treatment each session is 30% more likely to end in a purchase and
-  each purchase is 30% larger; spending follows each user's pre-period engagement (so CUPED
+Three running experiments, each with an analysis plan frozen when it starts, so the portfolio
+shows one of each decision:
+- `checkout-button` (ship): in treatment each session is 30% more likely to end in a purchase
+  and each purchase is 30% larger; spending follows each user's pre-period engagement (so CUPED
   visibly narrows the revenue interval);
-- `pricing-page`: no effect, but a buggy client drops 25% of the treatment's exposures,
-  so the sample-ratio-mismatch banner fires.
+- `pricing-page` (invalid): no effect, but a buggy client drops 25% of the treatment's
+  exposures, so the sample-ratio-mismatch banner fires;
+- `onboarding-tips` (keep running): a small lift on few users, far from its planned sample.
+And one draft (`search-ranking`) whose primary metric is itself still a draft in the catalog.
+The shipped catalog (services/common/catalog.yaml) is the KPI tree they hang on.
 
 Units get their variants from the assignment API (sticky, real bucketing); exposures and
 events go through the exposure API with their own (past) timestamps: the last two days for the
@@ -43,10 +47,23 @@ EXPERIMENTS: list[dict[str, Any]] = [
      "hypothesis": "A green button makes checkout more visible and lifts conversion",
      "variants": VARIANTS, "targeting": [{"attribute": "country", "op": "in", "value": ["US", "CA", "GB", "DE"]}],
      "metrics": {"primary": ["conversion"], "secondary": ["revenue", "revenue_per_session"],
-                 "guardrails": ["latency_ms"]}},
+                 "guardrails": ["latency_ms"]},
+     "plan": {"minimum_detectable_effect": 0.2, "planned_units_per_variant": 1200}},
     {"key": "pricing-page", "name": "Annual plan first", "owner": "growth",
      "hypothesis": "Showing the annual plan first lifts conversion (its client drops exposures: SRM demo)",
-     "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["revenue"]}},
+     "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["revenue"]},
+     "plan": {"planned_units_per_variant": 1200}},
+    {"key": "onboarding-tips", "name": "Onboarding tips", "owner": "engagement",
+     "hypothesis": "Tips on the first visit bring users back for more sessions and purchases",
+     "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["sessions"],
+                                       "guardrails": ["latency_ms"]},
+     "plan": {"minimum_detectable_effect": 0.05, "planned_units_per_variant": 20000}},
+]  # fmt: skip
+# Defined but not started: it shows on the KPI tree as a draft, with a draft primary metric.
+DRAFTS: list[dict[str, Any]] = [
+    {"key": "search-ranking", "name": "Personalised search ranking", "owner": "search",
+     "hypothesis": "Ranking by past purchases raises revenue per session",
+     "variants": VARIANTS, "metrics": {"primary": ["revenue_per_session"], "secondary": ["conversion"]}},
 ]  # fmt: skip
 
 
@@ -58,7 +75,8 @@ class Plan:
 
 
 SIMULATION = {"checkout-button": Plan(units=4000, lift=0.3, lost_exposures=0.0),
-              "pricing-page": Plan(units=3000, lift=0.0, lost_exposures=0.25)}  # fmt: skip
+              "pricing-page": Plan(units=3000, lift=0.0, lost_exposures=0.25),
+              "onboarding-tips": Plan(units=600, lift=0.05, lost_exposures=0.0)}  # fmt: skip
 
 
 def progress(message: str) -> None:
@@ -66,6 +84,10 @@ def progress(message: str) -> None:
 
 
 def ensure_experiments(client: httpx.Client) -> None:
+    """Create what is missing and start the drafts (which freezes their analysis plans)."""
+    for body in DRAFTS:
+        if client.get(f"/v1/experiments/{body['key']}").status_code == 404:
+            client.post("/v1/experiments", json=body).raise_for_status()
     for body in EXPERIMENTS:
         if client.get(f"/v1/experiments/{body['key']}").status_code == 404:
             client.post("/v1/experiments", json=body).raise_for_status()
@@ -197,7 +219,10 @@ def summarize(scorecard_url: str) -> None:
                         interval = f"[{ci[0]:+.2%}, {ci[1]:+.2%}]"
                         print(f"    {metric['role']:<9} {metric['name']:<20} {effect:+7.2%} {interval}"
                               f"  p={comparison['p_value']:.3g}{reduction}")  # fmt: skip
-            print(f"    page: {scorecard_url}/experiments/{key}")
+            readout = client.get(f"/v1/experiments/{key}/readout").json()
+            print(f"    {readout['bottom_line']}")
+            print(f"    page: {scorecard_url}/experiments/{key}   readout: {scorecard_url}/experiments/{key}/readout")
+        print(f"\n  KPI tree: {scorecard_url}/kpi-tree   portfolio: {scorecard_url}/portfolio")
 
 
 def run_demo(urls: dict[str, str], data_dir: Any, env: dict[str, str]) -> None:

@@ -1,6 +1,8 @@
-"""A real browser (headless Chromium via chromedriver) signs in and reads a scorecard page.
+"""A real browser (headless Chromium via chromedriver) signs in and reads a scorecard page, then
+the KPI tree, a readout and the portfolio, following their links as a person would.
 
-The screenshot is kept under test-artifacts/ for people to look at.
+The scorecard screenshot is kept under test-artifacts/ for people to look at; the others go to
+the test's temporary directory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from deploy.processes import ServiceProcess
 from tests.integration.scorecard.documents import publish, simulated_results
@@ -43,6 +48,21 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def shown(browser: webdriver.Chrome, element_id: str) -> WebElement:
+    found: WebElement = WebDriverWait(browser, 15).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id))
+    )
+    return found
+
+
+def sign_in(browser: webdriver.Chrome, base_url: str, path: str) -> None:
+    browser.get(f"{base_url}{path}")
+    assert "/login" in browser.current_url
+    browser.find_element(By.ID, "key").send_keys(ADMIN_KEY)
+    browser.find_element(By.ID, "sign-in").click()
+    WebDriverWait(browser, 15).until(expected_conditions.url_to_be(f"{base_url}{path}"))
+
+
 def test_owner_signs_in_and_reads_the_scorecard(
     browser: webdriver.Chrome, scorecard: ServiceProcess, admin: httpx.Client, results_dir: Path
 ) -> None:
@@ -55,9 +75,9 @@ def test_owner_signs_in_and_reads_the_scorecard(
     assert "/login" in browser.current_url  # not signed in yet
     browser.find_element(By.ID, "key").send_keys(ADMIN_KEY)
     browser.find_element(By.ID, "sign-in").click()
+    banner = shown(browser, "srm-banner")  # the click returns before the next page has loaded
     assert browser.current_url.endswith(f"/experiments/{key}")
 
-    banner = browser.find_element(By.ID, "srm-banner")
     assert "Sample ratio mismatch" in banner.text and "blocking" in (banner.get_attribute("class") or "")
     assert "invalid" in browser.find_element(By.ID, "decision").text.lower()
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.metric-row")
@@ -72,4 +92,46 @@ def test_owner_signs_in_and_reads_the_scorecard(
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "scorecard-page.png"
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+    assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_owner_reads_the_kpi_tree_a_readout_and_the_portfolio(
+    browser: webdriver.Chrome, scorecard: ServiceProcess, admin: httpx.Client, results_dir: Path, tmp_path: Path
+) -> None:
+    plan = {"primary": ["conversion"], "secondary": ["revenue"], "guardrails": ["latency_ms"]}
+    key = create_running(admin, metrics=plan, name="Browser winner",
+                         plan={"planned_units_per_variant": 20_000})["key"]  # fmt: skip
+    publish(results_dir, simulated_results(key, units_per_variant=20_000, lift=0.3))
+    base = scorecard.base_url
+    sign_in(browser, base, "/kpi-tree")
+
+    tree = shown(browser, "node-conversion")
+    drawn = browser.find_element(By.CSS_SELECTOR, "svg.kpi-tree")
+    assert drawn.size["width"] > 400 and drawn.size["height"] > 150
+    names = {element.text for element in browser.find_elements(By.CSS_SELECTOR, "svg.kpi-tree text.name")}
+    assert {"weekly_revenue", "revenue", "conversion", "sessions"} <= names
+    assert "Browser winner" in tree.text
+    browser.save_screenshot(str(tmp_path / "kpi-tree.png"))
+    browser.find_element(By.CSS_SELECTOR, 'svg.kpi-tree a[href="/metrics/conversion"]').click()
+    WebDriverWait(browser, 15).until(expected_conditions.url_to_be(f"{base}/metrics/conversion"))
+    assert "Definition versions" in browser.page_source and "growth" in browser.find_element(By.TAG_NAME, "main").text
+
+    browser.get(f"{base}/experiments/{key}/readout")
+    bottom = shown(browser, "bottom-line").text
+    assert bottom.startswith("Ship: Browser winner raised conversion by ") and "(95% CI " in bottom
+    assert "no guardrail was harmed" in bottom
+    assert shown(browser, "kpi-path").text.startswith("Moves the KPI tree: conversion → revenue → weekly_revenue")
+    assert "20,000 users per variant of 20,000 planned" in shown(browser, "trust").text
+    browser.save_screenshot(str(tmp_path / "readout.png"))
+
+    browser.get(f"{base}/portfolio")
+    summary = shown(browser, "summary").text
+    assert "experiments:" in summary and "ship" in summary
+    assert "Traffic split off" in shown(browser, "trust-flags").text
+    browser.save_screenshot(str(tmp_path / "portfolio.png"))
+    browser.find_element(By.CSS_SELECTOR, f'#experiments a[href="/experiments/{key}/readout"]').click()
+    WebDriverWait(browser, 15).until(expected_conditions.url_to_be(f"{base}/experiments/{key}/readout"))
+    assert shown(browser, "bottom-line").text == bottom  # the portfolio's link leads to the same readout
+    for name in ("kpi-tree.png", "readout.png", "portfolio.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
