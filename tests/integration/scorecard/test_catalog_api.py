@@ -11,7 +11,7 @@ import pytest
 
 from deploy.embedded import RedisServer
 from deploy.processes import ServiceProcess
-from services.common.catalog import load_catalog
+from services.common.catalog import DEFAULT_CATALOG, load_catalog
 from tests.integration.scorecard.signin import HOSTILE_NAME, assert_safe_page, sign_in
 from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running, experiment_body
 
@@ -58,7 +58,7 @@ def test_one_metric_with_its_experiments_by_role(admin: httpx.Client, owner: htt
 def test_an_earlier_definition_is_listed_with_when_it_was_first_used(
     own_redis: RedisServer, results_dir: Path, start_scorecard: Any, tmp_path: Path
 ) -> None:
-    shipped = (load_catalog.__defaults__ or ())[0].read_text()  # type: ignore[union-attr]
+    shipped = DEFAULT_CATALOG.read_text()
     older = tmp_path / "older.yaml"
     older.write_text(
         shipped.replace("    window_hours: 168\n\n  - name: sessions", "    window_hours: 24\n\n  - name: sessions")
