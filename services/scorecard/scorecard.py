@@ -151,8 +151,17 @@ def _variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
             for v in plan.variants]  # fmt: skip
 
 
+def planned_analysis(experiment: ExperimentPublic) -> AnalysisPlan:
+    """The analysis settings, with the MDE the owner registered in `plan` (frozen at the start) if any."""
+    frozen = experiment.frozen_plan
+    mde = frozen.minimum_detectable_effect if frozen is not None else experiment.plan.minimum_detectable_effect
+    if mde is None or mde == experiment.analysis.minimum_detectable_effect:
+        return experiment.analysis
+    return experiment.analysis.model_copy(update={"minimum_detectable_effect": mde})
+
+
 def build_scorecard(results: ResultsDocument, experiment: ExperimentPublic) -> dict[str, Any]:
-    analysis = experiment.analysis
+    analysis = planned_analysis(experiment)
     plans = metric_plans(results, experiment)
     analyses = [analyze_plan(plan, analysis) for plan in plans]
     comparisons = _corrected(plans, analyses, analysis)

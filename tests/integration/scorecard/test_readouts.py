@@ -137,3 +137,16 @@ def test_value_formats(value: float | None) -> None:
         assert format_value(value, fmt) == (text if value is not None else "n/a")
     assert format_change(-0.012, "percent") == "-1.2 pp" and format_change(12.4, "duration_ms") == "+12 ms"
     assert format_change(0.4, "currency") == "+$0.40"
+
+
+def test_the_registered_mde_sets_the_sample_size_the_scorecard_asks_for(
+    admin: httpx.Client, owner: httpx.Client, results_dir: Path
+) -> None:
+    needed = {}
+    for mde in (0.05, 0.5):
+        key = create_running(admin, metrics=PLAN, plan={"minimum_detectable_effect": mde})["key"]
+        publish(results_dir, simulated_results(key, units_per_variant=2000))
+        card = owner.get(f"/v1/experiments/{key}/scorecard").json()
+        needed[mde] = card["metrics"][0]["required_units_per_variant"]
+        assert card["analysis"]["minimum_detectable_effect"] == mde
+    assert needed[0.5] < needed[0.05] / 50  # a 10x larger effect needs about 100x fewer units
