@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, get_args
+from collections.abc import AsyncIterator
+from typing import Any
 
-from assay.evaluation import Reason
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from services.assignment.api import assign, experiments
 from services.assignment.api.fast import AssignFastPath
+from services.assignment.metrics import AssignMetrics
 from services.assignment.registry import Registry
 from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
@@ -26,38 +24,6 @@ from services.common.catalog import load_catalog
 from services.common.http import install_common
 from services.common.redis import connect, reachable
 from services.common.registry.cache import ConfigCache
-
-
-class StickyRoundTrips(Collector):
-    """How well concurrent requests share Redis round trips (read from the resolver's batcher)."""
-
-    def __init__(self, sticky: RedisStickyResolver) -> None:
-        self.sticky = sticky
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        batcher = self.sticky.batcher
-        yield CounterMetricFamily("assay_sticky_round_trips", "pipelined sticky-store calls sent to Redis",
-                                  value=batcher.batches)  # fmt: skip
-        yield CounterMetricFamily("assay_sticky_lookups", "requests whose sticky lookups went to Redis",
-                                  value=batcher.submissions)  # fmt: skip
-
-
-class AssignMetrics:
-    def __init__(self, registry: CollectorRegistry, cache: ConfigCache, sticky: RedisStickyResolver) -> None:
-        self.degraded = Counter(
-            "assay_assign_degraded_total",
-            "assignment answers computed without the sticky store (Redis unavailable)",
-            registry=registry,
-        )
-        assignments = Counter(
-            "assay_assignments_total", "assignment decisions by reason", ["reason"], registry=registry
-        )
-        self.reasons = {reason: assignments.labels(reason) for reason in get_args(Reason)}
-        config_version = Gauge(
-            "assay_config_version", "config version served from the cache", registry=registry
-        )
-        config_version.set_function(lambda: cache.snapshot.version)
-        registry.register(StickyRoundTrips(sticky))
 
 
 def create_app(settings: AssignmentSettings | None = None) -> FastAPI:

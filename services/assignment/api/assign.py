@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -10,6 +10,7 @@ from starlette.datastructures import State
 
 from services.assignment.api.deps import CacheDep, SdkKey, SettingsDep, StickyDep
 from services.assignment.assigner import UnitAnswer, assign_units
+from services.assignment.metrics import AssignMetrics
 from services.assignment.schemas import (
     AssignRequest,
     AssignResponse,
@@ -28,15 +29,8 @@ def _json(payload: object) -> Response:
 
 
 def _count(request: Request, answers: list[UnitAnswer]) -> None:
-    count_answers(request.app.state.assign_metrics, answers)
-
-
-def count_answers(counters: Any, answers: list[UnitAnswer]) -> None:
-    for answer in answers:
-        if answer.degraded:
-            counters.degraded.inc()
-        for decision in answer.assignments.values():
-            counters.reasons[decision.reason].inc()
+    metrics: AssignMetrics = request.app.state.assign_metrics
+    metrics.count(answers)
 
 
 @router.post("/assign", response_model=AssignResponse, openapi_extra=body_doc(AssignRequest))
@@ -54,7 +48,8 @@ async def answer_one(state: State, body: AssignRequest) -> bytes:
     """The `/v1/assign` answer to a valid body, counted in the service metrics."""
     units = [(body.unit_id, body.attributes)]
     answers = await assign_units(state.cache.snapshot, state.sticky, units, body.experiments)
-    count_answers(state.assign_metrics, answers)
+    metrics: AssignMetrics = state.assign_metrics
+    metrics.count(answers)
     return orjson.dumps(answers[0].to_dict())
 
 
