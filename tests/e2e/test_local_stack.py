@@ -91,6 +91,20 @@ def test_demo_scorecards_tell_the_simulated_truth(stack: dict[str, Any]) -> None
     assert page.status_code == 200 and 'id="srm-banner" class="banner bad blocking"' in page.text
 
 
+def test_demo_fills_the_portfolio_and_the_kpi_tree(stack: dict[str, Any]) -> None:
+    with httpx.Client(base_url=url(stack, "SCORECARD"), headers=ADMIN, timeout=30) as owner:
+        portfolio = owner.get("/v1/portfolio").json()
+        tree = owner.get("/v1/kpi-tree").json()
+        readout = owner.get("/v1/experiments/checkout-button/readout").json()
+    decisions = {row["key"]: row["decision"] for row in portfolio["experiments"]}
+    assert decisions["checkout-button"] == "ship" and decisions["pricing-page"] == "invalid"
+    assert decisions["onboarding-tips"] == "keep_running" and decisions["search-ranking"] is None
+    assert readout["bottom_line"].startswith("Ship: Green checkout button raised conversion by ")
+    conversion = next(node for node in portfolio["kpi_nodes"] if node["metric"] == "conversion")
+    assert [effect["experiment"] for effect in conversion["shipped_effects"]] == ["checkout-button"]
+    assert tree["trees"][0]["name"] == "weekly_revenue" and "Ship:" in stack["output"]
+
+
 def test_experiment_through_api_and_sdk_to_scorecard(stack: dict[str, Any]) -> None:
     body = {"key": "e2e-signup", "name": "Shorter signup form", "metrics": {"primary": ["conversion"]},
             "variants": [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]}  # fmt: skip
