@@ -8,6 +8,39 @@ data in the plan: small broadcast frames keyed by `experiment` (see `transforms`
 driver makes two rounds of collects whatever the number of experiments: the exposure
 summary (which fixes each timeline), then the deltas, unit deltas and quality counts.
 Each experiment's numbers are exactly those of a run of its own.
+
+Incremental reruns (issue 13) are designed, not built: every run is a full recompute. The
+design, for whoever builds it (exact, never approximately equal):
+- State under ASSAY_DATA_DIR/state/: immutable directories `v-<run>/` and a pointer file
+  `CURRENT` (written to a temporary file, fsynced, renamed: the commit point). A directory holds
+  meta.json (STATE_VERSION, the catalog version of every metric used, lateness, late threshold,
+  as-of, the specs), the manifest of lake files read (path, size, mtime_ns), and Parquet:
+  per (experiment, unit) the de-duplicated rows that can feed it (exposures; events grouped by
+  content (event_id, name, ts_us) with the first-received copy and the list of receipt times, so
+  `copies` and `last_received_us` follow for any as-of and a later copy merges by min / concat);
+  per (experiment, unit, metric, c) the signed contribution rows that `contribution_deltas`
+  sums; per (experiment, unit) the unit-count and data-quality contributions; and the per
+  (experiment, metric, variant, c) totals the driver accumulates.
+- A rerun compares the listing with the manifest. New files are read; a changed or vanished
+  file, unreadable state, another STATE_VERSION, catalog version, lateness or threshold, an
+  as-of earlier than the state's, or `run --full` means a full recompute (logged with the
+  reason and counted; RunStats.mode says which).
+- Affected units = units with new rows (a late exposure that moves a unit's first exposure
+  is one) plus units holding a row whose entry index can still move: `with_entry_index`
+  clamps k_received to `frozen_days`, which grows with as-of, so rows received after
+  day0 + lateness + frozen_days(previous) days keep moving until their day freezes. A late
+  exposure that moves an experiment's day 0 shifts every index: full recompute of that
+  experiment. Windows and CUPED pre-periods are per unit (its first exposure), so they stay
+  inside the unit's recomputation.
+- Only affected units go through the transforms again; totals = old totals - their old
+  contribution rows + their new ones (decimals: exact, order-free); data-quality counts the
+  same way (per-unit counts, including events of units never exposed; the watermark is a max).
+- Order: publish documents, then write the new state directory, then switch CURRENT. A kill
+  before the switch leaves the old state, and the next run redoes the same increment.
+- Proof obligation: a hypothesis test feeding batches (late and duplicate events, copies with
+  an earlier received_at, late exposures that move first exposures and day 0, catalog
+  changes) asserting incremental == full after every batch, and the SIGKILL fault test
+  extended to kills between publish and switch.
 """
 
 from __future__ import annotations
