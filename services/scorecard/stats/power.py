@@ -97,7 +97,11 @@ def sample_size_per_variant(
     delta = relative_mde * abs(baseline_mean)
     z = critical_sum(alpha, power, n_variants)
     spread = _summed_variance(baseline_mean, relative_mde, variance) * (1 - variance_reduction)
-    return max(2, math.ceil(z * z * spread / (delta * delta)))
+    needed = z * z * spread / (delta * delta) if delta * delta > 0 else math.inf
+    if not math.isfinite(needed):  # an effect so small (or a baseline so near 0) that no sample detects it
+        return InputError(ErrorCode.INVALID_PARAMETER, "relative_mde",
+                          "the effect to detect is too small for any sample size; raise relative_mde")  # fmt: skip
+    return max(2, math.ceil(needed))
 
 
 def minimum_detectable_effect(

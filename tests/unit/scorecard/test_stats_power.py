@@ -88,3 +88,9 @@ def test_sample_size_reaches_the_stated_power_in_simulation():
                     VariantStats("t", SampleStats(n, float(t), float(t)))]
         detected += analyze("proportion", variants).comparisons[0].significant
     assert detected / runs == pytest.approx(0.8, abs=0.03)
+
+
+@pytest.mark.parametrize(("baseline", "mde"), [(0.1, 5e-324), (0.1, 1e-200), (1e-200, 1e-200)])
+def test_an_effect_too_small_for_any_sample_is_an_input_error(baseline, mde):
+    result = sample_size_per_variant(baseline, mde, variance=1.0)
+    assert isinstance(result, InputError) and "too small for any sample size" in result.message
