@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from services.common.catalog import MetricDefinition
 from services.common.results import (
     CovariateBlock,
     DailySnapshot,
@@ -18,7 +19,6 @@ from services.common.results import (
     VariantStatistics,
     VariantUnits,
 )
-from services.common.catalog import MetricDefinition
 from services.metrics.job.timeline import Timeline
 from services.metrics.job.transforms import VECTOR
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from services.common.results import DataQuality, ResultsDocument
 from services.common.catalog import Catalog, MetricDefinition, catalog_version
+from services.common.results import DataQuality, ResultsDocument
 from services.metrics.job import io
 from services.metrics.job import transforms as tf
 from services.metrics.job.document import (
