@@ -218,9 +218,7 @@ def measure_http(service: ServiceProcess, work: Workload, connections: int, seco
 def create_experiment(base_url: str) -> None:
     body = {"key": EXPERIMENT, "name": "Exposure benchmark", "owner": "bench",
             "variants": [{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}]}  # fmt: skip
-    with httpx.Client(
-        base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
-    ) as admin:
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10) as admin:
         admin.post("/v1/experiments", json=body).raise_for_status()
         admin.post(f"/v1/experiments/{EXPERIMENT}/status", json={"status": "running"}).raise_for_status()
 
@@ -259,9 +257,7 @@ def _median_by(results: list[HttpResult], batch: int) -> tuple[float, float, flo
     )
 
 
-def render(
-    raw: list[RawResult], http: list[HttpResult], args: argparse.Namespace, load_at_start: float
-) -> str:
+def render(raw: list[RawResult], http: list[HttpResult], args: argparse.Namespace, load_at_start: float) -> str:
     baseline = statistics.median(r.per_second for r in raw)
     raw_cpu = sum(r.cpu_seconds for r in raw) / sum(r.messages for r in raw) * 1e6
     generator = http[0].result.generator if http else "none"
@@ -326,16 +322,12 @@ def run_rounds(
         progress(f"round {round_number}: raw producer {raw[-1].per_second:,.0f} messages/s")
         for work in works:
             http.append(measure_http(exposure, work, args.connections, args.seconds))
-            progress(
-                f"round {round_number}: batches of {work.batch}: {http[-1].items_per_second:,.0f} exposures/s"
-            )
+            progress(f"round {round_number}: batches of {work.batch}: {http[-1].items_per_second:,.0f} exposures/s")
     return raw, http
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=6)

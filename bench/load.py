@@ -383,8 +383,7 @@ def render(plan: list[Stream], tallies: dict[str, Tally], seconds: float, warmup
         "",
         f"**Delivery to the lake** (exposure service counters against ingest counters): {landed}; {when}.",
         "",
-        "Resident memory (MiB) after the warm-up and at the end, sampled every "
-        f"{MEMORY_EVERY:.0f} s:",
+        f"Resident memory (MiB) after the warm-up and at the end, sampled every {MEMORY_EVERY:.0f} s:",
         "",
         "| process | after warm-up | end | max | change |",
         "|---|---:|---:|---:|---:|",

@@ -152,9 +152,7 @@ def _entry_sql(table: str, timeline: Timeline) -> str:
 
 
 def _deltas_sql() -> str:
-    gated = ", ".join(
-        f"(CASE WHEN included THEN {e} ELSE 0 END)::DECIMAL(38,6) AS {n}" for n, e in VECTOR_SQL.items()
-    )
+    gated = ", ".join(f"(CASE WHEN included THEN {e} ELSE 0 END)::DECIMAL(38,6) AS {n}" for n, e in VECTOR_SQL.items())
     lags = ", ".join(f"lag({n}) OVER o AS p_{n}" for n in VECTOR_SQL)
     sums = ", ".join(f"sum({n}) AS {n}" for n in VECTOR_SQL)
     minus = ", ".join(f"-p_{n}" for n in VECTOR_SQL)
@@ -199,8 +197,11 @@ def _load_tables(db: duckdb.DuckDBPyConnection, lake_dir: Path, metrics: Sequenc
               FROM read_parquet({files})
               WHERE experiment = '{EXPERIMENT}' AND ts_us <= {as_of} AND received_us <= {as_of}"""
     db.execute(f"CREATE TEMP TABLE exposures AS {_dedup_sql(raw, 'unit_id, variant')}")
-    summary = _row(db, """SELECT count(*), coalesce(sum(copies - 1), 0), min(ts_us), max(last_received_us),
-                                 list_sort(list(DISTINCT variant)) FROM exposures""")
+    summary = _row(
+        db,
+        """SELECT count(*), coalesce(sum(copies - 1), 0), min(ts_us), max(last_received_us),
+                                 list_sort(list(DISTINCT variant)) FROM exposures""",
+    )
     timeline = Timeline.build(summary[2], as_of, options.lateness_us)
     lookback = max(m.cuped_lookback_days for m in metrics)
     files = [str(p) for p in io.event_files(lake_dir, timeline.day(0), lookback, date_of(as_of))]
@@ -273,17 +274,24 @@ def _row(db: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
 
 def _quality(db: duckdb.DuckDBPyConnection, summary: tuple[Any, ...], timeline: Timeline,
              options: JobOptions) -> dict[str, Any]:  # fmt: skip
-    units = _row(db, "SELECT count(*) FILTER (included), count(*) FILTER (NOT included) FROM segments "
-                     "WHERE seg_end IS NULL")
-    used = _row(db, f"""SELECT count(*) FILTER (received_us - ts_us > {options.late_threshold_us}),
+    units = _row(
+        db, "SELECT count(*) FILTER (included), count(*) FILTER (NOT included) FROM segments WHERE seg_end IS NULL"
+    )
+    used = _row(
+        db,
+        f"""SELECT count(*) FILTER (received_us - ts_us > {options.late_threshold_us}),
             count(*) FILTER (k_time < {timeline.frozen_days} AND k_received > k_time)
         FROM (SELECT DISTINCT event_id, ts_us, received_us, k_time, k_received FROM classified
-              WHERE seg_end IS NULL AND included AND post)""")
-    events = _row(db, f"""SELECT count(*) FILTER (first_us IS NULL AND ts_us >= {summary[2]}),
+              WHERE seg_end IS NULL AND included AND post)""",
+    )
+    events = _row(
+        db,
+        f"""SELECT count(*) FILTER (first_us IS NULL AND ts_us >= {summary[2]}),
             count(*) FILTER (first_us IS NOT NULL AND ts_us >= {summary[2]} AND ts_us < first_us),
             coalesce(sum(copies - 1) FILTER (first_us IS NOT NULL), 0), max(last_received_us)
         FROM events
-        LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)""")
+        LEFT JOIN (SELECT unit_id, first_us FROM segments WHERE seg_end IS NULL) USING (unit_id)""",
+    )
     return {
         "exposures": summary[0], "duplicates": summary[1], "first_us": summary[2], "watermark_us": summary[3],
         "units": units[0], "multiple_variant_units": units[1], "late_events_included": used[0],

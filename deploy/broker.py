@@ -110,9 +110,7 @@ class TansuBroker:
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         else:
-            self.process = subprocess.Popen(
-                self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.monotonic()
         wait_for_port("127.0.0.1", self.port, timeout, self.process)
         wait_for_metadata(self.bootstrap, max(1.0, timeout - (time.monotonic() - started)))

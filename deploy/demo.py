@@ -148,7 +148,9 @@ def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: da
     plan = SIMULATION[key]
     rng = np.random.default_rng(SEED + len(key))
     units = [f"{key[:3]}-user-{i}" for i in range(plan.units)]
-    countries = [str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[.5, .1, .15, .15, .1])]
+    countries = [
+        str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[0.5, 0.1, 0.15, 0.15, 0.1])
+    ]
     variants = assign(assignment, key, units, countries)
     exposures, events = [], []
     for unit, variant in variants.items():

@@ -120,9 +120,7 @@ class _Builder:
         self.emit(record, moment, self.events, late_share=0.04)
 
 
-def _session_times(
-    rng: np.random.Generator, begin: datetime, end: datetime, per_day: float
-) -> list[datetime]:
+def _session_times(rng: np.random.Generator, begin: datetime, end: datetime, per_day: float) -> list[datetime]:
     span = (end - begin).total_seconds()
     if span <= 0:
         return []
@@ -140,9 +138,7 @@ def _activity(builder: _Builder, truth: Truth, unit: str, times: list[datetime],
             latency = rng.gamma(4.0, truth.latency_ms / 4.0) * (1 + truth.latency_lift * treated)
             builder.event("page_load", unit, moment + timedelta(seconds=1), float(round(latency)))
         if rng.random() < min(purchase, 0.95):
-            spend = rng.lognormal(np.log(truth.revenue_per_purchase), 0.6) * (
-                1 + truth.revenue_lift * treated
-            )
+            spend = rng.lognormal(np.log(truth.revenue_per_purchase), 0.6) * (1 + truth.revenue_lift * treated)
             builder.event("purchase", unit, moment + timedelta(minutes=3), round(float(spend), 2))
         if rng.random() < 0.01:
             builder.event("client_error", unit, moment + timedelta(seconds=5), None)

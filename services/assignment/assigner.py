@@ -54,10 +54,7 @@ async def assign_units(
 ) -> list[UnitAnswer]:  # fmt: skip
     experiment_keys = list(dict.fromkeys(experiments)) if experiments is not None else list(snapshot.running)
     all_decisions = [_decide_without_store(snapshot, experiment_keys, u, a) for u, a in units]
-    lookups = [
-        [(k, d.variant) for k, d in decisions.items() if consults_sticky(d)]
-        for decisions in all_decisions
-    ]
+    lookups = [[(k, d.variant) for k, d in decisions.items() if consults_sticky(d)] for decisions in all_decisions]
     pending = [i for i in range(len(units)) if lookups[i]]
     degraded = [False] * len(units)
     if pending:
@@ -65,7 +62,4 @@ async def assign_units(
         for position, i in enumerate(pending):
             _apply_sticky(snapshot, all_decisions[i], lookups[i], stored[position])
             degraded[i] = unknown[position]
-    return [
-        UnitAnswer(unit_id, degraded[i], all_decisions[i])
-        for i, (unit_id, _) in enumerate(units)
-    ]
+    return [UnitAnswer(unit_id, degraded[i], all_decisions[i]) for i, (unit_id, _) in enumerate(units)]

@@ -24,8 +24,15 @@ from services.common.catalog import Catalog
 from services.common.registry.errors import RegistryError, not_found
 from services.common.registry.models import ExperimentPublic, FrozenPlan, MetricsPlan, PlanChange
 
-__all__ = ["RegistryError", "build_created", "build_status_change", "build_updated", "check_metrics",
-           "check_override_variant", "not_found"]
+__all__ = [
+    "RegistryError",
+    "build_created",
+    "build_status_change",
+    "build_updated",
+    "check_metrics",
+    "check_override_variant",
+    "not_found",
+]
 
 
 def _taken_slices(docs: Mapping[str, ExperimentPublic], layer: str, exclude: str) -> list[tuple[int, int]]:

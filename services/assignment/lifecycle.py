@@ -25,6 +25,4 @@ def can_transition(current: Status, target: Status) -> bool:
 def transition_error(current: Status, target: Status) -> str:
     allowed = sorted(TRANSITIONS[current])
     options = ", ".join(allowed) if allowed else "nothing (it is final)"
-    return (
-        f"cannot move an experiment from '{current}' to '{target}'; from '{current}' it can go to {options}"
-    )
+    return f"cannot move an experiment from '{current}' to '{target}'; from '{current}' it can go to {options}"

@@ -19,8 +19,15 @@ from services.common.registry.models import (
     MetricsPlan,
 )
 
-__all__ = ["AnalysisPlan", "AuditEntry", "ExperimentCreate", "ExperimentPublic", "ExperimentUpdate",
-           "MetricsPlan", "StatusChange"]
+__all__ = [
+    "AnalysisPlan",
+    "AuditEntry",
+    "ExperimentCreate",
+    "ExperimentPublic",
+    "ExperimentUpdate",
+    "MetricsPlan",
+    "StatusChange",
+]
 
 UnitId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MAX_ATTRIBUTES = 100

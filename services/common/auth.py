@@ -35,12 +35,8 @@ class KeyRing:
 
     def __init__(self, admin_keys: Iterable[str], sdk_keys: Iterable[str]) -> None:
         self._entries = [
-            (hashlib.sha256(k.encode()).digest(), Principal("admin", key_fingerprint("admin", k)))
-            for k in admin_keys
-        ] + [
-            (hashlib.sha256(k.encode()).digest(), Principal("sdk", key_fingerprint("sdk", k)))
-            for k in sdk_keys
-        ]
+            (hashlib.sha256(k.encode()).digest(), Principal("admin", key_fingerprint("admin", k))) for k in admin_keys
+        ] + [(hashlib.sha256(k.encode()).digest(), Principal("sdk", key_fingerprint("sdk", k))) for k in sdk_keys]
 
     def identify(self, presented: str) -> Principal | None:
         digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()

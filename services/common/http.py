@@ -87,9 +87,7 @@ class RequestContextMiddleware:
             declared = _header(scope, b"content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
                 status = 413 if declared.isdigit() else 400
-                await _send_json(
-                    send, status, _too_large_or_bad_length(declared, self.max_body_bytes), request_id
-                )
+                await _send_json(send, status, _too_large_or_bad_length(declared, self.max_body_bytes), request_id)
                 return
 
             async def send_with_id(message: Message) -> None:

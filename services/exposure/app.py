@@ -88,8 +88,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Assay exposure service",
         version="0.1.0",
-        description="Ingests SDK exposures and product events into Kafka, spooling to disk while "
-        "the broker is away.",
+        description="Ingests SDK exposures and product events into Kafka, spooling to disk while the broker is away.",
         lifespan=_lifespan(cache, sink, spool, delivery),
     )
     app.state.settings = settings

@@ -37,9 +37,7 @@ class SpoolUnavailable(Exception):
 
 
 class Delivery:
-    def __init__(
-        self, sink: KafkaSink, spool: Spool, metrics: ExposureMetrics, settings: ExposureSettings
-    ) -> None:
+    def __init__(self, sink: KafkaSink, spool: Spool, metrics: ExposureMetrics, settings: ExposureSettings) -> None:
         self.sink = sink
         self.spool = spool
         self.metrics = metrics

@@ -74,9 +74,7 @@ def _stamp(raw: object, window: TimeWindow) -> str | None:
 def _common_ok(raw: dict[str, Any], fields: frozenset[str]) -> bool:
     event_id = raw.get("event_id")
     return (
-        raw.keys() <= fields
-        and (event_id is None or _plain_id(event_id, 128))
-        and _plain_id(raw.get("unit_id"), 256)
+        raw.keys() <= fields and (event_id is None or _plain_id(event_id, 128)) and _plain_id(raw.get("unit_id"), 256)
     )
 
 
@@ -124,9 +122,7 @@ def quick_event(raw: dict[str, Any], window: TimeWindow) -> ValidEvent | None:
 
 
 def exposure_from_model(item: ExposureIn) -> ValidExposure:
-    return ValidExposure(
-        item.event_id, item.experiment, item.variant, item.unit_id, format_rfc3339(item.timestamp)
-    )
+    return ValidExposure(item.event_id, item.experiment, item.variant, item.unit_id, format_rfc3339(item.timestamp))
 
 
 def event_from_model(item: EventIn) -> ValidEvent:

@@ -164,9 +164,7 @@ class KafkaSink:
         return True
 
     @staticmethod
-    def _send_all(
-        producer: KafkaProducer, entries: Sequence[SpoolEntry], confirmations: _Confirmations
-    ) -> None:
+    def _send_all(producer: KafkaProducer, entries: Sequence[SpoolEntry], confirmations: _Confirmations) -> None:
         for index, entry in enumerate(entries):
             try:
                 future = producer.send(entry.topic, key=entry.key, value=entry.value)
@@ -211,9 +209,7 @@ class KafkaSink:
             return
         self._producer = None
         self.last_error = reason[:300]
-        log.warning(
-            "Kafka produce failed; spooling until the broker is back", extra={"error": self.last_error}
-        )
+        log.warning("Kafka produce failed; spooling until the broker is back", extra={"error": self.last_error})
         grace = self._delivery_timeout_seconds + 2
         threading.Thread(target=self._close_quietly, args=(producer, grace), daemon=True).start()
 

@@ -47,9 +47,7 @@ class Damage:
 
 def encode_record(entry: SpoolEntry) -> bytes:
     topic = entry.topic.encode("ascii")
-    body = b"".join(
-        (_TOPIC_LEN.pack(len(topic)), topic, _KEY_LEN.pack(len(entry.key)), entry.key, entry.value)
-    )
+    body = b"".join((_TOPIC_LEN.pack(len(topic)), topic, _KEY_LEN.pack(len(entry.key)), entry.key, entry.value))
     length = struct.pack(">I", len(body))
     return MAGIC + length + struct.pack(">I", zlib.crc32(body, zlib.crc32(length))) + body
 

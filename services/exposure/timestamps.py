@@ -36,9 +36,7 @@ def parse_timestamp(value: object) -> datetime:
     if isinstance(value, int | float):
         return _from_epoch_ms(value)
     if not isinstance(value, str):
-        raise TimestampError(
-            f"timestamp must be an RFC 3339 string or epoch milliseconds, not {type(value).__name__}"
-        )
+        raise TimestampError(f"timestamp must be an RFC 3339 string or epoch milliseconds, not {type(value).__name__}")
     if len(value) > 40 or not RFC3339.fullmatch(value):
         raise TimestampError(
             "timestamp is not RFC 3339: use a form like '2026-11-20T10:00:00Z' or "

@@ -113,9 +113,7 @@ def _event_value(item: ValidEvent, event_id: str, received_at: str) -> bytes:
     return event_message(event_id, item.name, item.unit_id, item.timestamp, item.value, item.properties, received_at)
 
 
-def _checked(
-    kind: Kind, raw: dict[str, Any], window: TimeWindow
-) -> ValidExposure | ValidEvent | ValidationError:
+def _checked(kind: Kind, raw: dict[str, Any], window: TimeWindow) -> ValidExposure | ValidEvent | ValidationError:
     if kind == "exposure":
         quick: ValidExposure | ValidEvent | None = quick_exposure(raw, window)
         if quick is None:

@@ -1,10 +1,10 @@
 """`python -m services.metrics [ingest]` | `python -m services.metrics run ...`.
 
-    ingest (the default)                 Kafka -> lake until SIGTERM; /healthz, /metrics on ASSAY_METRICS_PORT
-    run --experiment KEY [--as-of TS]    one experiment (no Redis needed)
-    run --experiments k1,k2              several experiments (no Redis needed)
-    run --all-running [--every SECONDS]  every running experiment in the registry (Redis), once or
-                                         repeatedly until SIGTERM
+ingest (the default)                 Kafka -> lake until SIGTERM; /healthz, /metrics on ASSAY_METRICS_PORT
+run --experiment KEY [--as-of TS]    one experiment (no Redis needed)
+run --experiments k1,k2              several experiments (no Redis needed)
+run --all-running [--every SECONDS]  every running experiment in the registry (Redis), once or
+                                     repeatedly until SIGTERM
 """
 
 from __future__ import annotations

@@ -97,11 +97,7 @@ def exposure_files(lake: Path, experiment: str, first: date, last: date) -> list
 
 
 def event_files(lake: Path, first: date, last: date) -> list[Path]:
-    return [
-        path
-        for day in days_between(first, last)
-        for path in parquet_files(partition_dir(lake, EVENTS_TOPIC, day))
-    ]
+    return [path for day in days_between(first, last) for path in parquet_files(partition_dir(lake, EVENTS_TOPIC, day))]
 
 
 def stale_temp_files(lake: Path) -> list[Path]:

@@ -55,9 +55,7 @@ def metric_detail(
         **metric_public(metric),
         "kpi_path": catalog.path_to_root(metric.name),
         "children": [child.name for child in catalog.children(metric.name)],
-        "versions": [
-            {**version.model_dump(), "current": version.definition_hash == current} for version in versions
-        ],
+        "versions": [{**version.model_dump(), "current": version.definition_hash == current} for version in versions],
         "experiments": experiments_by_role(metric.name, experiments),
     }
 

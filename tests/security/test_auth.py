@@ -110,8 +110,14 @@ def test_no_other_route_hides_from_the_openapi_walk() -> None:
 
 def test_pages_need_a_session(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url("scorecard"), follow_redirects=False, timeout=10) as anonymous:
-        for path in ("/experiments", "/experiments/security-probe", "/kpi-tree", "/metrics/conversion",
-                     "/experiments/security-probe/readout", "/portfolio"):
+        for path in (
+            "/experiments",
+            "/experiments/security-probe",
+            "/kpi-tree",
+            "/metrics/conversion",
+            "/experiments/security-probe/readout",
+            "/portfolio",
+        ):
             for headers in ({}, {"Authorization": f"Bearer {KEYS['admin']}"}):  # a key is not a session
                 response = anonymous.get(path, headers=headers)
                 assert response.status_code == 303 and response.headers["location"].startswith("/login"), path

@@ -18,8 +18,12 @@ BURST = 5
 @pytest.fixture(scope="module")
 def limited(redis_server: RedisServer, start_service: StartService) -> ServiceProcess:
     # A rate so low that no token comes back while the test runs: counts are exact, no timing.
-    limits = {"ASSAY_RATE_LIMIT_PER_SECOND": "0.001", "ASSAY_RATE_LIMIT_BURST": str(BURST),
-              "ASSAY_RATE_LIMIT_ANONYMOUS_PER_SECOND": "0.001", "ASSAY_RATE_LIMIT_ANONYMOUS_BURST": str(BURST)}
+    limits = {
+        "ASSAY_RATE_LIMIT_PER_SECOND": "0.001",
+        "ASSAY_RATE_LIMIT_BURST": str(BURST),
+        "ASSAY_RATE_LIMIT_ANONYMOUS_PER_SECOND": "0.001",
+        "ASSAY_RATE_LIMIT_ANONYMOUS_BURST": str(BURST),
+    }
     env = secret_env(redis_server.url, **limits)
     return start_service("services.assignment", "ASSAY_ASSIGNMENT_PORT", env)
 

@@ -40,9 +40,7 @@ class ConfigPoller:
                 return False
             response.raise_for_status()
             body = response.json()
-            self.experiments = {
-                e["key"]: ExperimentConfig.model_validate(e) for e in body.get("experiments", [])
-            }
+            self.experiments = {e["key"]: ExperimentConfig.model_validate(e) for e in body.get("experiments", [])}
             self.etag = response.headers.get("etag")
             return True
         except Exception as exc:  # the app must keep running on the last good config

@@ -63,9 +63,7 @@ async def assign_batch(
     sticky: StickyDep, settings: SettingsDep,
 ) -> Response:  # fmt: skip
     if len(body.units) > settings.max_batch_units:
-        raise HTTPException(
-            413, f"{len(body.units)} units in one batch; send at most {settings.max_batch_units}"
-        )
+        raise HTTPException(413, f"{len(body.units)} units in one batch; send at most {settings.max_batch_units}")
     units = [(unit.unit_id, unit.attributes) for unit in body.units]
     answers = await assign_units(cache.snapshot, sticky, units, body.experiments)
     _count(request, answers)

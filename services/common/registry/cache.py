@@ -35,9 +35,7 @@ class ConfigSnapshot:
     etag: str = ""
 
 
-def build_snapshot(
-    version: int, docs_raw: dict[str, str], overrides: dict[str, dict[str, str]]
-) -> ConfigSnapshot:
+def build_snapshot(version: int, docs_raw: dict[str, str], overrides: dict[str, dict[str, str]]) -> ConfigSnapshot:
     """Evaluation configs of every experiment, and the `/v1/config` body (running ones only)
     with its ETag, computed once per config version rather than per request."""
     experiments: dict[str, ExperimentConfig] = {}

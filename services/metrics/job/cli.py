@@ -72,9 +72,7 @@ def scheduled_round(
     return failures, status
 
 
-def run_command(
-    args: argparse.Namespace, settings: MetricsSettings, spark: SparkSession | None = None
-) -> int:
+def run_command(args: argparse.Namespace, settings: MetricsSettings, spark: SparkSession | None = None) -> int:
     """Compute and publish (once, or every `--every` seconds until SIGTERM); 1 when any failed,
     2 for bad arguments. A session passed in is used and left running; otherwise one is built
     from the settings and stopped."""

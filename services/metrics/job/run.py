@@ -105,9 +105,7 @@ def data_quality(counts: dict[str, Any]) -> DataQuality:
     )
 
 
-def build_document(
-    spec: ExperimentSpec, result: Computation, options: JobOptions, computed_at: str
-) -> ResultsDocument:
+def build_document(spec: ExperimentSpec, result: Computation, options: JobOptions, computed_at: str) -> ResultsDocument:
     variants = variant_order(spec.variants, result.variants_seen)
     latest = result.snapshots[-1] if result.snapshots else empty_snapshot()
     timeline = result.timeline

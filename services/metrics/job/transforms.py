@@ -265,9 +265,7 @@ def _contribution(values: DataFrame) -> DataFrame:
         "cov_sum_products": y * x, "den_sum": d, "den_sum_squares": d * d, "den_sum_products": y * d,
         "cov_den_products": d * x,
     }  # fmt: skip
-    gated = [
-        F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR
-    ]
+    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
     return values.select("experiment", "unit_id", "metric", "variant", "c", *gated)
 
 
@@ -286,12 +284,8 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
         *[(-F.lag(n).over(order)).alias(f"prev_{n}") for n in VECTOR],
     )  # fmt: skip
     added = F.struct(F.col("variant").alias("variant"), *[F.col(n).alias(n) for n in VECTOR])
-    taken_back = F.struct(
-        F.col("prev_variant").alias("variant"), *[F.col(f"prev_{n}").alias(n) for n in VECTOR]
-    )
-    changes = with_previous.select(
-        "experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change")
-    )
+    taken_back = F.struct(F.col("prev_variant").alias("variant"), *[F.col(f"prev_{n}").alias(n) for n in VECTOR])
+    changes = with_previous.select("experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
     rows = changes.where(F.col("change.variant").isNotNull()).select("experiment", "metric", "c", "change.*")
     return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
 

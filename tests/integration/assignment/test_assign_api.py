@@ -43,9 +43,7 @@ def test_response_shape_and_sticky_reason(admin: httpx.Client, sdk: httpx.Client
 
 
 def test_every_reason_code(admin: httpx.Client, sdk: httpx.Client) -> None:
-    targeted = create_running(
-        admin, targeting=[{"attribute": "country", "op": "eq", "value": "US"}], traffic=0.5
-    )
+    targeted = create_running(admin, targeting=[{"attribute": "country", "op": "eq", "value": "US"}], traffic=0.5)
     key = targeted["key"]
     draft = admin.post(
         "/v1/experiments", json={"key": unique_key(), "name": "d", "variants": targeted["variants"]}
@@ -118,9 +116,7 @@ def test_ramp_10_to_50_percent_keeps_every_enrolled_unit(admin: httpx.Client, sd
     assert 2200 < sum(1 for v in after.values() if v) < 2800
 
 
-def test_stored_assignment_wins_over_targeting_and_traffic_changes(
-    admin: httpx.Client, sdk: httpx.Client
-) -> None:
+def test_stored_assignment_wins_over_targeting_and_traffic_changes(admin: httpx.Client, sdk: httpx.Client) -> None:
     key = create_running(admin, targeting=[{"attribute": "plan", "op": "eq", "value": "pro"}])["key"]
     units = [f"sticky-{i}" for i in range(300)]
     first = {r["unit_id"]: r["assignments"][key]["variant"] for r in batch(sdk, units, [key], plan="pro")}

@@ -26,9 +26,7 @@ def assert_client_error(response: httpx.Response, *statuses: int) -> dict[str, A
     return dict(body)
 
 
-def raw(
-    client: httpx.Client, path: str, content: bytes, content_type: str = "application/json"
-) -> httpx.Response:
+def raw(client: httpx.Client, path: str, content: bytes, content_type: str = "application/json") -> httpx.Response:
     return client.post(path, content=content, headers={"Content-Type": content_type})
 
 
@@ -85,9 +83,7 @@ def test_wrong_types_and_limits_on_assign(sdk: httpx.Client, body: dict[str, Any
 
 def test_nan_and_infinity_are_refused(sdk: httpx.Client, admin: httpx.Client) -> None:
     for literal in (b"NaN", b"Infinity", b"-Infinity"):
-        assert_client_error(
-            raw(sdk, "/v1/assign", b'{"unit_id": "u", "attributes": {"a": ' + literal + b"}}"), 422
-        )
+        assert_client_error(raw(sdk, "/v1/assign", b'{"unit_id": "u", "attributes": {"a": ' + literal + b"}}"), 422)
         experiment = (
             b'{"key": "nan-exp", "name": "n", "traffic": '
             + literal
@@ -108,9 +104,7 @@ def test_batch_hostile_shapes(sdk: httpx.Client) -> None:
     assert_client_error(sdk.post("/v1/assign/batch", json={"units": []}), 422)
     assert_client_error(sdk.post("/v1/assign/batch", json={"units": [{"unit_id": 1}]}), 422)
     assert_client_error(sdk.post("/v1/assign/batch", json={"units": "everyone"}), 422)
-    assert_client_error(
-        sdk.post("/v1/assign/batch", json={"units": [{"unit_id": f"u{i}"} for i in range(5000)]}), 413
-    )
+    assert_client_error(sdk.post("/v1/assign/batch", json={"units": [{"unit_id": f"u{i}"} for i in range(5000)]}), 413)
 
 
 def test_hostile_registry_writes(admin: httpx.Client) -> None:
@@ -125,17 +119,13 @@ def test_hostile_registry_writes(admin: httpx.Client) -> None:
                    {"layer": "x" * 500}, {"salt": ""}, {"metrics": {"primary": ["Bad Name"]}}):  # fmt: skip
         assert_client_error(admin.post("/v1/experiments", json={**base, **change}))
     long_unit = "u" * 10_000
-    assert_client_error(
-        admin.put(f"/v1/experiments/hostile-exp/overrides/{long_unit}", json={"variant": "a"})
-    )
+    assert_client_error(admin.put(f"/v1/experiments/hostile-exp/overrides/{long_unit}", json={"variant": "a"}))
     assert_client_error(admin.post("/v1/experiments/x/status", json={"status": "exploded"}), 422)
     assert_client_error(admin.get("/v1/experiments/x/audit", params={"limit": -1}), 422)
     assert_client_error(admin.patch("/v1/experiments/" + "k" * 100, json={}))
 
 
-@pytest.mark.parametrize(
-    "header", ["Bearer", "Basic abc", "Bearer " + "k" * 10_000, "Bearer ключ", "bearer  x y"]
-)
+@pytest.mark.parametrize("header", ["Bearer", "Basic abc", "Bearer " + "k" * 10_000, "Bearer ключ", "bearer  x y"])
 def test_odd_authorization_headers_are_401(sdk: httpx.Client, header: str) -> None:
     response = httpx.post(
         f"{sdk.base_url}/v1/assign", json={"unit_id": "u"}, headers={"Authorization": header.encode("utf-8")}

@@ -77,10 +77,7 @@ def test_lifecycle_over_http(admin: httpx.Client) -> None:
 
 def test_draft_can_be_archived_directly(admin: httpx.Client) -> None:
     key = admin.post("/v1/experiments", json=experiment_body()).json()["key"]
-    assert (
-        admin.post(f"/v1/experiments/{key}/status", json={"status": "archived"}).json()["status"]
-        == "archived"
-    )
+    assert admin.post(f"/v1/experiments/{key}/status", json={"status": "archived"}).json()["status"] == "archived"
 
 
 def test_audit_log_records_every_change_with_actor(admin: httpx.Client) -> None:

@@ -30,9 +30,7 @@ def test_stickiness_survives_a_service_restart_and_a_traffic_cut(
     with client_for(service.base_url, ADMIN_KEY) as admin:
         key = create_running(admin)["key"]
     units = [f"restart-{i}" for i in range(200)]
-    before = {
-        a["unit_id"]: a["assignments"][key]["variant"] for a in assign_many(service.base_url, units, key)
-    }
+    before = {a["unit_id"]: a["assignments"][key]["variant"] for a in assign_many(service.base_url, units, key)}
     service.stop()
     service.start()
     with client_for(service.base_url, ADMIN_KEY) as admin:
@@ -64,9 +62,7 @@ def test_redis_killed_mid_test_degrades_then_recovers(
     with client_for(service.base_url, ADMIN_KEY) as admin:
         key = create_running(admin, traffic=0.5)["key"]
     units = [f"outage-{i}" for i in range(300)]
-    before = {
-        a["unit_id"]: a["assignments"][key]["variant"] for a in assign_many(service.base_url, units, key)
-    }
+    before = {a["unit_id"]: a["assignments"][key]["variant"] for a in assign_many(service.base_url, units, key)}
 
     own_redis.kill()
     during = assign_many(service.base_url, units, key)

@@ -26,9 +26,7 @@ def assert_client_error(response: httpx.Response, status: int) -> str:
     return detail
 
 
-def raw(
-    client: httpx.Client, path: str, content: bytes, content_type: str = "application/json"
-) -> httpx.Response:
+def raw(client: httpx.Client, path: str, content: bytes, content_type: str = "application/json") -> httpx.Response:
     return client.post(path, content=content, headers={"Content-Type": content_type})
 
 
@@ -56,9 +54,7 @@ def test_malformed_json_is_422(ingest: httpx.Client, content: bytes) -> None:
 )  # fmt: skip
 def test_malformed_envelopes_are_422(ingest: httpx.Client, body: Any, message: str) -> None:
     for path, field in PATHS.items():
-        payload = (
-            {field if k == "FIELD" else k: v for k, v in body.items()} if isinstance(body, dict) else body
-        )
+        payload = {field if k == "FIELD" else k: v for k, v in body.items()} if isinstance(body, dict) else body
         assert message in assert_client_error(raw(ingest, path, json.dumps(payload).encode()), 422)
 
 
@@ -97,9 +93,7 @@ def test_nan_and_infinity_reject_only_their_item(ingest: httpx.Client, literal: 
     now = str(int(time.time() * 1000)).encode()
     good = b'{"name": "ok", "unit_id": "u", "timestamp": ' + now + b"}"
     bad_value = b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "value": ' + literal + b"}"
-    bad_property = (
-        b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "properties": {"p": ' + literal + b"}}"
-    )
+    bad_property = b'{"name": "x", "unit_id": "u", "timestamp": ' + now + b', "properties": {"p": ' + literal + b"}}"
     bad_time = b'{"name": "x", "unit_id": "u", "timestamp": ' + literal + b"}"
     body = b'{"events": [' + b", ".join([good, bad_value, bad_property, bad_time]) + b"]}"
     response = raw(ingest, "/v1/events", body)

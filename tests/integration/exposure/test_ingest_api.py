@@ -148,9 +148,7 @@ def test_readiness_and_metrics(
     ingest: httpx.Client, exposure_service: ServiceProcess, experiment: dict[str, Any]
 ) -> None:
     key = experiment["key"]
-    ingest.post(
-        "/v1/exposures", json={"exposures": [exposure(key, "m-1"), exposure(key, "m-2", variant="zz")]}
-    )
+    ingest.post("/v1/exposures", json={"exposures": [exposure(key, "m-1"), exposure(key, "m-2", variant="zz")]})
     with client_for(exposure_service.base_url, None) as anonymous:
         ready = anonymous.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -159,12 +157,7 @@ def test_readiness_and_metrics(
         assert report["spool"]["records"] == 0 and report["spool"]["full"] is False
         metrics = anonymous.get("/metrics").text
     assert metric_value(metrics, "assay_exposure_items_accepted_total", kind="exposure") >= 1
-    assert (
-        metric_value(
-            metrics, "assay_exposure_items_rejected_total", kind="exposure", reason="unknown_variant"
-        )
-        >= 1
-    )
+    assert metric_value(metrics, "assay_exposure_items_rejected_total", kind="exposure", reason="unknown_variant") >= 1
     assert metric_value(metrics, "assay_exposure_broker_connected") == 1
     assert metric_value(metrics, "assay_exposure_produce_seconds_count", path="direct") >= 1
     assert metric_value(metrics, "assay_exposure_spool_bytes") == 0

@@ -104,9 +104,7 @@ def scenario(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> S
             prometheus = httpx.get(f"{ingest.base_url}/metrics", timeout=5).text
         finally:
             exit_code = ingest.stop()
-    final, final_reference = run_and_check(
-        spark, data_dir, data, truth.final_as_of, data.exposures, data.events
-    )
+    final, final_reference = run_and_check(spark, data_dir, data, truth.final_as_of, data.exposures, data.events)
     return Scenario(data, first, final, first_reference, final_reference, late_events, data_dir, exit_code,
                     ingest.log(), health, prometheus)  # fmt: skip
 
@@ -158,9 +156,7 @@ def test_quarantine_logs_and_graceful_shutdown(scenario: Scenario) -> None:
     assert flushes and flushes[-1]["totals"]["quarantined"] == 3
     stopped = [json.loads(line) for line in scenario.ingest_log.splitlines() if '"ingest stopped"' in line]
     totals = stopped[-1]["totals"]
-    assert totals["events"] == len(scenario.data.events) and totals["exposures"] == len(
-        scenario.data.exposures
-    )
+    assert totals["events"] == len(scenario.data.events) and totals["exposures"] == len(scenario.data.exposures)
 
 
 def test_health_surface_reports_the_counts(scenario: Scenario) -> None:

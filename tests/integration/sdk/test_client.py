@@ -22,9 +22,7 @@ FAST_RETRY = assay.RetryPolicy(max_attempts=6, base_seconds=0.01, max_seconds=0.
 
 
 def client(assignment: ServiceProcess, exposure_url: str, **options: Any) -> assay.Client:
-    return assay.Client(
-        SDK_KEY, assignment.base_url, exposure_url, flush_interval=0.05, retry=FAST_RETRY, **options
-    )
+    return assay.Client(SDK_KEY, assignment.base_url, exposure_url, flush_interval=0.05, retry=FAST_RETRY, **options)
 
 
 def test_remote_get_variant_logs_each_exposure_once(assignment: ServiceProcess, admin: httpx.Client) -> None:
@@ -37,9 +35,7 @@ def test_remote_get_variant_logs_each_exposure_once(assignment: ServiceProcess, 
         assert sdk.stats["exposures_logged"] == 1 and sdk.stats["exposures_deduplicated"] == 4
 
 
-def test_not_enrolled_returns_default_and_logs_nothing(
-    assignment: ServiceProcess, admin: httpx.Client
-) -> None:
+def test_not_enrolled_returns_default_and_logs_nothing(assignment: ServiceProcess, admin: httpx.Client) -> None:
     key = create_running(admin, targeting=[{"attribute": "country", "op": "eq", "value": "US"}])["key"]
     with recording_server() as (url, recorder), client(assignment, url) as sdk:
         assert sdk.get_variant(key, "u-fr", {"country": "FR"}) is None
@@ -74,9 +70,7 @@ def test_local_mode_matches_the_service_on_golden_vectors(
     by_config: dict[tuple[str, float, tuple[float, ...]], list[str]] = {}
     for case in GOLDEN["cases"]:
         if case["unit_id"]:
-            by_config.setdefault((case["salt"], case["traffic"], tuple(case["weights"])), []).append(
-                case["unit_id"]
-            )
+            by_config.setdefault((case["salt"], case["traffic"], tuple(case["weights"])), []).append(case["unit_id"])
     keys = {}
     for (salt, traffic, weights), units in by_config.items():
         variants = [{"key": f"v{i}", "weight": w} for i, w in enumerate(weights)]
@@ -108,9 +102,7 @@ def test_local_mode_shares_stickiness_with_the_service(
 ) -> None:
     key = create_running(admin)["key"]
     units = [f"shared-{i}" for i in range(50)]
-    service = sdk.post(
-        "/v1/assign/batch", json={"units": [{"unit_id": u} for u in units], "experiments": [key]}
-    )
+    service = sdk.post("/v1/assign/batch", json={"units": [{"unit_id": u} for u in units], "experiments": [key]})
     assigned = {r["unit_id"]: r["assignments"][key]["variant"] for r in service.json()["results"]}
     admin.patch(f"/v1/experiments/{key}", json={"traffic": 0.01})
     store = assay.RedisStickyStore(redis.Redis.from_url(redis_server.url, decode_responses=True))
@@ -167,9 +159,7 @@ def test_gives_up_after_the_retry_budget_and_counts_it() -> None:
 def test_full_queue_drops_the_newest_and_never_blocks() -> None:
     with recording_server() as (url, recorder):
         recorder.gate.clear()  # the server stalls: nothing drains
-        sdk = assay.Client(
-            SDK_KEY, "http://127.0.0.1:9", url, max_queue=50, batch_size=10, flush_interval=0.01
-        )
+        sdk = assay.Client(SDK_KEY, "http://127.0.0.1:9", url, max_queue=50, batch_size=10, flush_interval=0.01)
         try:
             results = [sdk.track("view", f"u{i}") for i in range(500)]
             assert results.count(False) == sdk.stats["dropped_queue_full"] > 0
@@ -180,9 +170,7 @@ def test_full_queue_drops_the_newest_and_never_blocks() -> None:
     assert sdk.stats["sent"] + sdk.stats["dropped_queue_full"] == 500
 
 
-@pytest.mark.parametrize(
-    "bad", [{"value": float("nan")}, {"value": float("inf")}, {"properties": {"x": object()}}]
-)
+@pytest.mark.parametrize("bad", [{"value": float("nan")}, {"value": float("inf")}, {"properties": {"x": object()}}])
 def test_invalid_events_are_refused_not_raised(bad: dict[str, Any]) -> None:
     with recording_server() as (url, _), assay.Client(SDK_KEY, "http://127.0.0.1:9", url) as sdk:
         assert sdk.track("purchase", "u1", **bad) is False

@@ -52,17 +52,13 @@ VALID_EXPOSURE = {
 VALID_EVENT = {"name": "purchase", "unit_id": "u", "timestamp": NOW_MS, "value": 1.5, "properties": {"a": 1}}
 
 
-def mutations(
-    valid: dict[str, Any], hostile: dict[str, st.SearchStrategy[Any]]
-) -> st.SearchStrategy[dict[str, Any]]:
+def mutations(valid: dict[str, Any], hostile: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
     """A valid item with up to two fields replaced by anything, and maybe one field dropped."""
     changes = st.dictionaries(st.sampled_from(sorted(hostile)), st.none(), max_size=2).flatmap(
         lambda chosen: st.fixed_dictionaries({name: hostile[name] for name in chosen})
     )
     dropped = st.sampled_from([None, *sorted(valid)])
-    return st.tuples(changes, dropped).map(
-        lambda pair: {k: v for k, v in {**valid, **pair[0]}.items() if k != pair[1]}
-    )
+    return st.tuples(changes, dropped).map(lambda pair: {k: v for k, v in {**valid, **pair[0]}.items() if k != pair[1]})
 
 
 exposures = mutations(VALID_EXPOSURE, {**common, "experiment": keys, "variant": keys})

@@ -146,15 +146,7 @@ def test_corrupt_middle_record_is_skipped(tmp_path: Path, where: str) -> None:
 
 def test_garbage_between_records_resynchronises_on_the_magic_marker() -> None:
     good = [encode_record(entry) for entry in entries(3)]
-    data = (
-        good[0]
-        + b"\x00garbage"
-        + MAGIC
-        + b"\x00\x00"
-        + good[1]
-        + os.urandom(64).replace(MAGIC, b"")
-        + good[2]
-    )
+    data = good[0] + b"\x00garbage" + MAGIC + b"\x00\x00" + good[1] + os.urandom(64).replace(MAGIC, b"") + good[2]
     items = [item for item, _ in iter_records(data)]
     assert [i for i in items if isinstance(i, SpoolEntry)] == entries(3)
     assert sum(isinstance(i, Damage) for i in items) == 2

@@ -101,9 +101,7 @@ def test_time_window_limits() -> None:
 def test_window_is_applied_to_items() -> None:
     assert "ahead of server time" in one_error("exposure", exposure(timestamp=NOW_MS + 301_000))
     assert "older than the 30-day horizon" in one_error("event", event(timestamp="2026-10-01T00:00:00Z"))
-    assert accepted_value("exposure", exposure(timestamp=NOW_MS + 299_000))["timestamp"] == (
-        "2026-11-20T12:04:59.000Z"
-    )
+    assert accepted_value("exposure", exposure(timestamp=NOW_MS + 299_000))["timestamp"] == ("2026-11-20T12:04:59.000Z")
 
 
 def test_accepted_exposure_value_and_generated_id() -> None:
@@ -121,9 +119,7 @@ def test_registry_rules() -> None:
         accepted_value("exposure", exposure(experiment=key))
     assert one_error("exposure", exposure(experiment="nope")) == "unknown experiment 'nope'"
     assert one_error("exposure", exposure(variant="x")) == "unknown variant 'x' for experiment 'live'"
-    assert one_error("exposure", exposure(experiment="draft-exp")).startswith(
-        "experiment 'draft-exp' is draft"
-    )
+    assert one_error("exposure", exposure(experiment="draft-exp")).startswith("experiment 'draft-exp' is draft")
     assert one_error("exposure", exposure(experiment="old")).startswith("experiment 'old' is archived")
 
 
@@ -141,9 +137,7 @@ def test_control_characters_in_ids(field: str, text: str) -> None:
 
 
 def test_lone_surrogates_cannot_reach_the_broker() -> None:
-    assert one_error("exposure", exposure(unit_id="\ud800")).startswith(
-        "unit_id: Input should be a valid string"
-    )
+    assert one_error("exposure", exposure(unit_id="\ud800")).startswith("unit_id: Input should be a valid string")
     assert "cannot be stored" in one_error("event", event(properties={"note": "\udfff"}))
 
 

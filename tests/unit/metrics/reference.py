@@ -84,18 +84,12 @@ def unit_values(metric: MetricDefinition, first: int, events: list[Item]) -> tup
     numerator, denominator = metric.numerator_measure, metric.denominator
     y = sum((amount(numerator, e) for e in events if e.name == numerator.event and post(e)), Decimal(0))
     x = sum(
-        (
-            amount(numerator, e)
-            for e in events
-            if e.name == numerator.event and first - lookback <= e.ts < first
-        ),
+        (amount(numerator, e) for e in events if e.name == numerator.event and first - lookback <= e.ts < first),
         Decimal(0),
     )
     d = Decimal(0)
     if denominator is not None:
-        d = sum(
-            (amount(denominator, e) for e in events if e.name == denominator.event and post(e)), Decimal(0)
-        )
+        d = sum((amount(denominator, e) for e in events if e.name == denominator.event and post(e)), Decimal(0))
     if metric.type == "proportion":
         y, x = Decimal(int(y > 0)), Decimal(int(x > 0))
     return y, d, x
@@ -166,18 +160,14 @@ class Frame:
 
 def frame_for(exposures: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], experiment: str,
               metrics: Sequence[MetricDefinition], as_of: int) -> Frame | None:  # fmt: skip
-    names = {m.numerator_measure.event for m in metrics} | {
-        m.denominator.event for m in metrics if m.denominator
-    }
+    names = {m.numerator_measure.event for m in metrics} | {m.denominator.event for m in metrics if m.denominator}
     mine = [r for r in items([e for e in exposures if e["experiment"] == experiment])
             if r.ts <= as_of and r.received <= as_of]  # fmt: skip
     if not mine:
         return None
     day0 = min(r.ts for r in mine) // DAY * DAY
     since = day0 - max(m.cuped_lookback_days for m in metrics) * DAY
-    relevant = [
-        e for e in items(list(events)) if e.name in names and since <= e.ts <= as_of and e.received <= as_of
-    ]
+    relevant = [e for e in items(list(events)) if e.name in names and since <= e.ts <= as_of and e.received <= as_of]
     return Frame(mine, relevant, day0, since)
 
 
@@ -248,9 +238,7 @@ def reference_results(
         end = day + DAY
         final = end + lateness <= as_of_us
         received_cutoff = end + lateness - 1 if final else as_of_us
-        entry = snapshot(
-            frame.exposures, frame.events, metrics, variants, min(end - 1, as_of_us), received_cutoff
-        )
+        entry = snapshot(frame.exposures, frame.events, metrics, variants, min(end - 1, as_of_us), received_cutoff)
         date = (EPOCH + timedelta(microseconds=day)).date().isoformat()
         daily.append({"date": date, "final": final, **entry})
         day = end

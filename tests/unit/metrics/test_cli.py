@@ -68,9 +68,7 @@ def test_experiment_keys_are_checked() -> None:
 
 
 def test_spec_from_a_registry_document() -> None:
-    spec = spec_from_document(
-        document("exp-a", "running", {"primary": ["conversion"], "guardrails": ["latency_ms"]})
-    )
+    spec = spec_from_document(document("exp-a", "running", {"primary": ["conversion"], "guardrails": ["latency_ms"]}))
     assert spec == ExperimentSpec("exp-a", ("holdout", "new"), ("conversion", "latency_ms"))
     assert spec_from_document(document("exp-b", "running")).metrics is None  # none named: all metrics
 

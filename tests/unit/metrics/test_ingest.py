@@ -45,9 +45,7 @@ class FakeConsumer:
     per_poll: int = 1000
     commits: list[tuple[dict[TopicPartition, int], int]] = field(default_factory=list)
 
-    def poll(
-        self, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[Message]]:
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Message]]:
         taken, self.pending = self.pending[: self.per_poll], self.pending[self.per_poll :]
         polled: dict[TopicPartition, list[Message]] = {}
         for message in taken:
@@ -85,11 +83,7 @@ def exposure(offset: int, experiment: str) -> Message:
 
 
 def lake_rows(lake_dir: Path, topic: str) -> list[dict[str, object]]:
-    return [
-        row
-        for path in sorted((lake_dir / topic).rglob("*.parquet"))
-        for row in pq.read_table(path).to_pylist()
-    ]
+    return [row for path in sorted((lake_dir / topic).rglob("*.parquet")) for row in pq.read_table(path).to_pylist()]
 
 
 def test_flush_writes_partitions_then_commits_next_offsets(tmp_path: Path) -> None:
@@ -123,9 +117,7 @@ def test_flushes_by_size_and_by_time(tmp_path: Path) -> None:
     ingestor = LakeIngestor(consumer, tmp_path, max_records=10, max_seconds=5, clock=clock)
     ingestor.poll_once()
     ingestor.poll_once()
-    assert [offsets for offsets, _ in consumer.commits] == [
-        {TopicPartition(lake.EVENTS_TOPIC, 0): n} for n in (10, 20)
-    ]
+    assert [offsets for offsets, _ in consumer.commits] == [{TopicPartition(lake.EVENTS_TOPIC, 0): n} for n in (10, 20)]
     ingestor.poll_once()  # 5 messages: below the size limit
     assert len(consumer.commits) == 2
     clock.now = 5.0
@@ -178,9 +170,7 @@ def test_run_stops_on_the_event_and_flushes_what_it_holds(tmp_path: Path) -> Non
     stop = threading.Event()
     original_poll = consumer.poll
 
-    def poll_then_stop(
-        timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[Message]]:
+    def poll_then_stop(timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Message]]:
         stop.set()
         return original_poll(timeout_ms, max_records)
 

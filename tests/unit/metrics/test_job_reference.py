@@ -32,10 +32,7 @@ CATALOG = load_catalog(DEFAULT_CATALOG)
 
 def strip_hashes(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The statistics part of metric entries (the reference knows nothing of hashes or direction)."""
-    return [
-        {k: v for k, v in metric.items() if k not in ("definition_hash", "higher_is_better")}
-        for metric in metrics
-    ]
+    return [{k: v for k, v in metric.items() if k not in ("definition_hash", "higher_is_better")} for metric in metrics]
 
 
 def assert_same_numbers(got: Any, want: Any, where: str = "") -> None:
@@ -108,9 +105,7 @@ def test_latest_statistics_equal_the_reference(document: dict[str, Any], referen
 
 
 def test_daily_snapshots_equal_the_reference(document: dict[str, Any], reference: dict[str, Any]) -> None:
-    assert [(d["date"], d["final"]) for d in document["daily"]] == [
-        (d["date"], d["final"]) for d in reference["daily"]
-    ]
+    assert [(d["date"], d["final"]) for d in document["daily"]] == [(d["date"], d["final"]) for d in reference["daily"]]
     assert any(d["final"] for d in document["daily"]) and not document["daily"][-1]["final"]
     for got, want in zip(document["daily"], reference["daily"], strict=True):
         assert got["variants"] == want["variants"], got["date"]
@@ -189,9 +184,7 @@ def test_only_partitions_that_can_matter_are_read(spark: SparkSession, settings:
     assert min(lake_dates) < date(2026, 9, 17)  # there was something to leave out
 
 
-def test_a_corrupt_file_the_run_needs_fails_loudly(
-    spark: SparkSession, tmp_path: Path, data: Generated
-) -> None:
+def test_a_corrupt_file_the_run_needs_fails_loudly(spark: SparkSession, tmp_path: Path, data: Generated) -> None:
     write_lake(tmp_path, data.exposures[:5], [])
     day = tmp_path / "assay.events" / f"date={data.exposures[0]['timestamp'][:10]}"
     day.mkdir(parents=True)

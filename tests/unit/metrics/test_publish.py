@@ -52,9 +52,7 @@ def test_publish_writes_history_and_latest(tmp_path: Path) -> None:
 def test_killed_writer_never_leaves_a_partial_latest(tmp_path: Path) -> None:
     rng = random.Random(5)
     for _ in range(4):
-        writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE
-        )
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE)
         assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.01, 0.3))
         os.kill(writer.pid, signal.SIGKILL)

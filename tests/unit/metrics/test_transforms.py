@@ -70,19 +70,14 @@ def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) ->
         ("day-two", "u", "x", None, t(2, 5), t(2, 5)),
         ("clock-skew", "u", "x", None, t(3, 5), t(1, 0)),  # received before its timestamp
     ])  # fmt: skip
-    got = {
-        r["event_id"]: (r["k_time"], r["k_received"], r["k"])
-        for r in entry_index(frame, timeline).collect()
-    }
+    got = {r["event_id"]: (r["k_time"], r["k_received"], r["k"]) for r in entry_index(frame, timeline).collect()}
     assert got == {
         "on-time": (0, 0, 0), "late-within": (0, 0, 0), "after-freeze": (0, 1, 1), "pre-period": (0, 0, 0),
         "day-two": (2, 0, 2), "clock-skew": (3, 0, 3),
     }  # fmt: skip
 
 
-def segments_of(
-    spark: SparkSession, rows: Sequence[tuple[Any, ...]], timeline: Timeline
-) -> list[tuple[Any, ...]]:
+def segments_of(spark: SparkSession, rows: Sequence[tuple[Any, ...]], timeline: Timeline) -> list[tuple[Any, ...]]:
     frame = tf.unit_segments(entry_index(exposures(spark, rows), timeline))
     return sorted(
         (r["unit_id"], r["seg_start"], r["seg_end"], r["first_us"], r["variant"], r["included"])

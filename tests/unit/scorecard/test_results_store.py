@@ -43,9 +43,7 @@ def test_a_document_of_another_shape_is_no_results_and_logged(
     assert record.__dict__["path"] == str(tmp_path / "broken" / "latest.json")
 
 
-def test_a_file_that_is_not_json_is_no_results_and_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_file_that_is_not_json_is_no_results_and_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(tmp_path, "corrupt", '{"experiment": ')
     with caplog.at_level(logging.ERROR, logger="services.scorecard.results"):
         assert ResultsStore(tmp_path).latest("corrupt") is None

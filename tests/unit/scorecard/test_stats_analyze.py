@@ -20,8 +20,18 @@ from services.scorecard.stats import (
 )
 
 COMPARISON_FIELDS = {
-    "variant", "baseline", "baseline_mean", "variant_mean", "absolute_effect", "absolute_ci",
-    "relative_effect", "relative_ci", "p_value", "significant", "cuped", "error",
+    "variant",
+    "baseline",
+    "baseline_mean",
+    "variant_mean",
+    "absolute_effect",
+    "absolute_ci",
+    "relative_effect",
+    "relative_ci",
+    "p_value",
+    "significant",
+    "cuped",
+    "error",
 }
 
 
@@ -35,8 +45,7 @@ def test_comparison_has_exactly_the_contract_fields(golden_control, golden_treat
 
 
 def test_errors_serialise_without_nan():
-    variants = [VariantStats("a", SampleStats(0, 0.0, 0.0)),
-                VariantStats("b", SampleStats(5, 5.0, 5.0))]
+    variants = [VariantStats("a", SampleStats(0, 0.0, 0.0)), VariantStats("b", SampleStats(5, 5.0, 5.0))]
     document = analyze("mean", variants, cuped=True).to_dict()
     text = json.dumps(document, allow_nan=False)
     assert "NaN" not in text and "Infinity" not in text
@@ -49,8 +58,7 @@ def test_errors_serialise_without_nan():
 
 def test_baseline_mean_zero_keeps_the_absolute_effect():
     # Values +-1 around a zero mean: the absolute effect is fine, the relative one is not.
-    variants = [VariantStats("a", SampleStats(100, 0.0, 100.0)),
-                VariantStats("b", SampleStats(100, 20.0, 104.0))]
+    variants = [VariantStats("a", SampleStats(100, 0.0, 100.0)), VariantStats("b", SampleStats(100, 20.0, 104.0))]
     (comparison,) = analyze("mean", variants).comparisons
     assert comparison.error is not None
     assert comparison.error.code is ErrorCode.BASELINE_MEAN_ZERO
@@ -65,9 +73,10 @@ def test_a_a_false_positive_rate_is_nominal(normal_sums):
     sums, squares = normal_sums(rng, n, 3.0, 2.0, runs * 2)
     rejections = 0
     for run in range(runs):
-        variants = [VariantStats(k, SampleStats(n, float(sums[2 * run + i]),
-                                                float(squares[2 * run + i])))
-                    for i, k in enumerate(("control", "treatment"))]
+        variants = [
+            VariantStats(k, SampleStats(n, float(sums[2 * run + i]), float(squares[2 * run + i])))
+            for i, k in enumerate(("control", "treatment"))
+        ]
         rejections += analyze("mean", variants, alpha=alpha).comparisons[0].significant
     assert 0.035 <= rejections / runs <= 0.065
 
@@ -77,9 +86,15 @@ def test_a_a_false_positive_rate_for_proportions():
     runs, n = 2000, 2000
     counts = rng.binomial(n, 0.05, size=(runs, 2))
     rejections = sum(
-        analyze("proportion", [VariantStats("c", SampleStats(n, float(c), float(c))),
-                               VariantStats("t", SampleStats(n, float(t), float(t)))]
-                ).comparisons[0].significant
+        analyze(
+            "proportion",
+            [
+                VariantStats("c", SampleStats(n, float(c), float(c))),
+                VariantStats("t", SampleStats(n, float(t), float(t))),
+            ],
+        )
+        .comparisons[0]
+        .significant
         for c, t in counts
     )
     assert 0.035 <= rejections / runs <= 0.065
@@ -130,10 +145,15 @@ def _produced_codes() -> set[ErrorCode]:
     codes.add(_comparison_code("mean", [_mean("a", 1, 1.0, 1.0), OK]))
     codes.add(_comparison_code("mean", [_mean("a", 10, 10.0, 10.0), _mean("b", 5, 10.0, 20.0)]))
     codes.add(_comparison_code("mean", [_mean("a", 100, 0.0, 100.0), OK]))
-    codes.add(_comparison_code("ratio", [
-        VariantStats("a", SampleStats(10, 0.0, 0.0), None, zero_den),
-        VariantStats("b", OK.sample, None, DenominatorStats(100.0, 100.0, 50.0)),
-    ]))
+    codes.add(
+        _comparison_code(
+            "ratio",
+            [
+                VariantStats("a", SampleStats(10, 0.0, 0.0), None, zero_den),
+                VariantStats("b", OK.sample, None, DenominatorStats(100.0, 100.0, 50.0)),
+            ],
+        )
+    )
     return codes
 
 
@@ -144,6 +164,7 @@ def test_every_error_code_is_produced():
 
 def test_input_errors_serialise():
     errors = analyze("mean", [_mean("a", -1, 0.0, 0.0), OK]).to_dict()["errors"]
-    assert errors == [{"code": "negative_count", "field": "variants[0].n",
-                       "message": "variants[0].n must be >= 0, got -1"}]
+    assert errors == [
+        {"code": "negative_count", "field": "variants[0].n", "message": "variants[0].n must be >= 0, got -1"}
+    ]
     assert isinstance(analyze("mean", [OK]).errors[0], InputError)

@@ -27,11 +27,9 @@ def test_pooled_theta_matches_within_variant_regression(stats_from_arrays):
     x_centred = np.concatenate([x - x.mean() for x, _ in arms])
     y_centred = np.concatenate([y - y.mean() for _, y in arms])
     expected = float(x_centred @ y_centred / (x_centred @ x_centred))
-    moments = [mean_metric_moments(stats_from_arrays(f"v{i}", y, x)) for i, (x, y) in
-               enumerate(arms)]
+    moments = [mean_metric_moments(stats_from_arrays(f"v{i}", y, x)) for i, (x, y) in enumerate(arms)]
     assert cuped_theta(moments) == pytest.approx(expected, rel=1e-9)
-    result = analyze("mean", [stats_from_arrays(f"v{i}", y, x) for i, (x, y) in enumerate(arms)],
-                     cuped=True)
+    result = analyze("mean", [stats_from_arrays(f"v{i}", y, x) for i, (x, y) in enumerate(arms)], cuped=True)
     assert [c.cuped.theta for c in result.comparisons] == pytest.approx([expected] * 2, rel=1e-9)
 
 
@@ -41,14 +39,15 @@ def _uncorrelated_covariate(sample: SampleStats, x_sum: float, x_sum_squares: fl
 
 
 def test_cuped_with_theta_zero_equals_the_plain_test(golden_control, golden_treatment):
-    control = VariantStats("control", golden_control.sample,
-                           _uncorrelated_covariate(golden_control.sample, 500.0, 9000.0))
-    treatment = VariantStats("treatment", golden_treatment.sample,
-                             _uncorrelated_covariate(golden_treatment.sample, 700.0, 9900.0))
+    control = VariantStats(
+        "control", golden_control.sample, _uncorrelated_covariate(golden_control.sample, 500.0, 9000.0)
+    )
+    treatment = VariantStats(
+        "treatment", golden_treatment.sample, _uncorrelated_covariate(golden_treatment.sample, 700.0, 9900.0)
+    )
     for sequential in (False, True):
         (plain,) = analyze("mean", [control, treatment], sequential=sequential).comparisons
-        (adjusted,) = analyze("mean", [control, treatment], cuped=True,
-                              sequential=sequential).comparisons
+        (adjusted,) = analyze("mean", [control, treatment], cuped=True, sequential=sequential).comparisons
         assert adjusted.cuped.applied is True
         assert adjusted.cuped.theta == pytest.approx(0.0, abs=1e-12)
         assert adjusted.cuped.variance_reduction == pytest.approx(0.0, abs=1e-12)
@@ -87,8 +86,7 @@ def test_cuped_simulation_reduces_variance_by_rho_squared_and_keeps_coverage(sta
         x = rng.standard_normal((2, n))
         y = level + rho * x + np.sqrt(1 - rho**2) * rng.standard_normal((2, n))
         y[1] += effect
-        variants = [stats_from_arrays("control", y[0], x[0]),
-                    stats_from_arrays("treatment", y[1], x[1])]
+        variants = [stats_from_arrays("control", y[0], x[0]), stats_from_arrays("treatment", y[1], x[1])]
         (comparison,) = analyze("mean", variants, cuped=True).comparisons
         reductions.append(comparison.cuped.variance_reduction)
         low, high = comparison.absolute_ci

@@ -20,13 +20,11 @@ from services.scorecard.stats import (
     guardrail_test,
 )
 
-BALANCED = SrmResult(0.2, 0.65, False, 0.001, True, {"a": 5010, "b": 4990},
-                     {"a": 5000.0, "b": 5000.0})
+BALANCED = SrmResult(0.2, 0.65, False, 0.001, True, {"a": 5010, "b": 4990}, {"a": 5000.0, "b": 5000.0})
 
 
 def _estimates(relative: float, se: float, dof: float = 1e6) -> ComparisonEstimates:
-    return ComparisonEstimates("b", Estimate(relative * 10, se * 10, dof),
-                               Estimate(relative, se, dof))
+    return ComparisonEstimates("b", Estimate(relative * 10, se * 10, dof), Estimate(relative, se, dof))
 
 
 def _guardrail(relative, se, **kwargs) -> GuardrailResult:
@@ -70,23 +68,34 @@ def test_guardrail_errors_are_typed():
 
 
 def _comparison(relative: float, significant: bool, p_value: float = 0.01) -> Comparison:
-    return Comparison("b", "a", baseline_mean=0.1, variant_mean=0.1 * (1 + relative),
-                      absolute_effect=0.1 * relative, absolute_ci=(0.0, 0.0),
-                      relative_effect=relative, relative_ci=(relative - 0.01, relative + 0.01),
-                      p_value=p_value, significant=significant)
+    return Comparison(
+        "b",
+        "a",
+        baseline_mean=0.1,
+        variant_mean=0.1 * (1 + relative),
+        absolute_effect=0.1 * relative,
+        absolute_ci=(0.0, 0.0),
+        relative_effect=relative,
+        relative_ci=(relative - 0.01, relative + 0.01),
+        p_value=p_value,
+        significant=significant,
+    )
 
 
 def _primary(relative=0.03, significant=True, current=None, required=None, higher=True):
-    return MetricOutcome("conversion", Role.PRIMARY, [_comparison(relative, significant)],
-                         higher_is_better=higher, units_per_variant=current,
-                         required_units_per_variant=required)
+    return MetricOutcome(
+        "conversion",
+        Role.PRIMARY,
+        [_comparison(relative, significant)],
+        higher_is_better=higher,
+        units_per_variant=current,
+        required_units_per_variant=required,
+    )
 
 
 def _guard(harmed: bool, non_inferior: bool = False, margin: float = 0.02) -> MetricOutcome:
-    result = GuardrailResult("b", harmed, non_inferior, 0.001 if harmed else 0.4, 0.5, margin,
-                             True)
-    return MetricOutcome("latency_ms", Role.GUARDRAIL, [], higher_is_better=False,
-                         guardrails=[result])
+    result = GuardrailResult("b", harmed, non_inferior, 0.001 if harmed else 0.4, 0.5, margin, True)
+    return MetricOutcome("latency_ms", Role.GUARDRAIL, [], higher_is_better=False, guardrails=[result])
 
 
 def test_ship_when_primary_wins_without_harm():
@@ -102,8 +111,7 @@ def test_ship_notes_guardrails_not_yet_shown_non_inferior():
 
 
 def test_srm_makes_the_experiment_invalid_whatever_the_metrics_say():
-    srm = SrmResult(30.0, 1e-8, True, 0.001, True, {"a": 5000, "b": 5400},
-                    {"a": 5200.0, "b": 5200.0})
+    srm = SrmResult(30.0, 1e-8, True, 0.001, True, {"a": 5000, "b": 5400}, {"a": 5200.0, "b": 5200.0})
     decision = decide([_primary()], srm)
     assert decision.verdict is Verdict.INVALID
     assert "sample ratio mismatch" in decision.reasons[0]
@@ -140,15 +148,13 @@ def test_keep_running_when_underpowered():
 
 
 def test_keep_running_when_a_primary_cannot_be_analysed():
-    errored = Comparison("b", "a", error=AnalysisError(
-        ErrorCode.TOO_FEW_UNITS, "variant 'b' has 1 unit"))
+    errored = Comparison("b", "a", error=AnalysisError(ErrorCode.TOO_FEW_UNITS, "variant 'b' has 1 unit"))
     metric = MetricOutcome("conversion", Role.PRIMARY, [errored])
     assert decide([metric], BALANCED).verdict is Verdict.KEEP_RUNNING
 
 
 def test_no_effect_when_powered_and_flat():
-    decision = decide([_primary(significant=False, current=6000, required=5000),
-                       _guard(harmed=False)], BALANCED)
+    decision = decide([_primary(significant=False, current=6000, required=5000), _guard(harmed=False)], BALANCED)
     assert decision.verdict is Verdict.NO_EFFECT
     assert "had the units needed" in decision.reasons[0]
 

@@ -25,9 +25,7 @@ def test_holm_hand_computed_example():
 
 
 def test_bh_hand_computed_example():
-    assert benjamini_hochberg_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx(
-        [0.02, 0.04, 0.04, 0.02]
-    )
+    assert benjamini_hochberg_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -55,9 +53,7 @@ def test_holm_adjusted_p_values_reproduce_the_step_down_rule(seed):
     p_values = list(np.random.default_rng(seed).uniform(0, 0.05, size=8))
     adjusted = holm_adjust(p_values)
     for alpha in (0.01, 0.025, 0.05):
-        assert {i for i, p in enumerate(adjusted) if p <= alpha} == _holm_by_closed_testing_rule(
-            p_values, alpha
-        )
+        assert {i for i, p in enumerate(adjusted) if p <= alpha} == _holm_by_closed_testing_rule(p_values, alpha)
 
 
 def test_adjusted_p_values_never_fall_below_raw_and_stay_at_most_one():

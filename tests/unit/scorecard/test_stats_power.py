@@ -84,8 +84,10 @@ def test_sample_size_reaches_the_stated_power_in_simulation():
     treatment = rng.binomial(n, p * (1 + mde), runs)
     detected = 0
     for c, t in zip(control, treatment, strict=True):
-        variants = [VariantStats("c", SampleStats(n, float(c), float(c))),
-                    VariantStats("t", SampleStats(n, float(t), float(t)))]
+        variants = [
+            VariantStats("c", SampleStats(n, float(c), float(c))),
+            VariantStats("t", SampleStats(n, float(t), float(t))),
+        ]
         detected += analyze("proportion", variants).comparisons[0].significant
     assert detected / runs == pytest.approx(0.8, abs=0.03)
 

@@ -27,25 +27,19 @@ def test_halfwidth_formula_eq_9():
     variance, n, alpha, tuning = 0.0123, 6868, 0.05, 5000
     rho2 = sequential_rho(alpha, tuning) ** 2
     sigma2 = variance * n
-    expected = math.sqrt(
-        sigma2 * 2 * (n * rho2 + 1) / (n**2 * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha)
-    )
-    assert confidence_sequence_halfwidth(variance, n, alpha, tuning) == pytest.approx(
-        expected, rel=1e-12
-    )
+    expected = math.sqrt(sigma2 * 2 * (n * rho2 + 1) / (n**2 * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha))
+    assert confidence_sequence_halfwidth(variance, n, alpha, tuning) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("n_per_arm", [5, 50, 500, 5_000, 50_000, 5_000_000])
 @pytest.mark.parametrize("tuning", [100.0, 5000.0, 1e6])
 def test_sequential_interval_is_wider_than_fixed_horizon(n_per_arm, tuning):
     def variant(key, mean):
-        return VariantStats(key, SampleStats(n_per_arm, mean * n_per_arm,
-                                             (n_per_arm - 1) * 4.0 + n_per_arm * mean**2))
+        return VariantStats(key, SampleStats(n_per_arm, mean * n_per_arm, (n_per_arm - 1) * 4.0 + n_per_arm * mean**2))
 
     variants = [variant("a", 1.0), variant("b", 1.1)]
     (fixed,) = analyze("mean", variants).comparisons
-    (sequential,) = analyze("mean", variants, sequential=True,
-                            sequential_tuning=tuning).comparisons
+    (sequential,) = analyze("mean", variants, sequential=True, sequential_tuning=tuning).comparisons
     assert sequential.absolute_ci[0] < fixed.absolute_ci[0]
     assert sequential.absolute_ci[1] > fixed.absolute_ci[1]
     assert sequential.relative_ci[0] < fixed.relative_ci[0]
@@ -62,8 +56,9 @@ def test_p_value_is_the_level_where_the_sequence_touches_zero(estimate):
     if 0 < p_value < 1:
         # At level p (rho kept at its alpha value) the halfwidth equals |estimate|.
         rho2 = sequential_rho(alpha, tuning) ** 2
-        at_p = math.sqrt(variance * n * 2 * (n * rho2 + 1) / (n**2 * rho2)
-                         * math.log(math.sqrt(n * rho2 + 1) / p_value))
+        at_p = math.sqrt(
+            variance * n * 2 * (n * rho2 + 1) / (n**2 * rho2) * math.log(math.sqrt(n * rho2 + 1) / p_value)
+        )
         assert at_p == pytest.approx(abs(estimate), rel=1e-9)
 
 
@@ -78,13 +73,14 @@ def test_peeking_inflates_the_naive_test_but_not_the_sequential_one(normal_sums)
         naive = sequential = False
         for look in range(looks):
             n = batch * (look + 1)
-            variants = [VariantStats(k, SampleStats(n, float(sums[run, arm, look]),
-                                                    float(squares[run, arm, look])))
-                        for arm, k in enumerate(("a", "b"))]
+            variants = [
+                VariantStats(k, SampleStats(n, float(sums[run, arm, look]), float(squares[run, arm, look])))
+                for arm, k in enumerate(("a", "b"))
+            ]
             naive = naive or analyze("mean", variants, alpha=alpha).comparisons[0].significant
-            sequential = sequential or analyze(
-                "mean", variants, alpha=alpha, sequential=True
-            ).comparisons[0].significant
+            sequential = (
+                sequential or analyze("mean", variants, alpha=alpha, sequential=True).comparisons[0].significant
+            )
         naive_rejections += naive
         sequential_rejections += sequential
     assert naive_rejections / runs > 0.10

@@ -18,8 +18,9 @@ def test_agrees_with_scipy_chisquare(seed):
     weights = rng.dirichlet(np.ones(k))
     counts = rng.multinomial(int(rng.integers(200, 100_000)), weights)
     keys = [f"v{i}" for i in range(k)]
-    result = srm_chi_square(dict(zip(keys, map(int, counts), strict=True)),
-                            dict(zip(keys, map(float, weights), strict=True)))
+    result = srm_chi_square(
+        dict(zip(keys, map(int, counts), strict=True)), dict(zip(keys, map(float, weights), strict=True))
+    )
     assert isinstance(result, SrmResult)
     expected = scipy_stats.chisquare(counts, weights * counts.sum())
     assert result.chi2 == pytest.approx(expected.statistic, rel=1e-9)
@@ -29,8 +30,7 @@ def test_agrees_with_scipy_chisquare(seed):
 
 
 def test_design_example_has_no_mismatch():
-    result = srm_chi_square({"control": 5000, "treatment": 5100},
-                            {"control": 0.5, "treatment": 0.5})
+    result = srm_chi_square({"control": 5000, "treatment": 5100}, {"control": 0.5, "treatment": 0.5})
     assert isinstance(result, SrmResult)
     assert result.mismatch is False
     assert result.p_value == pytest.approx(scipy_stats.chisquare([5000, 5100]).pvalue, rel=1e-12)
@@ -39,8 +39,7 @@ def test_design_example_has_no_mismatch():
 
 
 def test_clear_mismatch_is_flagged():
-    result = srm_chi_square({"control": 5000, "treatment": 5400},
-                            {"control": 0.5, "treatment": 0.5})
+    result = srm_chi_square({"control": 5000, "treatment": 5400}, {"control": 0.5, "treatment": 0.5})
     assert isinstance(result, SrmResult)
     assert result.mismatch is True
     assert result.p_value < 0.001

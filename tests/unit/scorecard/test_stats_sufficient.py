@@ -31,13 +31,16 @@ def test_sum_of_parts_equals_stats_of_concatenated_data(stats_from_arrays):
     denominator = rng.integers(1, 4, 1000).astype(float)
     whole = stats_from_arrays("v", values, covariate, denominator)
     parts = [
-        stats_from_arrays("v", values[i:i + 250], covariate[i:i + 250], denominator[i:i + 250])
+        stats_from_arrays("v", values[i : i + 250], covariate[i : i + 250], denominator[i : i + 250])
         for i in range(0, 1000, 250)
     ]
     total = parts[0] + parts[1] + parts[2] + parts[3]
     assert total.sample.n == whole.sample.n
-    for got, want in ((total.sample, whole.sample), (total.covariate, whole.covariate),
-                      (total.denominator, whole.denominator)):
+    for got, want in (
+        (total.sample, whole.sample),
+        (total.covariate, whole.covariate),
+        (total.denominator, whole.denominator),
+    ):
         got_fields, want_fields = dataclasses.asdict(got), dataclasses.asdict(want)
         for name, value in want_fields.items():
             assert got_fields[name] == pytest.approx(value, rel=1e-9, abs=1e-9)
@@ -45,12 +48,8 @@ def test_sum_of_parts_equals_stats_of_concatenated_data(stats_from_arrays):
 
 def test_blocks_add_fieldwise():
     assert SampleStats(2, 1.0, 3.0) + SampleStats(3, 2.0, 5.0) == SampleStats(5, 3.0, 8.0)
-    assert CovariateStats(1.0, 2.0, 3.0) + CovariateStats(1.0, 1.0, 1.0) == CovariateStats(
-        2.0, 3.0, 4.0
-    )
-    assert DenominatorStats(1.0, 2.0, 3.0) + DenominatorStats(4.0, 5.0, 6.0) == DenominatorStats(
-        5.0, 7.0, 9.0
-    )
+    assert CovariateStats(1.0, 2.0, 3.0) + CovariateStats(1.0, 1.0, 1.0) == CovariateStats(2.0, 3.0, 4.0)
+    assert DenominatorStats(1.0, 2.0, 3.0) + DenominatorStats(4.0, 5.0, 6.0) == DenominatorStats(5.0, 7.0, 9.0)
 
 
 def test_stats_are_frozen():

@@ -64,9 +64,7 @@ def test_welch_agrees_with_scipy_ttest_ind_from_stats(seed):
     variant = SampleStats(n_b, mean_b * n_b, (n_b - 1) * sd_b**2 + n_b * mean_b**2)
     result = welch_t_test(baseline, variant, alpha=0.05)
     assert isinstance(result, TTestResult)
-    expected = scipy_stats.ttest_ind_from_stats(
-        mean_b, sd_b, n_b, mean_a, sd_a, n_a, equal_var=False
-    )
+    expected = scipy_stats.ttest_ind_from_stats(mean_b, sd_b, n_b, mean_a, sd_a, n_a, equal_var=False)
     assert result.t_statistic == pytest.approx(expected.statistic, rel=1e-6)
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-300)
     assert result.effect == pytest.approx(mean_b - mean_a, rel=1e-9, abs=1e-12)
@@ -75,9 +73,7 @@ def test_welch_agrees_with_scipy_ttest_ind_from_stats(seed):
 def test_welch_agrees_with_scipy_on_raw_data():
     rng = np.random.default_rng(7)
     a, b = rng.exponential(2.0, 300), rng.exponential(2.4, 450)
-    result = welch_t_test(
-        SampleStats(a.size, a.sum(), float(a @ a)), SampleStats(b.size, b.sum(), float(b @ b))
-    )
+    result = welch_t_test(SampleStats(a.size, a.sum(), float(a @ a)), SampleStats(b.size, b.sum(), float(b @ b)))
     assert isinstance(result, TTestResult)
     expected = scipy_stats.ttest_ind(b, a, equal_var=False)
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-6)
@@ -140,8 +136,13 @@ def test_proportion_metric_uses_the_same_welch_test():
     (comparison,) = analyze("proportion", [control, treatment]).comparisons
     p_c, p_t = 0.1, 0.13
     expected = scipy_stats.ttest_ind_from_stats(
-        p_t, math.sqrt(p_t * (1 - p_t) * 1000 / 999), 1000,
-        p_c, math.sqrt(p_c * (1 - p_c) * 1000 / 999), 1000, equal_var=False,
+        p_t,
+        math.sqrt(p_t * (1 - p_t) * 1000 / 999),
+        1000,
+        p_c,
+        math.sqrt(p_c * (1 - p_c) * 1000 / 999),
+        1000,
+        equal_var=False,
     )
     assert comparison.p_value == pytest.approx(expected.pvalue, rel=1e-6)
     assert comparison.relative_effect == pytest.approx(0.3, rel=1e-12)

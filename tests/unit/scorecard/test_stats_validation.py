@@ -65,14 +65,10 @@ def test_sum_squares_within_rounding_tolerance_is_accepted():
 
 def test_inconsistent_covariate_blocks():
     impossible_squares = CovariateStats(sum=100.0, sum_squares=1.0, sum_products=0.0)
-    assert ErrorCode.INCONSISTENT_COVARIATE in _codes(
-        VariantStats("a", GOOD, covariate=impossible_squares)
-    )
+    assert ErrorCode.INCONSISTENT_COVARIATE in _codes(VariantStats("a", GOOD, covariate=impossible_squares))
     # Centred cross-product larger than sqrt(Sxx Syy): a correlation above 1.
     too_correlated = CovariateStats(sum=0.0, sum_squares=100.0, sum_products=10_000.0)
-    assert ErrorCode.INCONSISTENT_COVARIATE in _codes(
-        VariantStats("a", GOOD, covariate=too_correlated)
-    )
+    assert ErrorCode.INCONSISTENT_COVARIATE in _codes(VariantStats("a", GOOD, covariate=too_correlated))
     nan_products = CovariateStats(0.0, 100.0, 0.0, denominator_products=math.nan)
     assert ErrorCode.INVALID_NUMBER in _codes(VariantStats("a", GOOD, covariate=nan_products))
 
@@ -80,18 +76,12 @@ def test_inconsistent_covariate_blocks():
 def test_ratio_metric_needs_a_consistent_denominator():
     assert ErrorCode.MISSING_DENOMINATOR in _codes(VariantStats("a", GOOD), MetricType.RATIO)
     bad = DenominatorStats(sum=100.0, sum_squares=10.0, sum_products=0.0)
-    assert ErrorCode.INCONSISTENT_DENOMINATOR in _codes(
-        VariantStats("a", GOOD, denominator=bad), MetricType.RATIO
-    )
+    assert ErrorCode.INCONSISTENT_DENOMINATOR in _codes(VariantStats("a", GOOD, denominator=bad), MetricType.RATIO)
 
 
-@pytest.mark.parametrize(
-    "sample", [SampleStats(10, 11.0, 13.0), SampleStats(10, -1.0, 1.0), SampleStats(10, 5.0, 7.0)]
-)
+@pytest.mark.parametrize("sample", [SampleStats(10, 11.0, 13.0), SampleStats(10, -1.0, 1.0), SampleStats(10, 5.0, 7.0)])
 def test_proportion_must_be_zero_one_data(sample):
-    assert ErrorCode.INCONSISTENT_PROPORTION in _codes(
-        VariantStats("a", sample), MetricType.PROPORTION
-    )
+    assert ErrorCode.INCONSISTENT_PROPORTION in _codes(VariantStats("a", sample), MetricType.PROPORTION)
 
 
 def test_invalid_variant_key():
@@ -105,9 +95,10 @@ def test_ten_thousand_variants_are_refused_quickly():
     result = analyze("mean", variants, max_variants=50)
     assert [error.code for error in result.errors] == [ErrorCode.TOO_MANY_VARIANTS]
     assert result.comparisons == []
-    body = {"metric": {"type": "mean"},
-            "variants": [{"key": f"v{i}", "n": 1, "sum": 0, "sum_squares": 0}
-                         for i in range(10_000)]}
+    body = {
+        "metric": {"type": "mean"},
+        "variants": [{"key": f"v{i}", "n": 1, "sum": 0, "sum_squares": 0} for i in range(10_000)],
+    }
     assert [e.code for e in analyze_payload(body).errors] == [ErrorCode.TOO_MANY_VARIANTS]
 
 
@@ -115,11 +106,9 @@ def test_unknown_metric_type_and_parameters():
     variants = [VariantStats("a", GOOD), VariantStats("b", GOOD)]
     assert analyze("median", variants).errors[0].code is ErrorCode.UNKNOWN_METRIC_TYPE
     codes = {e.code: e.field for e in analyze("mean", variants, alpha=1.5, correction="x").errors}
-    assert codes == {ErrorCode.INVALID_PARAMETER: "alpha", ErrorCode.UNKNOWN_CORRECTION:
-                     "correction"}
+    assert codes == {ErrorCode.INVALID_PARAMETER: "alpha", ErrorCode.UNKNOWN_CORRECTION: "correction"}
     tuning = analyze("mean", variants, sequential_tuning=-5).errors
-    assert [(e.code, e.field) for e in tuning] == [(ErrorCode.INVALID_PARAMETER,
-                                                    "sequential_tuning")]
+    assert [(e.code, e.field) for e in tuning] == [(ErrorCode.INVALID_PARAMETER, "sequential_tuning")]
 
 
 def test_request_level_errors_name_the_variant():
@@ -133,13 +122,24 @@ def test_request_level_errors_name_the_variant():
 
 
 def test_payload_matching_the_design_example():
-    body = {"metric": {"name": "revenue", "type": "mean"},
-            "variants": [{"key": "control", "n": 1000, "sum": 410.0, "sum_squares": 15377.0,
-                          "covariate": {"sum": 380.0, "sum_squares": 14000.0,
-                                        "sum_products": 13000.0}},
-                         {"key": "treatment", "n": 1000.0, "sum": 700.0, "sum_squares": 38930.0}],
-            "alpha": 0.05, "cuped": False, "sequential": False, "sequential_tuning": 5000,
-            "correction": "none"}
+    body = {
+        "metric": {"name": "revenue", "type": "mean"},
+        "variants": [
+            {
+                "key": "control",
+                "n": 1000,
+                "sum": 410.0,
+                "sum_squares": 15377.0,
+                "covariate": {"sum": 380.0, "sum_squares": 14000.0, "sum_products": 13000.0},
+            },
+            {"key": "treatment", "n": 1000.0, "sum": 700.0, "sum_squares": 38930.0},
+        ],
+        "alpha": 0.05,
+        "cuped": False,
+        "sequential": False,
+        "sequential_tuning": 5000,
+        "correction": "none",
+    }
     result = analyze_payload(body)
     assert result.errors == []
     (comparison,) = result.comparisons
@@ -153,12 +153,24 @@ def test_payload_matching_the_design_example():
         ([], ErrorCode.INVALID_PARAMETER),
         ({"metric": {"type": "mean"}, "variants": "x"}, ErrorCode.TOO_FEW_VARIANTS),
         ({"metric": {"type": "mean"}, "variants": [{"key": "a"}, {}]}, ErrorCode.INVALID_NUMBER),
-        ({"metric": {"type": "mean"}, "cuped": "yes",
-          "variants": [{"key": "a", "n": 2, "sum": 1, "sum_squares": 1}] * 2},
-         ErrorCode.INVALID_PARAMETER),
-        ({"metric": "mean", "variants": [{"key": "a", "n": 2, "sum": 1, "sum_squares": 1},
-                                         {"key": "b", "n": 2, "sum": 1, "sum_squares": 1}]},
-         ErrorCode.UNKNOWN_METRIC_TYPE),
+        (
+            {
+                "metric": {"type": "mean"},
+                "cuped": "yes",
+                "variants": [{"key": "a", "n": 2, "sum": 1, "sum_squares": 1}] * 2,
+            },
+            ErrorCode.INVALID_PARAMETER,
+        ),
+        (
+            {
+                "metric": "mean",
+                "variants": [
+                    {"key": "a", "n": 2, "sum": 1, "sum_squares": 1},
+                    {"key": "b", "n": 2, "sum": 1, "sum_squares": 1},
+                ],
+            },
+            ErrorCode.UNKNOWN_METRIC_TYPE,
+        ),
     ],
 )
 def test_malformed_payloads(body, code):
@@ -173,20 +185,18 @@ _json_values = json_documents(
     key_size=12, object_size=5,
 )  # fmt: skip
 _variant_objects = st.fixed_dictionaries(
-    {"key": st.text(max_size=3) | st.none(), "n": _json_values, "sum": _json_values,
-     "sum_squares": _json_values},
+    {"key": st.text(max_size=3) | st.none(), "n": _json_values, "sum": _json_values, "sum_squares": _json_values},
     optional={"covariate": _json_values, "denominator": _json_values},
 )
 
 
-@settings(
-    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     metric_type=st.sampled_from(["mean", "proportion", "ratio", "other"]),
     variants=st.lists(_variant_objects, max_size=4),
-    extra=st.dictionaries(st.sampled_from(["alpha", "cuped", "sequential", "sequential_tuning",
-                                           "correction"]), _json_values),
+    extra=st.dictionaries(
+        st.sampled_from(["alpha", "cuped", "sequential", "sequential_tuning", "correction"]), _json_values
+    ),
 )
 def test_fuzzed_payloads_never_raise(metric_type, variants, extra):
     body = {"metric": {"type": metric_type}, "variants": variants, **extra}

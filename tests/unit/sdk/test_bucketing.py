@@ -50,9 +50,7 @@ def test_golden_vector(case: dict) -> None:  # type: ignore[type-arg]
     assert choose_variant_index(case["variant_bucket"], case["weights"]) == case["variant_index"]
 
 
-@given(
-    st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=20).filter(lambda w: sum(w) > 0)
-)
+@given(st.lists(st.integers(min_value=0, max_value=1000), min_size=2, max_size=20).filter(lambda w: sum(w) > 0))
 def test_variant_ranges_tile_the_bucket_space(raw: list[int]) -> None:
     weights = [w / sum(raw) for w in raw]
     ranges = variant_ranges(weights)

@@ -103,7 +103,5 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan
     actual=st.one_of(scalars, st.lists(scalars, max_size=5)),
 )  # fmt: skip
 def test_evaluation_never_raises_on_any_attribute_value(op: str, actual: Any) -> None:
-    value: Any = {"in": ["US", 3], "not_in": ["US"], "semver_gte": "1.0.0", "semver_lt": "1.0.0"}.get(
-        op, "US"
-    )
+    value: Any = {"in": ["US", 3], "not_in": ["US"], "semver_gte": "1.0.0", "semver_lt": "1.0.0"}.get(op, "US")
     assert holds(op, value, {"a": actual}) in (True, False)
