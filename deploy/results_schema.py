@@ -6,12 +6,12 @@ models (services/common/results.py) that the metrics job writes and the scorecar
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from deploy.generated import write_or_check
 from services.common.results import json_schema
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,17 +24,7 @@ def render() -> str:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the schema file is stale; write nothing")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    text = render()
-    if args.check:
-        stale = not OUTPUT.exists() or OUTPUT.read_text() != text
-        print(f"{OUTPUT.relative_to(REPO)} is {'stale: run `' + COMMAND + '`' if stale else 'up to date'}")
-        return int(stale)
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(REPO)}")
-    return 0
+    return write_or_check(argv, description=__doc__, output=OUTPUT, repo=REPO, command=COMMAND, render=render)
 
 
 if __name__ == "__main__":

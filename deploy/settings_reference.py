@@ -9,7 +9,6 @@ declared with `repr=False`) never show a default. A few variables are read by th
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import re
@@ -24,6 +23,8 @@ from typing import Any
 import annotated_types
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
+
+from deploy.generated import write_or_check
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "docs" / "settings.md"
@@ -193,17 +194,7 @@ def documented_variables(repo: Path = REPO) -> set[str]:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/settings.md is stale; write nothing")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    text = render()
-    if args.check:
-        stale = not OUTPUT.exists() or OUTPUT.read_text() != text
-        print(f"{OUTPUT.relative_to(REPO)} is {'stale: run `' + COMMAND + '`' if stale else 'up to date'}")
-        return int(stale)
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(REPO)}")
-    return 0
+    return write_or_check(argv, description=__doc__, output=OUTPUT, repo=REPO, command=COMMAND, render=render)
 
 
 if __name__ == "__main__":
