@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from services.common.catalog import MetricDefinition, load_catalog
 from services.metrics import lake
-from services.metrics.catalog import MetricDefinition, load_catalog
 from services.metrics.job import io
 from services.metrics.job.document import accumulate
 from services.metrics.job.run import Computation, ExperimentSpec, JobOptions, build_document, compute

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.metrics.catalog import load_catalog
+from services.common.catalog import load_catalog
 from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import generate
 from tests.support.eventually import eventually

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from pyspark.sql import SparkSession
 
+from services.common.catalog import load_catalog
 from services.metrics import lake
-from services.metrics.catalog import load_catalog
 from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from services.metrics.settings import DEFAULT_CATALOG

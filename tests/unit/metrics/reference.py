@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.metrics.catalog import EventMeasure, MetricDefinition
+from services.common.catalog import EventMeasure, MetricDefinition
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECOND = 1_000_000

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
+from services.common.catalog import catalog_version, load_catalog
 from services.common.results import ResultsDocument
 from services.metrics.__main__ import parse_args
-from services.metrics.catalog import catalog_version, load_catalog
 from services.metrics.job.cli import run_command
 from services.metrics.job.run import ExperimentSpec, JobOptions, load_events, run_experiment
 from services.metrics.job.timeline import HOUR_US, Timeline, parse_instant
