@@ -130,6 +130,9 @@ def test_every_page_response_sends_a_strict_csp(stack: Stack, hostile_experiment
     responses = [
         browser.get(f"/experiments/{hostile_experiment}"), browser.get("/experiments"),
         browser.get("/experiments/never-created"), browser.get("/static/scorecard.css"),
+        browser.get(f"/experiments/{hostile_experiment}/readout"), browser.get("/experiments/never-created/readout"),
+        browser.get("/kpi-tree"), browser.get("/portfolio"), browser.get("/metrics/conversion"),
+        browser.get("/metrics/never-defined"),
         browser.get("/static/favicon.svg"), browser.post("/logout"),
         browser.get("/login"), browser.get("/login?next=" + quote(PAYLOADS[1])),
         browser.post("/login", data={"key": "wrong", "next": "/experiments"}),
