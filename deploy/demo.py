@@ -83,6 +83,19 @@ def progress(message: str) -> None:
     print(f"  · {message}", flush=True)
 
 
+def live(message: str) -> None:
+    """A line that redraws itself on a terminal. Elsewhere (logs, CI) every frame would stay as a
+    line of its own, so nothing is printed there: the step's `progress` line says what happened."""
+    if sys.stdout.isatty():
+        print(f"\r  · {message}", end="", flush=True)
+
+
+def end_live() -> None:
+    """Erase the `live` line, so the next line starts clean (a no-op where `live` printed nothing)."""
+    if sys.stdout.isatty():
+        print("\r" + " " * 60 + "\r", end="", flush=True)
+
+
 def ensure_experiments(client: httpx.Client) -> None:
     """Create what is missing and start the drafts (which freezes their analysis plans)."""
     for body in DRAFTS:
@@ -139,8 +152,8 @@ def send(client: httpx.Client, kind: str, items: list[dict[str, Any]]) -> int:
         answer = client.post(f"/v1/{kind}", json={kind: items[start : start + 1000]})
         answer.raise_for_status()
         accepted += answer.json()["accepted"]
-        print(f"\r  · sending {kind}: {min(start + 1000, len(items))}/{len(items)}", end="", flush=True)
-    print("\r" + " " * 60 + "\r", end="", flush=True)
+        live(f"sending {kind}: {min(start + 1000, len(items))}/{len(items)}")
+    end_live()
     return accepted
 
 
@@ -196,11 +209,12 @@ def run_job(env: dict[str, str]) -> None:
     # Output goes to a file, not a pipe: a pipe nobody drains would stall the job.
     with tempfile.TemporaryFile("w+") as log, subprocess.Popen(command, env=env, stdout=log, stderr=log) as job:
         while job.poll() is None:
-            print(f"\r  · Spark metrics job running: {time.monotonic() - started:4.0f} s", end="", flush=True)
+            live(f"Spark metrics job running: {time.monotonic() - started:4.0f} s")
             time.sleep(1)
         log.seek(0)
         output = log.read()
-    print(f"\r  · Spark metrics job done in {time.monotonic() - started:.0f} s      ", flush=True)
+    end_live()
+    progress(f"Spark metrics job done in {time.monotonic() - started:.0f} s")
     if job.returncode != 0:
         raise SystemExit(f"the metrics job failed:\n{output[-3000:]}")
 

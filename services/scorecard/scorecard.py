@@ -146,9 +146,17 @@ def _guardrails(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPlan)
     return [t for t in tests if isinstance(t, GuardrailResult)]
 
 
+def variant_mean(metric_type: str, variant: VariantStats) -> float | None:
+    """The variant's point estimate: per unit for mean and proportion metrics; for a ratio metric the
+    ratio itself, sum of numerators / sum of denominators (not numerator per unit). None when undefined."""
+    if metric_type == "ratio":
+        denominator = variant.denominator
+        return variant.sample.sum / denominator.sum if denominator is not None and denominator.sum else None
+    return variant.sample.sum / variant.sample.n if variant.sample.n else None
+
+
 def _variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
-    return [{"key": v.key, "n": v.sample.n, "mean": (v.sample.sum / v.sample.n) if v.sample.n else None}
-            for v in plan.variants]  # fmt: skip
+    return [{"key": v.key, "n": v.sample.n, "mean": variant_mean(plan.metric_type, v)} for v in plan.variants]
 
 
 def planned_analysis(experiment: ExperimentPublic) -> AnalysisPlan:

@@ -9,11 +9,12 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.common.auth import KeyRing
+from services.common.registry.errors import RegistryError
 from services.scorecard import sessions
 from services.scorecard.api.catalog import load_metric
 from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
 from services.scorecard.api.readouts import load_portfolio, load_readout
-from services.scorecard.api.scorecards import load_scorecard
+from services.scorecard.api.scorecards import governed_scorecard
 from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
 from services.scorecard.pages.tree import flatten, kpi_tree_svg
@@ -101,9 +102,18 @@ async def experiment_page(
 ) -> Response:  # fmt: skip
     if not _signed_in(request, settings):
         return _to_login(request)
-    card = await load_scorecard(key, registry, results, catalog)
-    hypothesis = (await registry.get_experiment(key)).hypothesis
-    return _page("experiment.html", card=card, hypothesis=hypothesis, groups=metric_groups(card),
+    try:
+        experiment = await registry.get_experiment(key)
+    except RegistryError as exc:
+        if exc.status_code != 404:
+            raise HTTPException(exc.status_code, exc.message) from exc
+        return _page("not_found.html", 404, message=exc.message, signed_in=True)
+    document = results.latest(key)
+    if document is None:
+        # 200, not 404: the experiment and its page exist; only the job's output is still missing.
+        return _page("experiment_pending.html", experiment=experiment, signed_in=True)
+    card = governed_scorecard(document, experiment, catalog)
+    return _page("experiment.html", card=card, hypothesis=experiment.hypothesis, groups=metric_groups(card),
                  quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
 
 
