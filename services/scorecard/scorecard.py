@@ -21,10 +21,12 @@ from services.scorecard.stats import (
     MetricOutcome,
     Role,
     SrmResult,
+    UnitMoments,
     analyze,
     correct_comparisons,
     decide,
     guardrail_test,
+    ratio_metric_moments,
     sample_size_per_variant,
     srm_chi_square,
 )
@@ -110,12 +112,28 @@ def analyze_plan(plan: MetricPlan, analysis: AnalysisPlan) -> AnalyzeResult:
     )  # fmt: skip
 
 
+def baseline_moments(metric_type: str, baseline: VariantStats) -> tuple[float, float | None] | None:
+    """The baseline's point estimate and per-unit variance for the power calculation (variance None
+    for a proportion: the calculator uses p(1 - p)). A ratio metric gets its ratio and the per-unit
+    variance of its linearisation (Deng et al. 2018), as the tests use; not the numerator per unit."""
+    sample = baseline.sample
+    if metric_type == "ratio":
+        if baseline.denominator is None:
+            return None
+        moments = ratio_metric_moments(baseline)
+        return (moments.mean, moments.variance) if isinstance(moments, UnitMoments) else None
+    mean = sample.sum / sample.n
+    return mean, None if metric_type == "proportion" else max(sample.sum_squares / sample.n - mean**2, 0.0)
+
+
 def required_units(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPlan) -> int | None:
-    baseline = plan.variants[0].sample if plan.variants else None
-    if baseline is None or baseline.n < 2 or plan.role is not Role.PRIMARY:
+    baseline = plan.variants[0] if plan.variants else None
+    if baseline is None or baseline.sample.n < 2 or plan.role is not Role.PRIMARY:
         return None
-    mean = baseline.sum / baseline.n
-    variance = None if plan.metric_type == "proportion" else max(baseline.sum_squares / baseline.n - mean**2, 0.0)
+    moments = baseline_moments(plan.metric_type, baseline)
+    if moments is None:
+        return None
+    mean, variance = moments
     reductions = [c.cuped.variance_reduction or 0.0 for c in result.comparisons if c.cuped.applied]
     reduction = min(max(min(reductions, default=0.0), 0.0), 0.99)
     needed = sample_size_per_variant(
