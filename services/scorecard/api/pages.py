@@ -10,21 +10,30 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.common.auth import KeyRing
 from services.common.registry.errors import RegistryError
+from services.common.registry.models import ExperimentPublic
+from services.common.registry.reader import RegistryReader
+from services.common.results import ResultsDocument
 from services.scorecard import sessions
 from services.scorecard.api.catalog import load_metric
 from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
-from services.scorecard.api.readouts import load_portfolio, load_readout
+from services.scorecard.api.readouts import governed_readout, load_portfolio
 from services.scorecard.api.scorecards import governed_scorecard
 from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
 from services.scorecard.pages.tree import flatten, kpi_tree_svg
 from services.scorecard.portfolio import FLAG_TITLES
+from services.scorecard.results_store import ResultsStore
 from services.scorecard.scorecard import build_scorecard
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 TEMPLATES = environment()
 KeyPath = Annotated[str, Path(min_length=1, max_length=64)]
-MetricPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+# Any name up to a bound: a malformed one is as missing from the catalog as an unknown one, and a
+# browser gets the same HTML 404 for both rather than a JSON validation error.
+MetricPath = Annotated[str, Path(min_length=1, max_length=200)]
+# Where a 404 page sends the reader to pick what they were after (not_found.html).
+EXPERIMENTS = {"href": "/experiments", "title": "Experiments", "field": "key", "kind": "experiment", "listing": "list"}
+METRICS = {"href": "/kpi-tree", "title": "KPI tree", "field": "name", "kind": "metric", "listing": "KPI tree"}
 MAX_FORM_BYTES = 4096
 
 
@@ -46,6 +55,29 @@ def _safe_next(target: str) -> str:
 
 def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _not_found(message: str, place: dict[str, str]) -> HTMLResponse:
+    """The 404 page a browser gets: what is missing, in words, and where to pick it from instead."""
+    return _page("not_found.html", 404, message=message, place=place, signed_in=True)
+
+
+async def _experiment_results(
+    key: str, registry: RegistryReader, results: ResultsStore
+) -> tuple[ExperimentPublic, ResultsDocument] | HTMLResponse:
+    """The experiment and its latest results, or the page to show instead: a 404 for an unknown key,
+    and for an experiment the job has not computed yet a 200 page saying so (the page exists; only the
+    job's output is still missing)."""
+    try:
+        experiment = await registry.get_experiment(key)
+    except RegistryError as exc:
+        if exc.status_code != 404:
+            raise HTTPException(exc.status_code, exc.message) from exc
+        return _not_found(exc.message, EXPERIMENTS)
+    document = results.latest(key)
+    if document is None:
+        return _page("experiment_pending.html", experiment=experiment, signed_in=True)
+    return experiment, document
 
 
 @router.get("/login")
@@ -102,16 +134,10 @@ async def experiment_page(
 ) -> Response:  # fmt: skip
     if not _signed_in(request, settings):
         return _to_login(request)
-    try:
-        experiment = await registry.get_experiment(key)
-    except RegistryError as exc:
-        if exc.status_code != 404:
-            raise HTTPException(exc.status_code, exc.message) from exc
-        return _page("not_found.html", 404, message=exc.message, signed_in=True)
-    document = results.latest(key)
-    if document is None:
-        # 200, not 404: the experiment and its page exist; only the job's output is still missing.
-        return _page("experiment_pending.html", experiment=experiment, signed_in=True)
+    found = await _experiment_results(key, registry, results)
+    if isinstance(found, Response):
+        return found
+    experiment, document = found
     card = governed_scorecard(document, experiment, catalog)
     return _page("experiment.html", card=card, hypothesis=experiment.hypothesis, groups=metric_groups(card),
                  quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
@@ -136,6 +162,8 @@ async def metric_page(
 ) -> Response:  # fmt: skip
     if not _signed_in(request, settings):
         return _to_login(request)
+    if catalog.get(name) is None:
+        return _not_found(f"the metric catalog has no metric '{name}'", METRICS)
     metric = await load_metric(name, catalog, registry, definitions)
     return _page("metric.html", metric=metric, signed_in=True)
 
@@ -147,7 +175,11 @@ async def readout_page(
 ) -> Response:  # fmt: skip
     if not _signed_in(request, settings):
         return _to_login(request)
-    readout = await load_readout(key, registry, results, catalog)
+    found = await _experiment_results(key, registry, results)
+    if isinstance(found, Response):
+        return found
+    experiment, document = found
+    readout = governed_readout(document, experiment, catalog)
     return _page("readout.html", readout=readout, signed_in=True)
 
 

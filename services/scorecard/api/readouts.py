@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common.catalog import Catalog
 from services.common.errors import AUTHENTICATED, INVALID, STORE_UNAVAILABLE, error
+from services.common.registry.models import ExperimentPublic
 from services.common.registry.reader import RegistryReader
+from services.common.results import ResultsDocument
 from services.scorecard.api.deps import AdminKey, CatalogDep, RegistryDep, ResultsDep
 from services.scorecard.api.scorecards import governed_scorecard, load_results
 from services.scorecard.portfolio import build_portfolio, portfolio_markdown
@@ -46,9 +48,13 @@ def _answer(document: dict[str, Any], markdown: str | None) -> Response:
     return JSONResponse(document)
 
 
+def governed_readout(document: ResultsDocument, experiment: ExperimentPublic, catalog: Catalog) -> dict[str, Any]:
+    return build_readout(governed_scorecard(document, experiment, catalog), experiment, catalog)
+
+
 async def load_readout(key: str, registry: RegistryReader, results: ResultsStore, catalog: Catalog) -> dict[str, Any]:
     experiment, document = await load_results(key, registry, results)
-    return build_readout(governed_scorecard(document, experiment, catalog), experiment, catalog)
+    return governed_readout(document, experiment, catalog)
 
 
 @router.get(
@@ -71,8 +77,7 @@ async def load_portfolio(
     for experiment in experiments:
         document = results.latest(experiment.key)
         if document is not None:
-            card = governed_scorecard(document, experiment, catalog)
-            readouts[experiment.key] = build_readout(card, experiment, catalog)
+            readouts[experiment.key] = governed_readout(document, experiment, catalog)
     return build_portfolio(experiments, readouts, catalog, datetime.now(UTC), since)
 
 
