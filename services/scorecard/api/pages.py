@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
@@ -24,6 +25,7 @@ from services.scorecard.pages.tree import flatten, kpi_tree_svg
 from services.scorecard.portfolio import FLAG_TITLES
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.scorecard import build_scorecard
+from services.scorecard.settings import ScorecardSettings
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 TEMPLATES = environment()
@@ -62,12 +64,15 @@ def _not_found(message: str, place: dict[str, str]) -> HTMLResponse:
     return _page("not_found.html", 404, message=message, place=place, signed_in=True)
 
 
-async def _experiment_results(
-    key: str, registry: RegistryReader, results: ResultsStore
-) -> tuple[ExperimentPublic, ResultsDocument] | HTMLResponse:
-    """The experiment and its latest results, or the page to show instead: a 404 for an unknown key,
-    and for an experiment the job has not computed yet a 200 page saying so (the page exists; only the
-    job's output is still missing)."""
+async def _results_page(
+    request: Request, settings: ScorecardSettings, key: str, registry: RegistryReader, results: ResultsStore,
+    render: Callable[[ExperimentPublic, ResultsDocument], Response],
+) -> Response:  # fmt: skip
+    """A page drawn from an experiment's latest results, or the page to show instead: sign-in for a
+    signed-out browser, a 404 for an unknown key, and for an experiment the job has not computed yet
+    a 200 page saying so (the page exists; only the job's output is still missing)."""
+    if not _signed_in(request, settings):
+        return _to_login(request)
     try:
         experiment = await registry.get_experiment(key)
     except RegistryError as exc:
@@ -77,7 +82,7 @@ async def _experiment_results(
     document = results.latest(key)
     if document is None:
         return _page("experiment_pending.html", experiment=experiment, signed_in=True)
-    return experiment, document
+    return render(experiment, document)
 
 
 @router.get("/login")
@@ -132,15 +137,12 @@ async def experiment_page(
     key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep,
     catalog: CatalogDep,
 ) -> Response:  # fmt: skip
-    if not _signed_in(request, settings):
-        return _to_login(request)
-    found = await _experiment_results(key, registry, results)
-    if isinstance(found, Response):
-        return found
-    experiment, document = found
-    card = governed_scorecard(document, experiment, catalog)
-    return _page("experiment.html", card=card, hypothesis=experiment.hypothesis, groups=metric_groups(card),
-                 quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
+    def render(experiment: ExperimentPublic, document: ResultsDocument) -> Response:
+        card = governed_scorecard(document, experiment, catalog)
+        return _page("experiment.html", card=card, hypothesis=experiment.hypothesis, groups=metric_groups(card),
+                     quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
+
+    return await _results_page(request, settings, key, registry, results, render)
 
 
 @router.get("/kpi-tree")
@@ -173,14 +175,10 @@ async def readout_page(
     key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep,
     catalog: CatalogDep,
 ) -> Response:  # fmt: skip
-    if not _signed_in(request, settings):
-        return _to_login(request)
-    found = await _experiment_results(key, registry, results)
-    if isinstance(found, Response):
-        return found
-    experiment, document = found
-    readout = governed_readout(document, experiment, catalog)
-    return _page("readout.html", readout=readout, signed_in=True)
+    def render(experiment: ExperimentPublic, document: ResultsDocument) -> Response:
+        return _page("readout.html", readout=governed_readout(document, experiment, catalog), signed_in=True)
+
+    return await _results_page(request, settings, key, registry, results, render)
 
 
 @router.get("/portfolio")
