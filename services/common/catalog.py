@@ -31,16 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "catalog.yaml"
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetricType = Literal["proportion", "mean", "ratio"]
+MetricType = Literal["proportion", "mean", "ratio", "quantile"]
 MetricStatus = Literal["draft", "certified", "deprecated"]
 MetricFormat = Literal["number", "percent", "currency", "duration_ms"]
-METRIC_TYPES: tuple[str, ...] = ("proportion", "mean", "ratio")
+METRIC_TYPES: tuple[str, ...] = ("proportion", "mean", "ratio", "quantile")
 MAX_WINDOW_HOURS = 24 * 366
 MAX_LOOKBACK_DAYS = 366
 # Fields that change the numbers; owner, description, governance and higher_is_better do not,
 # so they stay out of the hash (results documents carry it: it must not move when they change).
 DEFINITION_FIELDS = ("name", "type", "event", "value", "numerator", "denominator", "window_hours",
-                     "cuped_lookback_days")  # fmt: skip
+                     "cuped_lookback_days", "quantile")  # fmt: skip
 
 
 class CatalogError(ValueError):
@@ -76,6 +76,8 @@ class MetricDefinition(BaseModel):
     higher_is_better: bool = True  # for the scorecard's guardrail tests; not part of the numbers
     window_hours: Annotated[float, Field(gt=0, le=MAX_WINDOW_HOURS)] | None = None
     cuped_lookback_days: Annotated[int, Field(ge=0, le=MAX_LOOKBACK_DAYS)] = 14
+    # quantile metrics: the probability p of the p-quantile of event values (0.9 for p90)
+    quantile: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -109,6 +111,14 @@ class MetricDefinition(BaseModel):
             raise ValueError(f"'numerator'/'denominator' belong to ratio metrics, not {self.type}")
         if self.type == "proportion" and self.value is not None:
             raise ValueError("a proportion metric counts units with a matching event; it takes no 'value'")
+        if self.type == "quantile":
+            if self.quantile is None or self.value is None:
+                raise ValueError(
+                    "a quantile metric needs 'quantile' (e.g. 0.9 for p90) and 'value: value' "
+                    "(the quantile is over the events' values)"
+                )
+        elif self.quantile is not None:
+            raise ValueError(f"'quantile' belongs to quantile metrics, not {self.type}")
         return self
 
     @model_validator(mode="after")

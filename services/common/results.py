@@ -27,17 +27,28 @@ __all__ = [
     "DataQuality",
     "DenominatorBlock",
     "MetricResult",
+    "QuantileBlock",
     "ResultsDocument",
+    "SliceResult",
     "VariantStatistics",
     "VariantUnits",
     "json_schema",
 ]
 
-MetricKind = Literal["proportion", "mean", "ratio"]
+MetricKind = Literal["proportion", "mean", "ratio", "quantile"]
+# Slice values beyond the most frequent MAX_SLICE_VALUES of a dimension, and units whose first
+# exposure did not carry the attribute.
+MAX_SLICE_VALUES = 20
+OTHER_SLICE = "__other__"
+MISSING_SLICE = "__missing__"
 
 
 def _absent(value: object) -> bool:
     return value is None
+
+
+def _absent_or_empty(value: object) -> bool:
+    return value is None or value == ()
 
 
 class _Block(BaseModel):
@@ -63,8 +74,32 @@ class DenominatorBlock(_Block):
     sum_products: float = Field(description="sum of numerator x denominator")
 
 
+class QuantileBlock(_Block):
+    """Quantile metrics: the p-quantile of the variant's event values and what its interval
+    needs (services/scorecard/stats/quantile.py `QuantileStats`, Deng, Knoblich & Lu 2018).
+
+    Order statistics are x_(k), k = max(1, ceil(N p)) over the variant's N event values
+    (the smallest v with F_hat(v) >= p). S_u counts unit u's events with value <= `value`,
+    M_u all its events. Null values while the variant has no events."""
+
+    probability: float = Field(description="p, e.g. 0.9 for p90")
+    n_events: NonNegativeInt = Field(description="N = sum over units of M_u")
+    value: float | None = Field(description="x_(ceil(N p)): the sample quantile")
+    lower_probability: float | None = Field(description="p_L < p of the outer window")
+    upper_probability: float | None = Field(description="p_U > p of the outer window")
+    lower_value: float | None = Field(description="x_(ceil(N p_L))")
+    upper_value: float | None = Field(description="x_(ceil(N p_U))")
+    events_below: NonNegativeInt = Field(description="sum_u S_u")
+    events_below_squares: NonNegativeInt = Field(description="sum_u S_u^2")
+    events_squares: NonNegativeInt = Field(description="sum_u M_u^2")
+    events_products: NonNegativeInt = Field(description="sum_u S_u M_u")
+
+
 class VariantStatistics(_Block):
-    """Sufficient statistics of one metric for one variant: sums over its analysed units."""
+    """Sufficient statistics of one metric for one variant: sums over its analysed units.
+
+    For a quantile metric `sum` and `sum_squares` are the sums over units of the event value
+    sums (the mean event value is sum / quantile.n_events) and `quantile` holds the quantile."""
 
     key: str
     n: NonNegativeInt = Field(description="analysed units")
@@ -72,6 +107,7 @@ class VariantStatistics(_Block):
     sum_squares: float
     covariate: CovariateBlock | None = Field(None, exclude_if=_absent)
     denominator: DenominatorBlock | None = Field(None, exclude_if=_absent)
+    quantile: QuantileBlock | None = Field(None, exclude_if=_absent)
 
 
 class MetricResult(_Block):
@@ -109,6 +145,17 @@ class DailySnapshot(_Block):
     metrics: tuple[MetricResult, ...]
 
 
+class SliceResult(_Block):
+    """The experiment's statistics within one value of one dimension: units whose first
+    exposure carried `attributes[dimension] == value` (or the `__other__` / `__missing__`
+    buckets). Same exactness and late-data rules as the overall statistics; no daily series."""
+
+    dimension: str
+    value: str
+    variants: dict[str, VariantUnits] = Field(description="in variant order, the control first")
+    metrics: tuple[MetricResult, ...]
+
+
 class ResultsDocument(_Block):
     """One experiment's results as of `as_of`; field order is the order in the JSON."""
 
@@ -124,6 +171,12 @@ class ResultsDocument(_Block):
     variants: dict[str, VariantUnits] = Field(description="in variant order, the control first")
     metrics: tuple[MetricResult, ...]
     daily: tuple[DailySnapshot, ...]
+    dimensions: tuple[str, ...] = Field((), exclude_if=_absent_or_empty, description="the experiment's dimensions")
+    slices: tuple[SliceResult, ...] = Field(
+        (),
+        exclude_if=_absent_or_empty,
+        description="per dimension: its top values by units (at most 20), then __other__ and __missing__",
+    )
 
     def to_json(self) -> bytes:
         """The published bytes: indented JSON, no NaN or infinity, a final newline."""

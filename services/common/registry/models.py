@@ -9,11 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from assay.models import Conditions, ExperimentKey, LayerName, Salt, Status, Traffic, Variant, check_variants
+from assay.models import ATTRIBUTE_PATTERN, Conditions, ExperimentKey, LayerName, Salt, Status, Traffic, Variant, check_variants
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 MetricList = Annotated[list[MetricName], Field(max_length=50)]
+MAX_DIMENSIONS = 5
+# Unit attributes the results are sliced by (valued at a unit's first exposure; the SDK
+# attaches them to the exposures it logs).
+Dimensions = Annotated[
+    list[Annotated[str, StringConstraints(pattern=ATTRIBUTE_PATTERN)]], Field(max_length=MAX_DIMENSIONS)
+]
 
 
 class MetricsPlan(BaseModel):
@@ -88,12 +94,20 @@ class ExperimentFields(BaseModel):
     metrics: MetricsPlan = Field(default_factory=MetricsPlan)
     analysis: AnalysisPlan = Field(default_factory=AnalysisPlan)
     plan: ExperimentPlan = Field(default_factory=ExperimentPlan)
+    dimensions: Dimensions = Field(default_factory=list)
 
     @field_validator("variants")
     @classmethod
     def _variants_usable(cls, variants: list[Variant]) -> list[Variant]:
         check_variants(variants)
         return variants
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_distinct(cls, dimensions: list[str]) -> list[str]:
+        if len(set(dimensions)) != len(dimensions):
+            raise ValueError("dimensions must be distinct")
+        return dimensions
 
 
 class ExperimentDefinition(ExperimentFields):

@@ -72,9 +72,9 @@ def test_nulls_the_job_writes_stay_null() -> None:
 
 
 def test_writing_refuses_unknown_fields_and_reading_ignores_them() -> None:
-    data = document(slices=[{"dimension": "country"}])
-    data["metrics"][0]["variants"][0]["quantile"] = {"q": 0.5}
-    with pytest.raises(ValidationError, match="slices"):
+    data = document(heatmap=[{"dimension": "country"}])
+    data["metrics"][0]["variants"][0]["sketch"] = {"q": 0.5}
+    with pytest.raises(ValidationError, match="heatmap"):
         ResultsDocument.model_validate(data)
     read = ResultsDocument.from_json(json.dumps(data))
     assert read == ResultsDocument.model_validate(document())
