@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from assay.models import ATTRIBUTE_PATTERN, Conditions, ExperimentKey, LayerName, Salt, Status, Traffic, Variant, check_variants
+from assay.models import (
+    ATTRIBUTE_PATTERN,
+    Conditions,
+    ExperimentKey,
+    LayerName,
+    Salt,
+    Status,
+    Traffic,
+    Variant,
+    check_variants,
+)
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
