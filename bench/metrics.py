@@ -106,7 +106,8 @@ def synthetic_lake(lake_dir: Path, events: int, seed: int = 1) -> dict[str, int]
         "event_id": _ids("x", rows), "experiment": pa.array([EXPERIMENT] * rows.size),
         "variant": pa.array(np.where(exposure_variant[rows] == 0, "control", "treatment")),
         "unit_id": _ids("u", exposure_unit[rows]), "timestamp": _times(exposure_ts[rows]),
-        "received_at": _times(received), "kafka_partition": pa.array(np.zeros(rows.size, np.int32)),
+        "received_at": _times(received), "attributes": pa.nulls(rows.size, lake.ATTRIBUTES_TYPE),
+        "kafka_partition": pa.array(np.zeros(rows.size, np.int32)),
         "kafka_offset": pa.array(np.arange(rows.size)),
     }, schema=lake.EXPOSURE_SCHEMA), lake.EXPOSURES_TOPIC, lake_dir, EXPERIMENT)  # fmt: skip
     unit = rng.integers(0, units, events)

@@ -50,6 +50,7 @@ def _exposures(rng: np.random.Generator, lake_dir: Path, units: int, key: str) -
         "event_id": _ids(f"{key}-x", rows), "experiment": pa.array([key] * rows.size),
         "variant": pa.array(np.where(variant[rows] == 0, "control", "treatment")),
         "unit_id": _ids("u", exposed[rows]), "timestamp": _times(first[rows]), "received_at": _times(received),
+        "attributes": pa.nulls(rows.size, lake.ATTRIBUTES_TYPE),
         "kafka_partition": pa.array(np.zeros(rows.size, np.int32)), "kafka_offset": pa.array(np.arange(rows.size)),
     }, schema=lake.EXPOSURE_SCHEMA), lake.EXPOSURES_TOPIC, lake_dir, key)  # fmt: skip
     return int(rows.size)

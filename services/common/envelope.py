@@ -10,12 +10,38 @@ ingest (`services.metrics.records`) turns them into lake rows of exactly the fie
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 COMMON_FIELDS = ("event_id", "unit_id", "timestamp", "received_at")
-EXPOSURE_FIELDS = (*COMMON_FIELDS, "experiment", "variant")
+EXPOSURE_FIELDS = (*COMMON_FIELDS, "experiment", "variant", "attributes")
+# An exposure's optional `attributes`: the unit's values of the experiment's dimensions
+# (docs/api.md). String keys and values, bounded so one exposure stays small.
+MAX_ATTRIBUTES = 20
+MAX_ATTRIBUTE_VALUE_LENGTH = 256
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")  # as targeting attributes (assay.models)
+
+
+def attributes_problem(attributes: object) -> str | None:
+    """Why `attributes` cannot be carried (None when it can; null means none)."""
+    if attributes is None:
+        return None
+    if not isinstance(attributes, dict):
+        return "'attributes' must be an object of strings"
+    if len(attributes) > MAX_ATTRIBUTES:
+        return f"'attributes' has {len(attributes)} keys; at most {MAX_ATTRIBUTES}"
+    for name, value in attributes.items():
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
+            return f"attribute name {str(name)[:64]!r} must match {ATTRIBUTE_NAME.pattern}"
+        if not isinstance(value, str):
+            return f"attribute {name!r} must be a string, not {type(value).__name__}"
+        if len(value) > MAX_ATTRIBUTE_VALUE_LENGTH:
+            return f"attribute {name!r} is longer than {MAX_ATTRIBUTE_VALUE_LENGTH} characters"
+    return None
+
+
 EVENT_FIELDS = (*COMMON_FIELDS, "name", "value", "properties")
 
 
@@ -25,12 +51,17 @@ def message_key(unit_id: str) -> bytes:
 
 
 def exposure_message(
-    event_id: str, experiment: str, variant: str, unit_id: str, timestamp: str, received_at: str
-) -> bytes:
-    return orjson.dumps({
+    event_id: str, experiment: str, variant: str, unit_id: str, timestamp: str, received_at: str,
+    attributes: dict[str, str] | None = None,
+) -> bytes:  # fmt: skip
+    """`attributes` is written only when given, so exposures without it keep their old bytes."""
+    value: dict[str, Any] = {
         "event_id": event_id, "experiment": experiment, "variant": variant,
         "unit_id": unit_id, "timestamp": timestamp, "received_at": received_at,
-    })  # fmt: skip
+    }  # fmt: skip
+    if attributes:
+        value["attributes"] = attributes
+    return orjson.dumps(value)
 
 
 def event_message(

@@ -25,6 +25,7 @@ QUARANTINE_DIR = "_quarantine"
 DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 _TIME = pa.timestamp("us", tz="UTC")
+ATTRIBUTES_TYPE = pa.map_(pa.string(), pa.string())
 _AUDIT_FIELDS = [pa.field("kafka_partition", pa.int32()), pa.field("kafka_offset", pa.int64())]
 EXPOSURE_SCHEMA = pa.schema([
     pa.field("event_id", pa.string(), nullable=False),
@@ -33,6 +34,9 @@ EXPOSURE_SCHEMA = pa.schema([
     pa.field("unit_id", pa.string(), nullable=False),
     pa.field("timestamp", _TIME, nullable=False),
     pa.field("received_at", _TIME, nullable=False),
+    # the unit's dimension values (null: none sent); files written before it lack the column,
+    # and readers with the full schema see null there
+    pa.field("attributes", ATTRIBUTES_TYPE),
     *_AUDIT_FIELDS,
 ])  # fmt: skip
 EVENT_SCHEMA = pa.schema([

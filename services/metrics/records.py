@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from services.common.envelope import attributes_problem
 from services.common.topics import EVENTS_TOPIC, EXPOSURES_TOPIC
 
 EXPERIMENT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # docs/api.md; also a safe directory name
@@ -88,7 +89,16 @@ def parse_exposure(item: dict[str, Any]) -> Row:
     experiment = _text(item, "experiment", 64)
     if not EXPERIMENT_KEY.match(experiment):
         raise Malformed(f"'experiment' is not a valid experiment key: {experiment[:64]!r}")
-    return {**_common(item), "experiment": experiment, "variant": _text(item, "variant", 64)}
+    attributes = item.get("attributes")
+    problem = attributes_problem(attributes)
+    if problem is not None:
+        raise Malformed(problem)
+    return {
+        **_common(item),
+        "experiment": experiment,
+        "variant": _text(item, "variant", 64),
+        "attributes": attributes or None,
+    }
 
 
 def parse_event(item: dict[str, Any]) -> Row:

@@ -14,7 +14,7 @@ from services.metrics import lake
 
 EXPOSURE_DDL = (
     "event_id string, experiment string, variant string, unit_id string, timestamp timestamp, "
-    "received_at timestamp, kafka_partition int, kafka_offset long"
+    "received_at timestamp, attributes map<string,string>, kafka_partition int, kafka_offset long"
 )
 EVENT_DDL = (
     "event_id string, name string, unit_id string, timestamp timestamp, received_at timestamp, "

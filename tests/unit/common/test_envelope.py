@@ -17,6 +17,13 @@ def test_an_exposure_message_becomes_an_exposure_row() -> None:
     assert row["received_at"].isoformat() == "2026-11-20T10:00:01.250000+00:00"
 
 
+def test_an_exposure_keeps_its_attributes_and_omits_none() -> None:
+    plain = exposure_message("e1", "k", "control", "u1", AT, RECEIVED)
+    assert b"attributes" not in plain and parse_message(EXPOSURES_TOPIC, plain)["attributes"] is None
+    sliced = exposure_message("e1", "k", "control", "u1", AT, RECEIVED, {"country": "US", "platform": "ios"})
+    assert parse_message(EXPOSURES_TOPIC, sliced)["attributes"] == {"country": "US", "platform": "ios"}
+
+
 def test_an_event_message_becomes_an_event_row() -> None:
     row = parse_message(EVENTS_TOPIC, event_message("e2", "purchase", "u1", AT, 12.5, {"sku": "a"}, RECEIVED))
     assert set(row) == set(EVENT_FIELDS)

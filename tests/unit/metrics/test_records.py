@@ -25,8 +25,18 @@ def test_exposure_row() -> None:
     assert row == {
         "event_id": "e1", "unit_id": "u1", "experiment": "checkout-button", "variant": "treatment",
         "timestamp": datetime(2026, 11, 20, 10, 0, 0, 123000, tzinfo=UTC),
-        "received_at": datetime(2026, 11, 20, 10, 0, 1, tzinfo=UTC),
+        "received_at": datetime(2026, 11, 20, 10, 0, 1, tzinfo=UTC), "attributes": None,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [("US", "object of strings"), ({"country": 1}, "must be a string"), ({"bad name": "x"}, "must match"),
+     ({f"a{i}": "x" for i in range(21)}, "at most 20"), ({"country": "x" * 257}, "longer than 256")],
+)  # fmt: skip
+def test_exposure_attributes_out_of_bounds_are_quarantined(attributes: object, reason: str) -> None:
+    with pytest.raises(Malformed, match=reason):
+        parse_message(EXPOSURES_TOPIC, orjson.dumps({**EXPOSURE, "attributes": attributes}))
 
 
 def test_event_row_normalises_offsets_to_utc_and_keeps_properties_as_json() -> None:
