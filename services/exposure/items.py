@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from assay.models import EXPERIMENT_KEY_PATTERN, VARIANT_KEY_PATTERN
 from assay.timefmt import format_rfc3339
 
+from services.common.envelope import attributes_problem
 from services.exposure.schemas import (
     EVENT_NAME_PATTERN,
     FORBIDDEN_CHARS,
@@ -47,6 +48,7 @@ class ValidExposure(NamedTuple):
     variant: str
     unit_id: str
     timestamp: str  # RFC 3339 UTC, milliseconds
+    attributes: dict[str, str] | None = None
 
 
 class ValidEvent(NamedTuple):
@@ -79,17 +81,18 @@ def _common_ok(raw: dict[str, Any], fields: frozenset[str]) -> bool:
 
 
 def quick_exposure(raw: dict[str, Any], window: TimeWindow) -> ValidExposure | None:
-    experiment, variant = raw.get("experiment"), raw.get("variant")
+    experiment, variant, attributes = raw.get("experiment"), raw.get("variant"), raw.get("attributes")
     if not (
         _common_ok(raw, EXPOSURE_FIELDS)
         and type(experiment) is str and EXPERIMENT_KEY.fullmatch(experiment)
         and type(variant) is str and VARIANT_KEY.fullmatch(variant)
+        and (attributes is None or attributes_problem(attributes) is None)
     ):  # fmt: skip
         return None
     stamp = _stamp(raw.get("timestamp"), window)
     if stamp is None:
         return None
-    return ValidExposure(raw.get("event_id"), experiment, variant, raw["unit_id"], stamp)
+    return ValidExposure(raw.get("event_id"), experiment, variant, raw["unit_id"], stamp, attributes)
 
 
 def _quick_value(value: object) -> tuple[bool, float | None]:
@@ -122,7 +125,9 @@ def quick_event(raw: dict[str, Any], window: TimeWindow) -> ValidEvent | None:
 
 
 def exposure_from_model(item: ExposureIn) -> ValidExposure:
-    return ValidExposure(item.event_id, item.experiment, item.variant, item.unit_id, format_rfc3339(item.timestamp))
+    return ValidExposure(
+        item.event_id, item.experiment, item.variant, item.unit_id, format_rfc3339(item.timestamp), item.attributes
+    )
 
 
 def event_from_model(item: EventIn) -> ValidEvent:

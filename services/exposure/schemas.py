@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 from assay.models import ExperimentKey, VariantKey
@@ -20,9 +20,11 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
+from services.common.envelope import ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE_LENGTH, MAX_ATTRIBUTES, attributes_problem
 from services.exposure.timestamps import TimeWindow, parse_timestamp
 
 MAX_PROPERTIES = 64
@@ -114,9 +116,34 @@ class ItemIn(BaseModel):
         return moment
 
 
+# What `attributes_problem` (the one rule, shared with the metrics ingest) accepts, for the docs.
+ATTRIBUTES_SCHEMA: dict[str, Any] = {
+    "type": "object", "maxProperties": MAX_ATTRIBUTES, "propertyNames": {"pattern": ATTRIBUTE_NAME.pattern},
+    "additionalProperties": {"type": "string", "maxLength": MAX_ATTRIBUTE_VALUE_LENGTH},
+    "examples": [{"country": "US", "platform": "ios"}],
+}  # fmt: skip
+ATTRIBUTES_DESCRIPTION = (
+    "The unit's values of the experiment's `dimensions` (the SDK attaches them): string values, "
+    f"at most {MAX_ATTRIBUTES} keys, values up to {MAX_ATTRIBUTE_VALUE_LENGTH} characters. An item whose "
+    "attributes break these rules is rejected on its own, with the reason."
+)
+
+
+AttributesInput = Annotated[dict[str, str], WithJsonSchema(ATTRIBUTES_SCHEMA)] | None
+
+
 class ExposureIn(ItemIn):
     experiment: ExperimentKey
     variant: VariantKey
+    attributes: dict[str, str] | None = Field(None, description=ATTRIBUTES_DESCRIPTION)
+
+    @field_validator("attributes", mode="plain", json_schema_input_type=AttributesInput)
+    @classmethod
+    def _attributes_carried(cls, value: object) -> dict[str, str] | None:
+        problem = attributes_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return cast("dict[str, str] | None", value)  # attributes_problem accepts only null or a map of strings
 
 
 class EventIn(ItemIn):

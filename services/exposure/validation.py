@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from assay.models import ExperimentConfig
 from pydantic import ValidationError
 
@@ -31,10 +32,14 @@ from services.exposure.spool_format import SpoolEntry
 from services.exposure.timestamps import TimeWindow
 
 # Bounded label values for the rejection counter.
-ReasonClass = Literal["malformed", "timestamp", "unknown_experiment", "unknown_variant", "experiment_status"]
+ReasonClass = Literal[
+    "malformed", "timestamp", "attributes", "unknown_experiment", "unknown_variant", "experiment_status"
+]
 REASON_CLASSES: tuple[ReasonClass, ...] = (
-    "malformed", "timestamp", "unknown_experiment", "unknown_variant", "experiment_status",
+    "malformed", "timestamp", "attributes", "unknown_experiment", "unknown_variant", "experiment_status",
 )  # fmt: skip
+# Fields whose problems have their own reason class; their messages name the field themselves.
+FIELD_REASONS: dict[str, ReasonClass] = {"timestamp": "timestamp", "attributes": "attributes"}
 ENVELOPE_FIELDS: dict[Kind, str] = {"exposure": "exposures", "event": "events"}
 ACCEPTED_STATUSES = frozenset({"running", "paused", "stopped"})
 MAX_NAME_ECHO = 40
@@ -91,8 +96,11 @@ def describe(exc: ValidationError) -> tuple[str, ReasonClass]:
     first = errors[0]
     location = _shorten(".".join(str(part) for part in first["loc"]))
     message = str(first["msg"]).removeprefix("Value error, ")
+    reason = FIELD_REASONS.get(str(first["loc"][0]), "malformed") if first["loc"] else "malformed"
     if first["type"] == "missing":
         text = f"'{location}' is required"
+    elif reason == "attributes":
+        text = message  # `attributes_problem` words it, naming the attribute
     elif first["type"] == "extra_forbidden":
         text = f"unknown field '{location}'"
     elif message.startswith(location):
@@ -101,12 +109,13 @@ def describe(exc: ValidationError) -> tuple[str, ReasonClass]:
         text = f"{location}: {message}"
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    reason: ReasonClass = "timestamp" if first["loc"][:1] == ("timestamp",) else "malformed"
     return text[:300], reason
 
 
 def _exposure_value(item: ValidExposure, event_id: str, received_at: str) -> bytes:
-    return exposure_message(event_id, item.experiment, item.variant, item.unit_id, item.timestamp, received_at)
+    return exposure_message(
+        event_id, item.experiment, item.variant, item.unit_id, item.timestamp, received_at, item.attributes
+    )
 
 
 def _event_value(item: ValidEvent, event_id: str, received_at: str) -> bytes:
@@ -142,7 +151,12 @@ def _validate_one(kind: Kind, raw: Any, context: ItemContext) -> SpoolEntry | tu
         problem = context.registry.problem(item.experiment, item.variant)
         if problem is not None:
             return problem
-        value = _exposure_value(item, event_id, context.received_at)
+        try:
+            value = _exposure_value(item, event_id, context.received_at)
+        except orjson.JSONEncodeError as exc:
+            # Every other field is checked for lone surrogates already; JSON escapes (`\ud800`)
+            # can still put one in an attribute, and no UTF-8 message can carry it.
+            return f"'attributes' cannot be stored: {str(exc)[:120]}", "attributes"
     else:
         value = _event_value(item, event_id, context.received_at)
     return SpoolEntry(TOPIC_OF_KIND[kind], message_key(item.unit_id), value)

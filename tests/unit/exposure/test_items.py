@@ -42,6 +42,15 @@ properties = st.one_of(
     st.lists(scalars, max_size=2), scalars,
 )  # fmt: skip
 common = {"event_id": ids, "unit_id": ids, "timestamp": stamps, "extra": scalars}
+attribute_names = st.one_of(st.sampled_from(["country", "os.version", "_x", "a\n", "bad name", "9x", "x" * 65]),
+                            st.text(max_size=6))  # fmt: skip
+attributes = st.one_of(
+    st.dictionaries(attribute_names, st.one_of(st.text(max_size=4), st.just("v" * 257), scalars), max_size=4),
+    st.dictionaries(st.from_regex(r"[a-z]{1,3}", fullmatch=True), st.just("v"), min_size=19, max_size=23),
+    st.lists(st.text(max_size=3), max_size=2),
+    scalars,
+    json_documents(scalars, key_size=4, list_size=3, object_size=3, max_leaves=8),
+)
 VALID_EXPOSURE = {
     "event_id": "e-1",
     "experiment": "k",
@@ -61,7 +70,7 @@ def mutations(valid: dict[str, Any], hostile: dict[str, st.SearchStrategy[Any]])
     return st.tuples(changes, dropped).map(lambda pair: {k: v for k, v in {**valid, **pair[0]}.items() if k != pair[1]})
 
 
-exposures = mutations(VALID_EXPOSURE, {**common, "experiment": keys, "variant": keys})
+exposures = mutations(VALID_EXPOSURE, {**common, "experiment": keys, "variant": keys, "attributes": attributes})
 events = mutations(VALID_EVENT, {**common, "name": keys, "properties": properties,
                                  "value": st.one_of(scalars, st.integers(-(10**13), 10**13))})  # fmt: skip
 
@@ -95,5 +104,7 @@ def test_the_common_case_takes_the_fast_path() -> None:
     exposure = {"event_id": "e", "experiment": "k", "variant": "control", "unit_id": "u", "timestamp": NOW_MS}
     assert quick_exposure(exposure, WINDOW) is not None
     assert quick_exposure({**exposure, "timestamp": "2026-11-20T11:00:00.123Z"}, WINDOW) is not None
+    sliced = quick_exposure({**exposure, "attributes": {"country": "US", "platform": "ios"}}, WINDOW)
+    assert sliced is not None and sliced.attributes == {"country": "US", "platform": "ios"}
     event = {"name": "purchase", "unit_id": "u", "timestamp": NOW_MS, "value": 3, "properties": {"a": [1]}}
     assert quick_event(event, WINDOW) is not None

@@ -196,3 +196,39 @@ def test_envelope_problems_reject_the_request(payload: Any, status: int, message
     with pytest.raises(HTTPException) as raised:
         items_of(payload, "exposure", 1000)
     assert raised.value.status_code == status and message in raised.value.detail
+
+
+def test_attributes_travel_in_the_message() -> None:
+    value = accepted_value("exposure", exposure(attributes={"country": "US", "os.version": "17.1", "_tier": ""}))
+    assert value["attributes"] == {"country": "US", "os.version": "17.1", "_tier": ""}
+    for nothing in ({}, None):  # no attributes: the message keeps its old bytes
+        assert "attributes" not in accepted_value("exposure", exposure(attributes=nothing))
+    most = {f"a{i}": "v" * 256 for i in range(20)}
+    assert accepted_value("exposure", exposure(attributes=most))["attributes"] == most
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [("US", "'attributes' must be an object of strings"), (["country"], "'attributes' must be an object of strings"),
+     ({f"a{i}": "v" for i in range(21)}, "'attributes' has 21 keys; at most 20"),
+     ({f"a{i}": "v" for i in range(100_000)}, "'attributes' has 100000 keys; at most 20"),
+     ({"country": 1}, "attribute 'country' must be a string, not int"),
+     ({"beta": True}, "attribute 'beta' must be a string, not bool"),
+     ({"country": None}, "attribute 'country' must be a string, not NoneType"),
+     ({"a": {"b": {"c": {"d": [1, [2, [3]]]}}}}, "attribute 'a' must be a string, not dict"),
+     ({"country": "x" * 257}, "attribute 'country' is longer than 256 characters"),
+     ({"bad name": "x"}, "attribute name 'bad name' must match"), ({"": "x"}, "attribute name '' must match"),
+     ({"9lives": "x"}, "attribute name '9lives' must match"), ({"n" * 65: "x"}, "attribute name 'nnnn"),
+     ({"country": "\ud800"}, "'attributes' cannot be stored: str is not valid UTF-8")],
+)  # fmt: skip
+def test_bad_attributes_reject_only_their_item(attributes: object, message: str) -> None:
+    outcome = validate_items("exposure", [exposure(unit_id="good"), exposure(attributes=attributes)], CONTEXT)
+    assert [e.key for e in outcome.entries] == [b"good"]
+    [rejected] = outcome.rejected
+    assert rejected.index == 1 and rejected.reason == "attributes" and rejected.error.startswith(message)
+    assert len(rejected.error) <= 300
+
+
+def test_attribute_problems_come_after_the_other_fields() -> None:
+    error = one_error("exposure", exposure(unit_id="", attributes={"a": 1}))
+    assert error == "unit_id: String should have at least 1 character (and 1 more problem)"
