@@ -8,7 +8,7 @@ one-sided for harm; the decision summary explains itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.registry.models import AnalysisPlan, ExperimentPublic
@@ -30,6 +30,7 @@ from services.scorecard.stats import (
     sample_size_per_variant,
     srm_chi_square,
 )
+from services.scorecard.stats.quantile import QuantileStats, analyze_quantiles
 from services.scorecard.stats.sufficient import CovariateStats, DenominatorStats, SampleStats, VariantStats
 
 # More than this share of units seeing two variants means assignment or logging leaks.
@@ -43,6 +44,9 @@ class MetricPlan:
     metric_type: str
     higher_is_better: bool
     variants: list[VariantStats]
+    # Quantile metrics: p, and each variant's quantile statistics (None while it has no events).
+    quantile: float | None = None
+    quantiles: tuple[QuantileStats | None, ...] = field(default=())
 
 
 def metric_roles(experiment: ExperimentPublic) -> dict[str, Role]:
@@ -67,26 +71,45 @@ def variant_stats(block: VariantStatistics) -> VariantStats:
     return VariantStats(block.key, sample, covariate, denominator)
 
 
-def _variant_stats(metric: MetricResult, order: Sequence[str]) -> list[VariantStats]:
+def quantile_stats(block: VariantStatistics) -> QuantileStats | None:
+    """A results-document quantile block as the engine's statistics; None without events (the
+    block's order statistics are null then) or without a block at all."""
+    q = block.quantile
+    if q is None or None in (q.value, q.lower_probability, q.upper_probability, q.lower_value, q.upper_value):
+        return None
+    assert q.value is not None and q.lower_probability is not None and q.upper_probability is not None
+    assert q.lower_value is not None and q.upper_value is not None
+    return QuantileStats(q.probability, block.n, q.n_events, q.value, q.lower_probability, q.upper_probability,
+                         q.lower_value, q.upper_value, q.events_below, q.events_below_squares, q.events_squares,
+                         q.events_products)  # fmt: skip
+
+
+def _blocks(metric: MetricResult, order: Sequence[str]) -> list[VariantStatistics]:
     """In the experiment's variant order; a variant without units in the document has zeros."""
     by_key = {v.key: v for v in metric.variants}
-    return [variant_stats(by_key.get(key) or VariantStatistics(key=key, n=0, sum=0.0, sum_squares=0.0))
-            for key in order]  # fmt: skip
+    return [by_key.get(key) or VariantStatistics(key=key, n=0, sum=0.0, sum_squares=0.0) for key in order]
 
 
-def metric_plans(results: ResultsDocument, experiment: ExperimentPublic) -> list[MetricPlan]:
+def metric_plan(metric: MetricResult, role: Role, order: Sequence[str]) -> MetricPlan:
+    blocks = _blocks(metric, order)
+    plan = MetricPlan(metric.name, role, metric.type, metric.higher_is_better, [variant_stats(b) for b in blocks])
+    if metric.type != "quantile":
+        return plan
+    probability = next((block.quantile.probability for block in metric.variants if block.quantile), None)
+    return replace(plan, quantile=probability, quantiles=tuple(quantile_stats(block) for block in blocks))
+
+
+def planned_metrics(metrics: Sequence[MetricResult], experiment: ExperimentPublic) -> list[MetricPlan]:
     """Metrics in the plan's order (primary, secondary, guardrails); others are left out."""
     roles = metric_roles(experiment)
     order = [v.key for v in experiment.variants]
+    by_name = {metric.name: metric for metric in metrics}
     names = [*experiment.metrics.primary, *experiment.metrics.secondary, *experiment.metrics.guardrails]
-    plans = []
-    for name in dict.fromkeys(names):
-        metric = results.metric(name)
-        if metric is None:
-            continue
-        plans.append(MetricPlan(name, roles[name], metric.type, metric.higher_is_better,
-                                _variant_stats(metric, order)))  # fmt: skip
-    return plans
+    return [metric_plan(by_name[name], roles[name], order) for name in dict.fromkeys(names) if name in by_name]
+
+
+def metric_plans(results: ResultsDocument, experiment: ExperimentPublic) -> list[MetricPlan]:
+    return planned_metrics(results.metrics, experiment)
 
 
 def srm_for(results: ResultsDocument, experiment: ExperimentPublic) -> SrmResult | None:
@@ -106,6 +129,9 @@ def data_quality_failures(quality: DataQuality) -> list[str]:
 
 
 def analyze_plan(plan: MetricPlan, analysis: AnalysisPlan) -> AnalyzeResult:
+    if plan.metric_type == "quantile":
+        keyed = [(variant.key, stats) for variant, stats in zip(plan.variants, plan.quantiles, strict=True)]
+        return analyze_quantiles(keyed, alpha=analysis.alpha)
     return analyze(
         plan.metric_type, plan.variants, alpha=analysis.alpha, cuped=analysis.cuped,
         sequential=analysis.sequential, sequential_tuning=analysis.sequential_tuning,
@@ -117,6 +143,8 @@ def baseline_moments(metric_type: str, baseline: VariantStats) -> tuple[float, f
     for a proportion: the calculator uses p(1 - p)). A ratio metric gets its ratio and the per-unit
     variance of its linearisation (Deng et al. 2018), as the tests use; not the numerator per unit."""
     sample = baseline.sample
+    if metric_type == "quantile":  # no sample-size formula for quantiles here: power is not checked
+        return None
     if metric_type == "ratio":
         if baseline.denominator is None:
             return None
@@ -164,17 +192,31 @@ def _guardrails(plan: MetricPlan, result: AnalyzeResult, analysis: AnalysisPlan)
     return [t for t in tests if isinstance(t, GuardrailResult)]
 
 
-def variant_mean(metric_type: str, variant: VariantStats) -> float | None:
+def variant_mean(metric_type: str, variant: VariantStats, quantile: QuantileStats | None = None) -> float | None:
     """The variant's point estimate: per unit for mean and proportion metrics; for a ratio metric the
-    ratio itself, sum of numerators / sum of denominators (not numerator per unit). None when undefined."""
+    ratio itself, sum of numerators / sum of denominators (not numerator per unit); for a quantile
+    metric the p-quantile of the variant's event values. None when undefined."""
+    if metric_type == "quantile":
+        return quantile.value if quantile is not None else None
     if metric_type == "ratio":
         denominator = variant.denominator
         return variant.sample.sum / denominator.sum if denominator is not None and denominator.sum else None
     return variant.sample.sum / variant.sample.n if variant.sample.n else None
 
 
-def _variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
-    return [{"key": v.key, "n": v.sample.n, "mean": variant_mean(plan.metric_type, v)} for v in plan.variants]
+def variant_rows(plan: MetricPlan) -> list[dict[str, Any]]:
+    quantiles = plan.quantiles or (None,) * len(plan.variants)
+    return [{"key": v.key, "n": v.sample.n, "mean": variant_mean(plan.metric_type, v, q)}
+            for v, q in zip(plan.variants, quantiles, strict=True)]  # fmt: skip
+
+
+def metric_header(plan: MetricPlan) -> dict[str, Any]:
+    """What names a metric in the scorecard; a quantile metric adds its probability (`quantile`)."""
+    header: dict[str, Any] = {"name": plan.name, "role": plan.role.value, "type": plan.metric_type,
+                              "higher_is_better": plan.higher_is_better}  # fmt: skip
+    if plan.metric_type == "quantile":
+        header["quantile"] = plan.quantile
+    return header
 
 
 def planned_analysis(experiment: ExperimentPublic) -> AnalysisPlan:
@@ -186,7 +228,11 @@ def planned_analysis(experiment: ExperimentPublic) -> AnalysisPlan:
     return experiment.analysis.model_copy(update={"minimum_detectable_effect": mde})
 
 
-def build_scorecard(results: ResultsDocument, experiment: ExperimentPublic) -> dict[str, Any]:
+def build_scorecard(
+    results: ResultsDocument, experiment: ExperimentPublic, slice_correction: str | None = None
+) -> dict[str, Any]:
+    """The scorecard document; with slices in the results, `slices` and `slice_checks` too
+    (services/scorecard/slices.py). `warnings` holds what the slice checks found."""
     analysis = planned_analysis(experiment)
     plans = metric_plans(results, experiment)
     analyses = [analyze_plan(plan, analysis) for plan in plans]
@@ -194,26 +240,30 @@ def build_scorecard(results: ResultsDocument, experiment: ExperimentPublic) -> d
     outcomes, metrics = [], []
     for plan, result, compared in zip(plans, analyses, comparisons, strict=True):
         guardrails = _guardrails(plan, result, analysis)
-        rows = _variant_rows(plan)
+        rows = variant_rows(plan)
         needed = required_units(plan, result, analysis)
         outcomes.append(MetricOutcome(plan.name, plan.role, compared, plan.higher_is_better, guardrails,
                                       min((r["n"] for r in rows), default=0), needed))  # fmt: skip
         metrics.append({
-            "name": plan.name, "role": plan.role.value, "type": plan.metric_type,
-            "higher_is_better": plan.higher_is_better, "variants": rows,
+            **metric_header(plan), "variants": rows,
             "comparisons": [c.to_dict() for c in compared],
             "guardrails": [g.to_dict() for g in guardrails], "required_units_per_variant": needed,
             "timeline": timeline(results, plan, experiment),
         })  # fmt: skip
     srm = srm_for(results, experiment)
     decision = decide(outcomes, srm, data_quality_failures(results.data_quality))
-    return {
+    card = {
         "experiment": experiment.key, "name": experiment.name, "status": experiment.status,
         "computed_at": results.computed_at, "as_of": results.as_of, "catalog_version": results.catalog_version,
         "decision": {"verdict": decision.verdict.value, "reasons": list(decision.reasons)},
         "srm": srm.to_dict() if srm else None, "data_quality": results.data_quality.model_dump(mode="json"),
-        "analysis": analysis.model_dump(), "metrics": metrics,
+        "analysis": analysis.model_dump(), "metrics": metrics, "warnings": [],
     }  # fmt: skip
+    if results.slices:
+        from services.scorecard.slices import build_slices  # slices builds on this module
+
+        card.update(build_slices(results.slices, experiment, analysis, metrics, slice_correction))
+    return card
 
 
 def timeline(results: ResultsDocument, plan: MetricPlan, experiment: ExperimentPublic) -> list[dict[str, Any]]:
@@ -224,9 +274,7 @@ def timeline(results: ResultsDocument, plan: MetricPlan, experiment: ExperimentP
         metric = next((m for m in day.metrics if m.name == plan.name), None)
         if metric is None:
             continue
-        day_plan = MetricPlan(
-            plan.name, plan.role, plan.metric_type, plan.higher_is_better, _variant_stats(metric, order)
-        )
+        day_plan = metric_plan(metric, plan.role, order)
         result = analyze_plan(day_plan, experiment.analysis)
         points.append({"date": day.date.isoformat(), "final": day.final, "comparisons": [
             {"variant": c.variant, "relative_effect": c.to_dict()["relative_effect"],

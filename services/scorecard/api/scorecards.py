@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from services.common.catalog import Catalog
 from services.common.errors import AUTHENTICATED, INVALID, STORE_UNAVAILABLE, error
@@ -21,6 +21,10 @@ router = APIRouter(
     prefix="/v1/experiments", tags=["scorecards"], responses={**AUTHENTICATED, **INVALID, **STORE_UNAVAILABLE}
 )
 KeyPath = Annotated[str, Path(min_length=1, max_length=64, examples=["checkout-button"])]
+SliceCorrection = Annotated[
+    Literal["holm", "bh"] | None,
+    Query(description="correction over the slice family; default: bh if the experiment's correction is bh, else holm"),
+]
 
 
 async def load_results(
@@ -36,20 +40,26 @@ async def load_results(
     return experiment, document
 
 
-def governed_scorecard(document: ResultsDocument, experiment: ExperimentPublic, catalog: Catalog) -> dict[str, Any]:
-    """The scorecard plus what the catalog and the plan say about it (`governance`, `warnings`)."""
-    card = build_scorecard(document, experiment)
+def governed_scorecard(
+    document: ResultsDocument, experiment: ExperimentPublic, catalog: Catalog, slice_correction: str | None = None
+) -> dict[str, Any]:
+    """The scorecard plus what the catalog and the plan say about it (`governance`); `warnings`
+    holds the slice checks' sentences first, then the governance ones."""
+    card = build_scorecard(document, experiment, slice_correction)
     flags = governance(document, experiment, catalog)
-    return {**card, "governance": flags, "warnings": flags["warnings"]}
+    return {**card, "governance": flags, "warnings": [*card["warnings"], *flags["warnings"]]}
 
 
-async def load_scorecard(key: str, registry: RegistryReader, results: ResultsStore, catalog: Catalog) -> dict[str, Any]:
+async def load_scorecard(
+    key: str, registry: RegistryReader, results: ResultsStore, catalog: Catalog, slice_correction: str | None = None
+) -> dict[str, Any]:
     experiment, document = await load_results(key, registry, results)
-    return governed_scorecard(document, experiment, catalog)
+    return governed_scorecard(document, experiment, catalog, slice_correction)
 
 
 @router.get("/{key}/scorecard", responses={404: error("unknown experiment or no results yet")})
 async def get_scorecard(
-    key: KeyPath, principal: ScorecardReader, registry: RegistryDep, results: ResultsDep, catalog: CatalogDep
-) -> dict[str, Any]:
-    return await load_scorecard(key, registry, results, catalog)
+    key: KeyPath, principal: ScorecardReader, registry: RegistryDep, results: ResultsDep, catalog: CatalogDep,
+    slice_correction: SliceCorrection = None,
+) -> dict[str, Any]:  # fmt: skip
+    return await load_scorecard(key, registry, results, catalog, slice_correction)

@@ -24,6 +24,7 @@ delta method for a ratio of independent estimates (DKL, percent change). Interva
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scipy import special
@@ -36,7 +37,7 @@ from services.scorecard.stats.formulas import (
     sample_covariance,
     sample_variance,
 )
-from services.scorecard.stats.results import Comparison
+from services.scorecard.stats.results import AnalyzeResult, Comparison, ComparisonEstimates, Estimate
 from services.scorecard.stats.ttest import sample_size_error, zero_variance_error
 
 # The job reads the outer order statistics at this (two-sided) level; the engine's alpha may
@@ -104,6 +105,7 @@ class QuantileTestResult:
     ci: tuple[float, float]
     relative_effect: float | None
     relative_ci: tuple[float, float] | None
+    relative_standard_error: float | None = None
 
 
 def outer_window_probabilities(
@@ -191,16 +193,22 @@ def quantile_sample_error(key: str, stats: QuantileStats) -> AnalysisError | Non
 
 
 def quantile_test(
-    baseline: QuantileStats, variant: QuantileStats, alpha: float = 0.05
+    baseline: QuantileStats,
+    variant: QuantileStats,
+    alpha: float = 0.05,
+    *,
+    baseline_key: str = "baseline",
+    variant_key: str = "variant",
 ) -> QuantileTestResult | AnalysisError:
     """Difference Q_variant - Q_baseline and Q_variant / Q_baseline - 1 with normal intervals.
 
     Independent variants: Var(difference) = Var(Q_b) + Var(Q_v); the relative effect's
     variance is the delta method for a ratio of independent estimates (DKL, percent change).
+    The keys only name the variants in error messages.
     """
     if baseline.probability != variant.probability:
         raise ValueError(f"quantiles differ: {baseline.probability} and {variant.probability}")
-    for key, stats in (("baseline", baseline), ("variant", variant)):
+    for key, stats in ((baseline_key, baseline), (variant_key, variant)):
         error = quantile_sample_error(key, stats)
         if error is not None:
             return error
@@ -214,6 +222,7 @@ def quantile_test(
     se = math.sqrt(variance)
     relative_effect: float | None = None
     relative_ci: tuple[float, float] | None = None
+    relative_se: float | None = None
     if estimate_b.value != 0.0:
         relative_effect = estimate_v.value / estimate_b.value - 1.0
         relative_se = math.sqrt(
@@ -229,6 +238,7 @@ def quantile_test(
         ci=(effect - z * se, effect + z * se),
         relative_effect=relative_effect,
         relative_ci=relative_ci,
+        relative_standard_error=relative_se,
     )
 
 
@@ -243,7 +253,13 @@ def compare_quantiles(
 
     A baseline quantile of 0 leaves the relative effect empty (no error: the difference stands).
     """
-    result = quantile_test(baseline, variant, alpha)
+    result = quantile_test(baseline, variant, alpha, baseline_key=baseline_key, variant_key=variant_key)
+    return _comparison(baseline_key, variant_key, result, alpha)
+
+
+def _comparison(
+    baseline_key: str, variant_key: str, result: QuantileTestResult | AnalysisError, alpha: float
+) -> Comparison:
     if isinstance(result, AnalysisError):
         return Comparison(variant=variant_key, baseline=baseline_key, error=result)
     return Comparison(
@@ -258,3 +274,33 @@ def compare_quantiles(
         p_value=result.p_value,
         significant=result.p_value < alpha,
     )
+
+
+def _estimates(variant_key: str, result: QuantileTestResult) -> ComparisonEstimates:
+    """The standard errors behind a quantile comparison, for guardrail tests: the intervals are
+    normal, which the t-based guardrail test reproduces with infinite degrees of freedom."""
+    relative = None
+    if result.relative_effect is not None and result.relative_standard_error is not None:
+        relative = Estimate(result.relative_effect, result.relative_standard_error, math.inf)
+    return ComparisonEstimates(variant_key, Estimate(result.effect, result.standard_error, math.inf), relative)
+
+
+def analyze_quantiles(variants: Sequence[tuple[str, QuantileStats | None]], alpha: float = 0.05) -> AnalyzeResult:
+    """Every variant after the first against the first, as `analyze` does for the other metric
+    types. A variant without a quantile block (no events yet) gives its comparison an
+    `empty_variant` error. No CUPED and no sequential intervals: the quantile's interval is
+    always the fixed-horizon normal one."""
+    baseline_key, baseline = variants[0]
+    comparisons: list[Comparison] = []
+    estimates: list[ComparisonEstimates] = []
+    for variant_key, variant in variants[1:]:
+        if baseline is None or variant is None:
+            missing = baseline_key if baseline is None else variant_key
+            error = AnalysisError(ErrorCode.EMPTY_VARIANT, f"variant {missing!r} has no events yet")
+            comparisons.append(Comparison(variant=variant_key, baseline=baseline_key, error=error))
+            continue
+        result = quantile_test(baseline, variant, alpha, baseline_key=baseline_key, variant_key=variant_key)
+        comparisons.append(_comparison(baseline_key, variant_key, result, alpha))
+        if isinstance(result, QuantileTestResult):
+            estimates.append(_estimates(variant_key, result))
+    return AnalyzeResult(comparisons=comparisons, estimates=estimates)

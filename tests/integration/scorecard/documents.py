@@ -7,6 +7,7 @@ may alter; `publish` holds them to the shared model (services/common/results.py)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,15 @@ def _variant_stats(key: str, metric: np.ndarray, covariate: np.ndarray | None,
     return stats
 
 
-def _simulate_units(rng: np.random.Generator, n: int, lift: float, treated: bool) -> dict[str, np.ndarray]:
+def _simulate_units(
+    rng: np.random.Generator, n: int, lift: float, treated: bool, rate: float = 0.10
+) -> dict[str, np.ndarray]:
     factor = 1 + lift if treated else 1.0
     pre_revenue = rng.gamma(2.0, 5.0, n)
     revenue = np.maximum(0.0, 0.8 * pre_revenue * factor + rng.normal(0, 4, n))
     sessions = rng.poisson(3, n) + 1.0
     return {
-        "conversion": (rng.random(n) < 0.10 * factor).astype(float),
+        "conversion": (rng.random(n) < rate * factor).astype(float),
         "pre_conversion": (rng.random(n) < 0.10).astype(float),
         "revenue": revenue, "pre_revenue": pre_revenue, "sessions": sessions,
         "latency_ms": rng.normal(200, 30, n),
@@ -75,6 +78,11 @@ def simulated_results(
     rng = np.random.default_rng(seed)
     sizes = counts or dict.fromkeys(VARIANTS, units_per_variant)
     units = {k: _simulate_units(rng, n, lift, k != "control") for k, n in sizes.items()}
+    return _document(key, units, days)
+
+
+def _document(key: str, units: dict[str, dict[str, np.ndarray]], days: int) -> dict[str, Any]:
+    sizes = {k: int(u["revenue"].size) for k, u in units.items()}
     start = date(2026, 11, 15)
     daily = []
     for day in range(days):
@@ -104,3 +112,30 @@ def publish(results_dir: Path, document: dict[str, Any]) -> None:
     tmp = target.with_suffix(".tmp")
     tmp.write_bytes(model.to_json())
     tmp.replace(target)
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """One slice value's units per variant, the treatment's relative lift there and the control's
+    conversion rate."""
+
+    counts: dict[str, int]
+    lift: float = 0.0
+    rate: float = 0.10
+
+
+def sliced_results(key: str, dimension: str, slices: dict[str, SliceSpec], seed: int = 7,
+                   days: int = 3) -> dict[str, Any]:  # fmt: skip
+    """A results document whose units are the union of the slices' units: the overall statistics
+    are the sums of the slices' (sufficient statistics add), as the job computes them."""
+    rng = np.random.default_rng(seed)
+    per_slice = {value: {k: _simulate_units(rng, n, spec.lift, k != "control", spec.rate)
+                         for k, n in spec.counts.items()} for value, spec in slices.items()}  # fmt: skip
+    overall = {k: {name: np.concatenate([units[k][name] for units in per_slice.values()])
+                   for name in next(iter(per_slice.values()))[k]} for k in VARIANTS}  # fmt: skip
+    document = _document(key, overall, days)
+    document["dimensions"] = [dimension]
+    document["slices"] = [{"dimension": dimension, "value": value,
+                           "variants": {k: {"units": int(u["revenue"].size)} for k, u in units.items()},
+                           "metrics": _metrics_for(units)} for value, units in per_slice.items()]  # fmt: skip
+    return document
