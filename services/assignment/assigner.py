@@ -4,10 +4,17 @@ resolve stickiness for all of them in one Redis round trip."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from assay.evaluation import UNKNOWN_EXPERIMENT, Assignment, apply_sticky, consults_sticky, evaluate
+from assay.evaluation import (
+    EXPOSED_REASONS,
+    UNKNOWN_EXPERIMENT,
+    Assignment,
+    apply_sticky,
+    consults_sticky,
+    evaluate,
+)
 
 from services.assignment.sticky import RedisStickyResolver, StickyResult
 from services.common.registry.cache import ConfigSnapshot
@@ -18,13 +25,23 @@ class UnitAnswer:
     unit_id: str
     degraded: bool
     assignments: dict[str, Assignment]
+    # The `dimensions` of the requested experiments that have any (usually none): an exposed
+    # answer carries them, so a remote SDK knows which attributes to attach to its exposure
+    # without fetching the config. Omitted otherwise, so most answers keep their old bytes.
+    dimensions: Mapping[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "unit_id": self.unit_id,
-            "degraded": self.degraded,
-            "assignments": {k: d.to_dict() for k, d in self.assignments.items()},
-        }
+        assignments = {k: d.to_dict() for k, d in self.assignments.items()}
+        if self.dimensions:
+            for key, dimensions in self.dimensions.items():
+                if self.assignments[key].reason in EXPOSED_REASONS:
+                    assignments[key]["dimensions"] = dimensions
+        return {"unit_id": self.unit_id, "degraded": self.degraded, "assignments": assignments}
+
+
+def _sliced(snapshot: ConfigSnapshot, experiment_keys: Sequence[str]) -> dict[str, list[str]]:
+    configs = snapshot.experiments
+    return {k: c.dimensions for k in experiment_keys if (c := configs.get(k)) is not None and c.dimensions}
 
 
 def _decide_without_store(
@@ -62,4 +79,5 @@ async def assign_units(
         for position, i in enumerate(pending):
             _apply_sticky(snapshot, all_decisions[i], lookups[i], stored[position])
             degraded[i] = unknown[position]
-    return [UnitAnswer(unit_id, degraded[i], all_decisions[i]) for i, (unit_id, _) in enumerate(units)]
+    sliced = _sliced(snapshot, experiment_keys)
+    return [UnitAnswer(unit_id, degraded[i], all_decisions[i], sliced) for i, (unit_id, _) in enumerate(units)]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from services.common.registry.models import (
     AnalysisPlan,
     AuditEntry,
+    Dimensions,
     ExperimentDefinition,
     ExperimentPlan,
     ExperimentPublic,
@@ -57,6 +58,9 @@ class ExperimentUpdate(BaseModel):
     metrics: MetricsPlan | None = None
     analysis: AnalysisPlan | None = None
     plan: ExperimentPlan | None = None
+    # Allowed while running: a unit's slice is valued at its first exposure, so units first
+    # exposed before the change fall in `__missing__` of a dimension added later.
+    dimensions: Dimensions | None = None
     # Needed to change the primary metrics or alpha of a running or paused experiment.
     reason: Annotated[str, StringConstraints(max_length=1000)] = ""
 
@@ -66,6 +70,13 @@ class ExperimentUpdate(BaseModel):
         if variants is not None:
             check_variants(variants)
         return variants
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_distinct(cls, dimensions: list[str] | None) -> list[str] | None:
+        if dimensions is not None and len(set(dimensions)) != len(dimensions):
+            raise ValueError("dimensions must be distinct")  # as on create (ExperimentFields)
+        return dimensions
 
 
 NULLABLE_ON_UPDATE = frozenset({"salt", "layer", "layer_share"})
@@ -152,6 +163,10 @@ class AssignmentPublic(BaseModel):
         "hash", "sticky", "override", "not_running", "not_targeted", "not_in_traffic",
         "layer_excluded", "unknown_experiment",
     ]  # fmt: skip
+    dimensions: list[str] | None = Field(
+        None, description="only when the unit is exposed (reason hash or sticky) and the experiment has "
+        "dimensions: the attributes whose values the SDK attaches to the exposure it logs",
+    )  # fmt: skip
 
 
 class AssignResponse(BaseModel):

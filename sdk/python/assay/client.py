@@ -12,20 +12,20 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
 
 from assay.batching import EventSender, RetryPolicy
-from assay.evaluation import Assignment
+from assay.dimensions import dimension_attributes
+from assay.evaluation import EXPOSED_REASONS, Assignment
 from assay.local import ConfigPoller, decide_locally
 from assay.sticky import StickyStore
 from assay.timefmt import utc_now_rfc3339
 
 log = logging.getLogger("assay.sdk")
-# Overridden units are QA traffic: they get their variant but never enter the analysis.
-EXPOSED_REASONS = frozenset({"hash", "sticky"})
+NO_DIMENSIONS: tuple[str, ...] = ()
 COUNTERS = ("assign_errors", "exposures_logged", "exposures_deduplicated", "invalid")
 
 
@@ -99,9 +99,12 @@ class Client:
         default: str | None = None,
     ) -> str | None:  # fmt: skip
         """The unit's variant (logging the exposure once), or `default` when not enrolled
-        or when the assignment service cannot answer within the timeout."""
+        or when the assignment service cannot answer within the timeout.
+
+        The exposure carries the unit's values of the experiment's `dimensions` (only those,
+        as strings; see `assay.dimensions`), which its results are sliced by."""
         try:
-            decision = self._decide(experiment, unit_id, attributes)
+            decision, dimensions = self._decide(experiment, unit_id, attributes)
         except Exception as exc:
             self._counters.add("assign_errors")
             log.warning("assay assignment failed (%s); serving the default", type(exc).__name__)
@@ -109,7 +112,7 @@ class Client:
         if decision.variant is None:
             return default
         if decision.reason in EXPOSED_REASONS:
-            self._log_exposure(experiment, unit_id, decision.variant)
+            self._log_exposure(experiment, unit_id, decision.variant, dimensions, attributes)
         return decision.variant
 
     def track(
@@ -155,21 +158,36 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _decide(self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None) -> Assignment:
+    def _decide(
+        self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None
+    ) -> tuple[Assignment, Sequence[str]]:
+        """The assignment, and the experiment's dimensions: from the config snapshot in local
+        mode; in remote mode from the answer, which names them for an exposed unit."""
         if self._poller is not None:
             experiments = self._poller.experiments
-            return decide_locally(experiments, experiment, unit_id, attributes, self.sticky_store)
+            config = experiments.get(experiment)
+            decision = decide_locally(experiments, experiment, unit_id, attributes, self.sticky_store)
+            return decision, config.dimensions if config is not None else NO_DIMENSIONS
         body = {"unit_id": unit_id, "attributes": dict(attributes or {}), "experiments": [experiment]}
         response = self._assign_http.post("/v1/assign", json=body)
         response.raise_for_status()
         answer = response.json()["assignments"][experiment]
-        return Assignment(answer["variant"], answer["reason"])
+        dimensions = answer.get("dimensions")  # present only for an exposed unit of a sliced experiment
+        if not isinstance(dimensions, list):
+            dimensions = NO_DIMENSIONS
+        return Assignment(answer["variant"], answer["reason"]), dimensions
 
-    def _log_exposure(self, experiment: str, unit_id: str, variant: str) -> None:
+    def _log_exposure(
+        self, experiment: str, unit_id: str, variant: str, dimensions: Sequence[str],
+        attributes: Mapping[str, Any] | None,
+    ) -> None:  # fmt: skip
         if not self._exposures.first_time(unit_id, experiment, variant):
             self._counters.add("exposures_deduplicated")
             return
-        exposure = {"event_id": str(uuid.uuid4()), "experiment": experiment, "variant": variant,
-                    "unit_id": unit_id, "timestamp": utc_now_rfc3339()}  # fmt: skip
+        exposure: dict[str, Any] = {"event_id": str(uuid.uuid4()), "experiment": experiment, "variant": variant,
+                                    "unit_id": unit_id, "timestamp": utc_now_rfc3339()}  # fmt: skip
+        carried = dimension_attributes(dimensions, attributes)
+        if carried:
+            exposure["attributes"] = carried
         if self._sender.enqueue("exposures", exposure):
             self._counters.add("exposures_logged")

@@ -11,6 +11,9 @@ Reason = Literal[
     "layer_excluded", "unknown_experiment",
 ]  # fmt: skip
 ENROLLING_REASONS = frozenset({"hash", "sticky", "override"})
+# Answers whose unit enters the analysis, so the SDK logs an exposure for them. Overridden
+# units are QA traffic: they get their variant but are never exposed.
+EXPOSED_REASONS = frozenset({"hash", "sticky"})
 # Answers that never consult the sticky store: the experiment is not assigning (or unknown),
 # or QA forced a variant with an override.
 STICKY_FREE_REASONS = frozenset({"not_running", "override", "unknown_experiment"})

@@ -15,6 +15,7 @@ from typing import Any
 from assay.bucketing import choose_variant_index, layer_bucket, variant_bucket
 from assay.decisions import (
     ENROLLING_REASONS,
+    EXPOSED_REASONS,
     LAYER_EXCLUDED,
     NOT_IN_TRAFFIC,
     NOT_RUNNING,
@@ -26,7 +27,7 @@ from assay.decisions import (
 )
 from assay.models import ExperimentConfig
 
-__all__ = ["ENROLLING_REASONS", "LAYER_EXCLUDED", "NOT_IN_TRAFFIC", "NOT_RUNNING", "NOT_TARGETED",
+__all__ = ["ENROLLING_REASONS", "EXPOSED_REASONS", "LAYER_EXCLUDED", "NOT_IN_TRAFFIC", "NOT_RUNNING", "NOT_TARGETED",
            "STICKY_FREE_REASONS", "UNKNOWN_EXPERIMENT", "Assignment", "Reason", "apply_sticky",
            "consults_sticky", "evaluate", "hashed_variant", "in_layer_slice"]  # fmt: skip
 

@@ -133,6 +133,9 @@ class ExperimentConfig(BaseModel):
     targeting: Conditions = Field(default_factory=list)
     overrides: dict[str, str] = Field(default_factory=dict)
     version: int = 0
+    # Unit attributes the results are sliced by: the SDK attaches the unit's values of these to
+    # the exposures it logs (`assay.dimensions`). The registry checked them when they were written.
+    dimensions: list[str] = Field(default_factory=list)
 
     @field_validator("variants")
     @classmethod

@@ -99,6 +99,30 @@ def test_traffic_and_targeting_may_change_while_running() -> None:
     assert changes["traffic"] == {"from": 1.0, "to": 0.5}
 
 
+def test_dimensions_may_change_while_running() -> None:
+    doc = running_doc().model_copy(update={"dimensions": ["country"]})
+    new, changes = build_updated(doc, ExperimentUpdate(dimensions=["country", "platform"]), {}, NOW)
+    assert new.dimensions == ["country", "platform"] and new.version == doc.version + 1 and new.plan_changes == []
+    assert changes == {"dimensions": {"from": ["country"], "to": ["country", "platform"]}}
+    same, unchanged = build_updated(new, ExperimentUpdate(dimensions=["country", "platform"]), {}, NOW)
+    assert same is new and unchanged == {}
+    with pytest.raises(RegistryError, match="'dimensions' cannot be null"):
+        build_updated(doc, ExperimentUpdate.model_validate({"dimensions": None}), {}, NOW)
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "message"),
+    [(["a", "b", "c", "d", "e", "f"], "at most 5 items"), (["country", "country"], "dimensions must be distinct"),
+     (["bad name"], "String should match pattern"), ([""], "String should match pattern"), ("country", "list")],
+)  # fmt: skip
+def test_bad_dimensions_are_refused_on_create_and_update(dimensions: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        body(dimensions=dimensions)
+    with pytest.raises(ValidationError, match=message):
+        ExperimentUpdate.model_validate({"dimensions": dimensions})
+    assert body(dimensions=["country", "os.version", "_tier", "b", "c"]).dimensions[-1] == "c"
+
+
 def test_version_mismatch_and_noop_patch() -> None:
     doc = running_doc()
     with pytest.raises(RegistryError, match="version mismatch: you sent 7"):
