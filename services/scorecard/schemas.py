@@ -25,22 +25,51 @@ class CovariateBlock(Block):
     denominator_products: Finite | None = None
 
 
+EventCount = Annotated[int, Field(ge=0, le=10**18)]
+Probability = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+class QuantileIn(BaseModel):
+    """A quantile metric's block, as in the results document (services/common/results.py
+    `QuantileBlock`); the order statistics are null for a variant without events."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    probability: Probability
+    n_events: EventCount
+    value: Finite | None
+    lower_probability: Probability | None
+    upper_probability: Probability | None
+    lower_value: Finite | None
+    upper_value: Finite | None
+    events_below: EventCount
+    events_below_squares: EventCount
+    events_squares: EventCount
+    events_products: EventCount
+
+
 class VariantIn(BaseModel):
+    """`sum` and `sum_squares` are required except for quantile metrics, which use `quantile`."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     key: Key
     n: Count
-    sum: Finite
-    sum_squares: Finite
+    sum: Finite | None = None
+    sum_squares: Finite | None = None
     covariate: CovariateBlock | None = None
     denominator: Block | None = None
+    quantile: QuantileIn | None = None
 
 
 class MetricIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = "metric"
-    type: Literal["proportion", "mean", "ratio"]
+    type: Literal["proportion", "mean", "ratio", "quantile"]
+    quantile: Probability | None = Field(
+        None, description="quantile metrics: p (0.9 for p90), checked against the blocks"
+    )
 
 
 class AnalyzeRequest(BaseModel):
@@ -53,6 +82,22 @@ class AnalyzeRequest(BaseModel):
     sequential: bool = False
     sequential_tuning: float = Field(5000.0, gt=0, le=1e12)
     correction: Literal["none", "holm", "bh"] = "none"
+
+    @model_validator(mode="after")
+    def _blocks_fit_the_metric(self) -> AnalyzeRequest:
+        if self.metric.type == "quantile":
+            missing = [v.key for v in self.variants if v.quantile is None]
+            if missing:
+                raise ValueError(f"a quantile metric needs a quantile block in every variant; missing in {missing}")
+            return self
+        if any(v.quantile is not None for v in self.variants):
+            raise ValueError(f"a quantile block belongs to quantile metrics, not {self.metric.type}")
+        missing = [v.key for v in self.variants if v.sum is None or v.sum_squares is None]
+        if missing:
+            raise ValueError(
+                f"a {self.metric.type} metric needs sum and sum_squares in every variant; missing in {missing}"
+            )
+        return self
 
 
 class SrmRequest(BaseModel):

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     INCONSISTENT_COVARIATE = "inconsistent_covariate"
     INCONSISTENT_DENOMINATOR = "inconsistent_denominator"
     INCONSISTENT_PROPORTION = "inconsistent_proportion"
+    INCONSISTENT_QUANTILE = "inconsistent_quantile"
     MISSING_DENOMINATOR = "missing_denominator"
     UNKNOWN_METRIC_TYPE = "unknown_metric_type"
     TOO_FEW_VARIANTS = "too_few_variants"
@@ -36,6 +37,7 @@ class ErrorCode(StrEnum):
     ZERO_VARIANCE = "zero_variance"
     BASELINE_MEAN_ZERO = "baseline_mean_zero"
     DENOMINATOR_ZERO = "denominator_zero"
+    DENSITY_ZERO = "density_zero"
     # Power calculator.
     MDE_UNREACHABLE = "mde_unreachable"
 

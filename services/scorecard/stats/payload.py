@@ -11,6 +11,7 @@ from typing import Any
 
 from services.scorecard.stats.analyze import analyze
 from services.scorecard.stats.errors import ErrorCode, InputError
+from services.scorecard.stats.quantile_payload import analyze_quantile_payload
 from services.scorecard.stats.results import AnalyzeResult
 from services.scorecard.stats.sequential import DEFAULT_SEQUENTIAL_TUNING
 from services.scorecard.stats.sufficient import (
@@ -90,6 +91,8 @@ def analyze_payload(body: object, *, max_variants: int = DEFAULT_MAX_VARIANTS) -
                 )
             ]
         )
+    if metric_type == "quantile":
+        return analyze_quantile_payload(body, raw_variants)
     variants: list[VariantStats] = []
     errors: list[InputError] = []
     for index, raw in enumerate(raw_variants):

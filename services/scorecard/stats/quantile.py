@@ -158,8 +158,10 @@ def outer_density(stats: QuantileStats) -> float:
 
 
 def quantile_variance(share_variance: float, density: float) -> float:
-    """Var(Q_p) ~= Var(F_hat(xi_p)) / f(xi_p)^2 (DKL-Q, Bahadur representation)."""
-    return share_variance / (density * density)
+    """Var(Q_p) ~= Var(F_hat(xi_p)) / f(xi_p)^2 (DKL-Q, Bahadur representation); infinite when the
+    density estimate underflows to 0 (values spread over ~1e150 around the quantile)."""
+    squared = density * density
+    return share_variance / squared if squared > 0.0 else math.inf
 
 
 def quantile_estimate(stats: QuantileStats) -> QuantileEstimate:
@@ -217,6 +219,9 @@ def quantile_test(
     variance = estimate_b.variance + estimate_v.variance
     if variance <= 0.0:
         return zero_variance_error()
+    if not math.isfinite(variance):
+        message = "the event values around the quantile are too spread out to estimate their density"
+        return AnalysisError(ErrorCode.DENSITY_ZERO, f"{message}, so the interval is undefined")
     z = normal_quantile(1.0 - alpha / 2.0)
     effect = estimate_v.value - estimate_b.value
     se = math.sqrt(variance)
@@ -225,10 +230,12 @@ def quantile_test(
     relative_se: float | None = None
     if estimate_b.value != 0.0:
         relative_effect = estimate_v.value / estimate_b.value - 1.0
-        relative_se = math.sqrt(
-            delta_method_relative_variance(estimate_b.value, estimate_b.variance, estimate_v.value, estimate_v.variance)
+        relative_variance = delta_method_relative_variance(
+            estimate_b.value, estimate_b.variance, estimate_v.value, estimate_v.variance
         )
-        relative_ci = (relative_effect - z * relative_se, relative_effect + z * relative_se)
+        if math.isfinite(relative_variance) and relative_variance >= 0.0:  # else the relative effect has no interval
+            relative_se = math.sqrt(relative_variance)
+            relative_ci = (relative_effect - z * relative_se, relative_effect + z * relative_se)
     return QuantileTestResult(
         baseline=estimate_b,
         variant=estimate_v,

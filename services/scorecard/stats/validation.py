@@ -232,7 +232,7 @@ def validate_analysis_request(
             InputError(
                 ErrorCode.UNKNOWN_METRIC_TYPE,
                 "metric.type",
-                f"metric type must be one of mean, proportion, ratio; got {metric_type!r}",
+                f"metric type must be one of mean, proportion, ratio, quantile; got {metric_type!r}",
             )
         ]
     if len(variants) < 2:

@@ -15,6 +15,7 @@ from services.scorecard.stats import (
     SampleStats,
     VariantStats,
     analyze,
+    analyze_payload,
     minimum_detectable_effect,
     srm_chi_square,
 )
@@ -154,7 +155,19 @@ def _produced_codes() -> set[ErrorCode]:
             ],
         )
     )
-    return codes
+    return codes | _quantile_codes()
+
+
+def _quantile_codes() -> set[ErrorCode]:
+    block = {"probability": 0.5, "n_events": 400, "value": 1.0, "lower_probability": 0.45,
+             "upper_probability": 0.55, "lower_value": -1e200, "upper_value": 1e200, "events_below": 200,
+             "events_below_squares": 400, "events_squares": 1600, "events_products": 800}  # fmt: skip
+    spread = [{"key": key, "n": 100, "quantile": block} for key in ("a", "b")]
+    (comparison,) = analyze_payload({"metric": {"type": "quantile"}, "variants": spread}).comparisons
+    assert comparison.error is not None
+    impossible = [{"key": "a", "n": 100, "quantile": {**block, "events_below": 401}}, spread[1]]
+    errors = analyze_payload({"metric": {"type": "quantile"}, "variants": impossible}).errors
+    return {comparison.error.code} | {error.code for error in errors}
 
 
 def test_every_error_code_is_produced():
