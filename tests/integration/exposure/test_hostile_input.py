@@ -148,7 +148,7 @@ def test_deeply_nested_items_never_500(ingest: httpx.Client) -> None:
 
 item_like = st.fixed_dictionaries(
     {}, optional={name: json_values | st.text(max_size=50) for name in (
-        "event_id", "experiment", "variant", "unit_id", "timestamp", "name", "value", "properties")},
+        "event_id", "experiment", "variant", "unit_id", "timestamp", "name", "value", "properties", "attributes")},
 )  # fmt: skip
 
 
