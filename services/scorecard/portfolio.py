@@ -12,9 +12,12 @@ from typing import Any
 from services.common.catalog import Catalog
 from services.common.registry.models import ExperimentPublic
 
-FLAGS = ("srm_failures", "underpowered", "running_past_plan", "uncertified_primary", "plan_changed_after_start")
+FLAGS = ("srm_failures", "slice_warnings", "underpowered", "running_past_plan", "uncertified_primary",
+         "plan_changed_after_start")  # fmt: skip
 FLAG_TITLES = {
-    "srm_failures": "Traffic split off (results invalid)", "underpowered": "Too few users to decide yet",
+    "srm_failures": "Traffic split off (results invalid)",
+    "slice_warnings": "Slices disagree with the overall result or lose units",
+    "underpowered": "Too few users to decide yet",
     "running_past_plan": "Running past the plan", "uncertified_primary": "Primary metric not certified",
     "plan_changed_after_start": "Primary metric or alpha changed after start",
 }  # fmt: skip
@@ -30,6 +33,8 @@ def _flags(experiment: ExperimentPublic, readout: dict[str, Any] | None, now: da
         trust = readout["trust"]
         if trust["srm"] == "failed":
             flags.append("srm_failures")
+        if trust["slice_srm"] == "failed" or trust["simpson"] or trust["slice_mix"]:
+            flags.append("slice_warnings")
         if readout["decision"] == "keep_running":
             flags.append("underpowered")
         reached = trust["sample_size"]["reached"]

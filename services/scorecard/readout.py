@@ -143,11 +143,25 @@ def _trust(card: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
         "uncertified_primary": flags["uncertified_primary"],
         "plan_changed_after_start": flags["plan_changed_after_start"],
         "early_look": flags["early_look"],
+        **slice_trust(card),
+    }
+
+
+def slice_trust(card: dict[str, Any]) -> dict[str, Any]:
+    """What the slice checks found: `slice_srm` (not_checked without slices), the metrics with a
+    Simpson's-paradox warning and the dimensions whose mix differs between variants."""
+    checks = card.get("slice_checks")
+    if checks is None:
+        return {"slice_srm": "not_checked", "simpson": [], "slice_mix": []}
+    return {
+        "slice_srm": "failed" if checks["srm_mismatches"] else "passed",
+        "simpson": list(dict.fromkeys(item["metric"] for item in checks["simpson"])),
+        "slice_mix": [item["dimension"] for item in checks["mix"] if item["mismatch"]],
     }
 
 
 def _caveats(card: dict[str, Any], flags: dict[str, Any], trust: dict[str, Any]) -> list[str]:
-    caveats = list(flags["warnings"])
+    caveats = list(card["warnings"])  # the slice checks' sentences, then the governance ones
     if trust["srm"] == "failed":
         caveats.insert(0, "the traffic split is off (sample ratio mismatch): check the assignment and the exposure "
                           "logging, fix them, and restart the experiment")  # fmt: skip
@@ -195,6 +209,16 @@ def build_readout(card: dict[str, Any], experiment: ExperimentPublic, catalog: C
     }  # fmt: skip
 
 
+def slice_summary(trust: dict[str, Any]) -> str:
+    """'traffic split off in some slice; Simpson's paradox on conversion' or 'consistent'."""
+    if trust["slice_srm"] == "not_checked":
+        return "not sliced"
+    parts = ["traffic split off in some slice"] if trust["slice_srm"] == "failed" else []
+    parts += [f"Simpson's paradox on {', '.join(trust['simpson'])}"] if trust["simpson"] else []
+    parts += [f"mix of {', '.join(trust['slice_mix'])} differs between variants"] if trust["slice_mix"] else []
+    return "; ".join(parts) or "consistent"
+
+
 def readout_markdown(readout: dict[str, Any]) -> str:
     """The readout for docs and chat: the bottom line first, then the same sections."""
     trust = readout["trust"]
@@ -208,7 +232,8 @@ def readout_markdown(readout: dict[str, Any]) -> str:
               + (f" of {size['planned_per_variant']:,} planned" if size["planned_per_variant"] else " (no plan)"),
               f"- Metric definitions: {trust['definitions']}",
               f"- Uncertified primary metrics: {', '.join(trust['uncertified_primary']) or 'none'}",
-              f"- Plan changed after start: {'yes' if trust['plan_changed_after_start'] else 'no'}", ""]  # fmt: skip
+              f"- Plan changed after start: {'yes' if trust['plan_changed_after_start'] else 'no'}",
+              f"- Slices: {slice_summary(trust)}", ""]  # fmt: skip
     sections = (("Guardrails", readout["guardrails"]), ("Secondary metrics", readout["secondary"]))
     for title, rows in sections:
         lines += [f"## {title}", ""] + ([f"- {row['sentence']}" for row in rows] or ["- none"]) + [""]

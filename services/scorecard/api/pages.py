@@ -18,11 +18,13 @@ from services.scorecard import sessions
 from services.scorecard.api.catalog import load_metric
 from services.scorecard.api.deps import CatalogDep, DefinitionsDep, RegistryDep, ResultsDep, SettingsDep
 from services.scorecard.api.readouts import governed_readout, load_portfolio
-from services.scorecard.api.scorecards import governed_scorecard
+from services.scorecard.api.scorecards import SliceCorrection, governed_scorecard
 from services.scorecard.catalog_views import kpi_tree
 from services.scorecard.pages.render import environment, metric_groups, quality_rows
+from services.scorecard.pages.slice_tables import slice_tables
 from services.scorecard.pages.tree import flatten, kpi_tree_svg
 from services.scorecard.portfolio import FLAG_TITLES
+from services.scorecard.readout import slice_summary
 from services.scorecard.results_store import ResultsStore
 from services.scorecard.scorecard import build_scorecard
 from services.scorecard.settings import ScorecardSettings
@@ -135,11 +137,14 @@ async def experiments_page(
 @router.get("/experiments/{key}")
 async def experiment_page(
     key: KeyPath, request: Request, settings: SettingsDep, registry: RegistryDep, results: ResultsDep,
-    catalog: CatalogDep,
+    catalog: CatalogDep, slice_correction: SliceCorrection = None,
 ) -> Response:  # fmt: skip
+    formats = {metric.name: metric.format for metric in catalog.metrics}
+
     def render(experiment: ExperimentPublic, document: ResultsDocument) -> Response:
-        card = governed_scorecard(document, experiment, catalog)
-        return _page("experiment.html", card=card, hypothesis=experiment.hypothesis, groups=metric_groups(card),
+        card = governed_scorecard(document, experiment, catalog, slice_correction)
+        return _page("experiment.html", card=card, hypothesis=experiment.hypothesis,
+                     groups=metric_groups(card, formats), slices=slice_tables(card),
                      quality=quality_rows(card["data_quality"]), signed_in=True)  # fmt: skip
 
     return await _results_page(request, settings, key, registry, results, render)
@@ -176,7 +181,8 @@ async def readout_page(
     catalog: CatalogDep,
 ) -> Response:  # fmt: skip
     def render(experiment: ExperimentPublic, document: ResultsDocument) -> Response:
-        return _page("readout.html", readout=governed_readout(document, experiment, catalog), signed_in=True)
+        readout = governed_readout(document, experiment, catalog)
+        return _page("readout.html", readout=readout, slice_summary=slice_summary(readout["trust"]), signed_in=True)
 
     return await _results_page(request, settings, key, registry, results, render)
 

@@ -3,12 +3,14 @@ string; the SVG charts escape their own text."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.scorecard.pages.charts import axis_bounds, effect_over_time, forest_bar
+from services.scorecard.readout import format_change, format_value
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -66,7 +68,19 @@ def _comparison_cells(
     }
 
 
-def _rows(metric: dict[str, Any], bounds: tuple[float, float]) -> list[dict[str, Any]]:
+def _in_format(row: dict[str, Any], variant: dict[str, Any], comparison: dict[str, Any] | None, fmt: str) -> None:
+    """A quantile metric's value and difference in the metric's own format (320 ms, +12 ms): its
+    numbers are event values, such as page-load times, not shares."""
+    row["mean"] = format_value(variant["mean"], fmt) if variant["mean"] is not None else "–"
+    if comparison is None or comparison["absolute_effect"] is None:
+        return
+    row["absolute"] = format_change(comparison["absolute_effect"], fmt)
+    interval = comparison["absolute_ci"]
+    if interval and None not in interval:
+        row["absolute_ci"] = f"[{format_change(interval[0], fmt)}, {format_change(interval[1], fmt)}]"
+
+
+def _rows(metric: dict[str, Any], bounds: tuple[float, float], fmt: str) -> list[dict[str, Any]]:
     by_variant = {c["variant"]: c for c in metric["comparisons"]}
     rows = []
     for index, variant in enumerate(metric["variants"]):
@@ -75,8 +89,17 @@ def _rows(metric: dict[str, Any], bounds: tuple[float, float]) -> list[dict[str,
         comparison = by_variant.get(variant["key"])
         if comparison is not None:
             row.update(_comparison_cells(comparison, metric["higher_is_better"], bounds))
+        if metric["type"] == "quantile":
+            _in_format(row, variant, comparison, fmt)
         rows.append(row)
     return rows
+
+
+def metric_kind(metric: dict[str, Any]) -> str:
+    """'proportion', or for a quantile metric 'p90 (quantile)'."""
+    if metric["type"] == "quantile" and metric.get("quantile") is not None:
+        return f"p{metric['quantile'] * 100:g} (quantile)"
+    return str(metric["type"])
 
 
 def _chart(metric: dict[str, Any]) -> tuple[Any, str]:
@@ -91,7 +114,9 @@ def _chart(metric: dict[str, Any]) -> tuple[Any, str]:
     return (effect_over_time(series) if series else None), variant or ""
 
 
-def metric_groups(card: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_groups(card: dict[str, Any], formats: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The metric tables by role; `formats` maps a metric to its catalog format (number by default)."""
+    formats = formats or {}
     groups = []
     for role, title in GROUP_TITLES.items():
         metrics = [m for m in card["metrics"] if m["role"] == role]
@@ -101,9 +126,10 @@ def metric_groups(card: dict[str, Any]) -> list[dict[str, Any]]:
         shown = []
         for metric in metrics:
             chart, chart_variant = _chart(metric) if role != "guardrail" else (None, "")
-            shown.append({"name": metric["name"], "type": metric["type"],
+            fmt = formats.get(metric["name"], "number")
+            shown.append({"name": metric["name"], "type": metric_kind(metric),
                           "higher_is_better": metric["higher_is_better"],
-                          "rows": _rows(metric, bounds), "chart": chart, "chart_variant": chart_variant,
+                          "rows": _rows(metric, bounds, fmt), "chart": chart, "chart_variant": chart_variant,
                           "baseline": metric["variants"][0]["key"] if metric["variants"] else ""})  # fmt: skip
         groups.append({"role": role, "title": title, "metrics": shown})
     return groups
