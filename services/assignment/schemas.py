@@ -36,8 +36,17 @@ MAX_ATTRIBUTE_LIST = 100
 MAX_ATTRIBUTE_STRING = 1024
 
 
+DIMENSIONS_DESCRIPTION = (
+    "Up to 5 distinct unit attributes to slice the results by. The SDK attaches the unit's values of "
+    "them to the exposures it logs; a unit is counted in the slice of its first exposure, so when a "
+    "dimension is added (allowed while running), units first exposed before that are in its slice '__missing__'."
+)
+
+
 class ExperimentCreate(ExperimentDefinition):
     """Body of `POST /v1/experiments`: the definition; the registry adds status and version."""
+
+    dimensions: Dimensions = Field(default_factory=list, description=DIMENSIONS_DESCRIPTION)
 
 
 class ExperimentUpdate(BaseModel):
@@ -60,7 +69,7 @@ class ExperimentUpdate(BaseModel):
     plan: ExperimentPlan | None = None
     # Allowed while running: a unit's slice is valued at its first exposure, so units first
     # exposed before the change fall in `__missing__` of a dimension added later.
-    dimensions: Dimensions | None = None
+    dimensions: Dimensions | None = Field(None, description=DIMENSIONS_DESCRIPTION)
     # Needed to change the primary metrics or alpha of a running or paused experiment.
     reason: Annotated[str, StringConstraints(max_length=1000)] = ""
 
@@ -163,9 +172,9 @@ class AssignmentPublic(BaseModel):
         "hash", "sticky", "override", "not_running", "not_targeted", "not_in_traffic",
         "layer_excluded", "unknown_experiment",
     ]  # fmt: skip
-    dimensions: list[str] | None = Field(
-        None, description="only when the unit is exposed (reason hash or sticky) and the experiment has "
-        "dimensions: the attributes whose values the SDK attaches to the exposure it logs",
+    dimensions: list[str] = Field(
+        default_factory=list, description="present only when the unit is exposed (reason hash or sticky) and "
+        "the experiment has dimensions: the attributes whose values the SDK attaches to the exposure it logs",
     )  # fmt: skip
 
 
