@@ -19,6 +19,13 @@ def _srm_state(srm: dict[str, Any] | None) -> dict[str, str]:
     return {"state": "ok", "text": "ok"}
 
 
+def _p_value(p_value: float | None) -> str:
+    """'= 0.031', or '< 0.0001' where more digits only say 'tiny'."""
+    if p_value is None:
+        return "n/a"
+    return "< 0.0001" if p_value < 1e-4 else f"= {p_value:.2g}"
+
+
 def _effect_cell(comparison: dict[str, Any] | None, higher_is_better: bool, corrected: bool) -> dict[str, Any]:
     if comparison is None:
         return {"effect": "–", "ci": "", "p": "", "tone": "neutral", "error": ""}
@@ -32,9 +39,9 @@ def _effect_cell(comparison: dict[str, Any] | None, higher_is_better: bool, corr
     tone = "neutral"
     if comparison["significant"] and absolute:
         tone = "good" if (absolute > 0) == higher_is_better else "bad"
-    p = f"p = {comparison['p_value']:.2g}"
+    p = f"p {_p_value(comparison['p_value'])}"
     if corrected:
-        p += f" (raw {comparison['raw_p_value']:.2g})"
+        p += f" (raw {_p_value(comparison['raw_p_value'])})"
     return {"effect": effect, "ci": ci, "p": p, "tone": tone, "error": ""}
 
 

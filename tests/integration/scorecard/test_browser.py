@@ -21,7 +21,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from deploy.processes import ServiceProcess
-from tests.integration.scorecard.documents import publish, simulated_results
+from tests.integration.scorecard.documents import SliceSpec, publish, simulated_results, sliced_results
 from tests.support.services import ADMIN_KEY, REPO, create_running
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -134,4 +134,47 @@ def test_owner_reads_the_kpi_tree_a_readout_and_the_portfolio(
     assert shown(browser, "bottom-line").text == bottom  # the portfolio's link leads to the same readout
     for name in ("kpi-tree.png", "readout.png", "portfolio.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+    assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_owner_reads_the_slices_and_the_warnings(
+    browser: webdriver.Chrome, scorecard: ServiceProcess, admin: httpx.Client, results_dir: Path
+) -> None:
+    plan = {"primary": ["conversion"], "secondary": ["revenue"], "guardrails": ["latency_ms"]}
+    key = create_running(admin, metrics=plan, name="Sliced checkout", dimensions=["country"])["key"]
+    slices = {"US": SliceSpec({"control": 6000, "treatment": 6000}, lift=-0.2),
+              "DE": SliceSpec({"control": 4000, "treatment": 4000}, lift=0.9),
+              "FR": SliceSpec({"control": 1000, "treatment": 800}), "__missing__": SliceSpec({"control": 300,
+              "treatment": 310})}  # fmt: skip
+    publish(results_dir, sliced_results(key, "country", slices))
+    sign_in(browser, scorecard.base_url, f"/experiments/{key}")
+
+    warnings = shown(browser, "warnings").text
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "scorecard-warnings.png"))
+    assert "simpson: the overall effect on conversion is positive but negative in slices holding" in warnings
+    assert "slice srm: country = FR" in warnings and "slice mix: the split of units by country" in warnings
+    # The warnings sit near the top: above the first metric table.
+    assert shown(browser, "warnings").location["y"] < browser.find_element(By.ID, "group-primary").location["y"]
+    details = browser.find_element(By.ID, "slices-country")
+    assert details.get_attribute("open") is None  # collapsed by default
+    rows = browser.find_elements(By.CSS_SELECTOR, "#slices-country tr.slice-row")
+    assert len(rows) == 4 and not rows[0].is_displayed()
+    items = browser.find_elements(By.CSS_SELECTOR, "#warnings li")  # every warning here is about country
+    assert f"{len(items)} warnings" in details.find_element(By.TAG_NAME, "summary").text
+    details.find_element(By.TAG_NAME, "summary").click()
+    WebDriverWait(browser, 5).until(lambda _: rows[0].is_displayed())
+    flagged = browser.find_elements(By.CSS_SELECTOR, "#slices-country tr.srm-mismatch")
+    assert len(flagged) == 1 and flagged[0].text.startswith("FR") and "mismatch" in flagged[0].text
+    assert [row.text.split("\n")[0].split(" ")[0] for row in rows][:3] == ["US", "DE", "FR"]
+    assert "not set" in rows[3].text
+    us = rows[0].find_elements(By.CSS_SELECTOR, "td.num")
+    assert "p " in us[2].text and "(raw " in us[2].text  # conversion: effect, interval, corrected and raw p
+    mismatch = flagged[0].find_element(By.CSS_SELECTOR, "td.srm.mismatch")
+    assert mismatch.value_of_css_property("color") in ("rgba(194, 38, 46, 1)", "rgb(194, 38, 46)")
+
+    browser.execute_script("arguments[0].scrollIntoView()", details)
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "scorecard-slices.png"
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]

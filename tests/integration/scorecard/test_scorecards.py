@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from deploy.processes import ServiceProcess
-from tests.integration.scorecard.documents import publish, simulated_results
+from tests.integration.scorecard.documents import SliceSpec, publish, simulated_results, sliced_results
 from tests.support.services import ADMIN_KEY, SDK_KEY, client_for, create_running
 
 PLAN = {"primary": ["conversion"], "secondary": ["revenue", "revenue_per_session"], "guardrails": ["latency_ms"]}
@@ -138,3 +138,28 @@ def test_pages_hostile_paths(scorecard: ServiceProcess, path: str) -> None:
     with sign_in(scorecard) as browser:
         response = browser.get(path)
     assert response.status_code < 500
+
+
+def test_scorecard_slices_over_http(admin: httpx.Client, owner: httpx.Client, results_dir: Path) -> None:
+    key = create_running(admin, metrics=PLAN, dimensions=["country"])["key"]
+    slices = {"US": SliceSpec({"control": 6000, "treatment": 6000}, lift=-0.2),
+              "DE": SliceSpec({"control": 4000, "treatment": 4000}, lift=0.9),
+              "FR": SliceSpec({"control": 1000, "treatment": 800})}  # fmt: skip
+    publish(results_dir, sliced_results(key, "country", slices))
+    card = owner.get(f"/v1/experiments/{key}/scorecard").json()
+    assert [(s["value"], s["srm"]["mismatch"]) for s in card["slices"]] == [("US", False), ("DE", False), ("FR", True)]
+    assert card["slices"][0]["units"] == {"control": 6000, "treatment": 6000}
+    assert [m["name"] for m in card["slices"][0]["metrics"]] == [m["name"] for m in card["metrics"]]
+    assert card["slice_checks"]["correction"] == "holm"
+    tags = [warning.split(":")[0] for warning in card["warnings"]]
+    assert {"simpson", "slice mix", "slice srm"} <= set(tags) and tags[0] == "simpson"
+    bh = owner.get(f"/v1/experiments/{key}/scorecard", params={"slice_correction": "bh"}).json()
+    assert bh["slice_checks"]["correction"] == "bh"
+    holm_p = [c["p_value"] for s in card["slices"] for m in s["metrics"] if m["corrected"] for c in m["comparisons"]]
+    bh_p = [c["p_value"] for s in bh["slices"] for m in s["metrics"] if m["corrected"] for c in m["comparisons"]]
+    assert all(b <= h for b, h in zip(bh_p, holm_p, strict=True))  # BH never adjusts more than Holm
+    refused = owner.get(f"/v1/experiments/{key}/scorecard", params={"slice_correction": "sidak"})
+    assert refused.status_code == 422 and "slice_correction" in refused.text
+    readout = owner.get(f"/v1/experiments/{key}/readout").json()
+    assert readout["trust"]["slice_srm"] == "failed" and "conversion" in readout["trust"]["simpson"]
+    assert readout["caveats"][0].startswith("simpson:")

@@ -11,7 +11,10 @@ import pytest
 from scipy import stats
 
 from deploy.processes import ServiceProcess
+from services.scorecard.stats.quantile import QuantileStats, compare_quantiles
 from tests.support.services import ADMIN_KEY, SDK_KEY, client_for
+from tests.unit.scorecard.test_scorecard_quantile import page_loads, quantile_variant
+from tests.unit.scorecard.test_stats_quantile import quantile_stats_from_events
 
 
 def mean_variant(key: str, mean: float, sd: float, n: int) -> dict[str, Any]:
@@ -155,3 +158,60 @@ def test_statistics_endpoints_need_a_key(scorecard: ServiceProcess) -> None:
                 assert client.post(path, json={}).status_code == expected
     with client_for(scorecard.base_url, ADMIN_KEY) as client:
         assert client.post("/v1/analyze", json=GOLDEN).status_code == 200
+
+
+def p90_variant(key: str, seed: int, slowdown: float, n_units: int = 2000) -> tuple[dict[str, Any], QuantileStats]:
+    """A quantile variant as the results document carries it, from simulated page loads."""
+    rng = np.random.default_rng(seed)
+    values, units = page_loads(rng, n_units, slowdown)
+    block = quantile_stats_from_events(values, units, 0.9, n_units)
+    return quantile_variant(key, block, values, units), block
+
+
+def test_analyze_a_quantile_metric(stats_client: httpx.Client) -> None:
+    (control, control_stats), (treatment, treatment_stats) = p90_variant("control", 1, 1.0), p90_variant("t", 2, 1.2)
+    body = {"metric": {"name": "page_load_p90", "type": "quantile", "quantile": 0.9}, "variants": [control, treatment]}
+    response = stats_client.post("/v1/analyze", json=body)
+    assert response.status_code == 200, response.text
+    (comparison,) = response.json()["comparisons"]
+    expected = compare_quantiles("control", control_stats, "t", treatment_stats).to_dict()
+    assert comparison["variant_mean"] == treatment_stats.value and comparison["baseline_mean"] == control_stats.value
+    for field in ("absolute_effect", "relative_effect", "p_value"):
+        assert comparison[field] == pytest.approx(expected[field], rel=1e-12)
+    assert comparison["absolute_ci"] == pytest.approx(expected["absolute_ci"], rel=1e-12)
+    assert comparison["significant"] is True and comparison["error"] is None
+    # Sums are not needed for a quantile metric; a variant without events is data, not an error.
+    bare = [{k: v for k, v in variant.items() if k not in ("sum", "sum_squares")} for variant in (control, treatment)]
+    empty = {**bare[1]["quantile"], **dict.fromkeys(("value", "lower_probability", "upper_probability",
+             "lower_value", "upper_value")), **dict.fromkeys(("n_events", "events_below", "events_below_squares",
+             "events_squares", "events_products"), 0)}  # fmt: skip
+    answer = stats_client.post("/v1/analyze", json={**body, "variants": [bare[0], {**bare[1], "quantile": empty}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["comparisons"][0]["error"]["code"] == "empty_variant"
+
+
+def _quantile_body(**changes: Any) -> dict[str, Any]:
+    control, _ = p90_variant("control", 1, 1.0, n_units=300)
+    treatment, _ = p90_variant("t", 2, 1.1, n_units=300)
+    block = {**treatment["quantile"], **changes.pop("block", {})}
+    return {"metric": {"type": "quantile"}, "variants": [control, {**treatment, "quantile": block}], **changes}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (_quantile_body(block={"events_below": 10**9}), "events at or below the quantile"),
+        (_quantile_body(block={"lower_probability": 0.95}), "lower_probability < probability"),
+        (_quantile_body(block={"probability": 0.5}), "quantile.probability must be the metric's quantile"),
+        (_quantile_body(block={"value": None}), "needs value"),
+        (_quantile_body(cuped=True), "not available for quantile metrics"),
+        (_quantile_body(block={"probability": 1.5}), "less than 1"),
+        ({"metric": {"type": "quantile"}, "variants": [{"key": "a", "n": 10, "sum": 1.0, "sum_squares": 1.0}] * 2},
+         "needs a quantile block"),
+        ({"metric": {"type": "mean"}, "variants": [_quantile_body()["variants"][0]] * 2}, "belongs to quantile"),
+    ],
+)  # fmt: skip
+def test_analyze_bad_quantile_input_is_422(stats_client: httpx.Client, body: dict[str, Any], words: str) -> None:
+    response = stats_client.post("/v1/analyze", json=body)
+    assert response.status_code == 422, response.text
+    assert words in str(response.json()["detail"])
