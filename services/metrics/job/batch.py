@@ -59,8 +59,9 @@ from pyspark.sql import functions as F
 
 from services.common.catalog import Catalog, MetricDefinition
 from services.metrics.job import io, quality
+from services.metrics.job import latest as lt
 from services.metrics.job import transforms as tf
-from services.metrics.job.document import Snapshot, accumulate
+from services.metrics.job.document import LatestRows, Snapshot, accumulate
 from services.metrics.job.run import Computation, ExperimentSpec, JobOptions, build_document, data_quality
 from services.metrics.job.timeline import DAY_US, Timeline, date_of, format_micros
 
@@ -78,6 +79,7 @@ class ExperimentPlan:
     metrics: tuple[MetricDefinition, ...]
     timeline: Timeline
     start_us: int  # the experiment's first exposure
+    dimensions: tuple[str, ...] = ()
 
     @property
     def since_us(self) -> int:
@@ -86,7 +88,11 @@ class ExperimentPlan:
 
     @property
     def lookback_days(self) -> int:
-        return max((metric.cuped_lookback_days for metric in self.metrics), default=0)
+        return max((tf.covariate_lookback_days(metric) for metric in self.metrics), default=0)
+
+    @property
+    def quantile_metrics(self) -> tuple[MetricDefinition, ...]:
+        return tuple(metric for metric in self.metrics if metric.type == "quantile")
 
     @property
     def event_names(self) -> set[str]:
@@ -129,12 +135,13 @@ def _by_experiment(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, A
     return grouped
 
 
-def load_exposures(spark: SparkSession, lake_dir: Path, keys: Sequence[str], options: JobOptions
-                   ) -> tuple[DataFrame, list[Path]]:  # fmt: skip
-    """De-duplicated exposures of these experiments (each from its own partitions)."""
+def load_exposures(spark: SparkSession, lake_dir: Path, keys: Sequence[str], options: JobOptions,
+                   sliced: Sequence[str] = ()) -> tuple[DataFrame, list[Path]]:  # fmt: skip
+    """De-duplicated exposures of these experiments (each from its own partitions); the
+    `sliced` ones keep their attributes."""
     files = [path for key in keys for path in io.exposure_files(lake_dir, key, date_of(options.as_of_us))]
     raw = tf.with_micros(io.read_parquet(spark, files, io.EXPOSURE_DDL))
-    return tf.first_received(tf.experiment_exposures(raw, keys, options.as_of_us)), files
+    return tf.first_received(tf.experiment_exposures(raw, keys, options.as_of_us, sliced)), files
 
 
 def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, ExperimentPlan], options: JobOptions
@@ -174,9 +181,9 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: DataFram
 
 def compute_statistics(
     exposures: DataFrame, events: DataFrame, plans: Mapping[str, ExperimentPlan], options: JobOptions
-) -> dict[str, tuple[list[Snapshot], dict[str, Any]]]:
-    """De-duplicated frames (with `experiment`) -> per experiment: cumulative snapshots and the
-    latest data-quality counts."""
+) -> dict[str, tuple[list[Snapshot], dict[str, Any], LatestRows]]:
+    """De-duplicated frames (with `experiment`) -> per experiment: cumulative snapshots, the
+    latest data-quality counts, and the latest slices and quantile blocks."""
     spark = exposures.sparkSession
     timelines = tf.timeline_frame(spark, {key: plan.timeline for key, plan in plans.items()})
     metrics = {key: plan.metrics for key, plan in plans.items()}
@@ -191,13 +198,44 @@ def compute_statistics(
         deltas = _by_experiment(_rows(tf.contribution_deltas(tf.unit_metric_values(increments))))
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
         counts = _quality_counts(segments, classified, events, timelines, starts, options)
+        latest = latest_statistics(exposures, segments, classified, plans)
     finally:
         classified.unpersist()
         segments.unpersist()
     return {
-        key: (accumulate(deltas.get(key, []), unit_deltas.get(key, []), plan.timeline.days), counts[key])
+        key: (accumulate(deltas.get(key, []), unit_deltas.get(key, []), plan.timeline.days), counts[key],
+              latest.get(key, LatestRows()))
         for key, plan in plans.items()
-    }
+    }  # fmt: skip
+
+
+def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
+                      plans: Mapping[str, ExperimentPlan]) -> dict[str, LatestRows]:  # fmt: skip
+    """Slices and quantile blocks of the latest snapshot (see `latest`), for the experiments
+    with dimensions or quantile metrics; nothing runs for the others. Up to three collects."""
+    spark = exposures.sparkSession
+    dimensions = {key: plan.dimensions for key, plan in plans.items() if plan.dimensions}
+    quantiles = {key: plan.quantile_metrics for key, plan in plans.items() if plan.quantile_metrics}
+    rows: dict[str, LatestRows] = defaultdict(LatestRows)
+    labels = None
+    try:
+        if dimensions:
+            attributes = lt.first_exposure_attributes(exposures, dimensions)
+            members = lt.slice_members(segments, attributes, lt.dimensions_frame(spark, dimensions))
+            labels = lt.slice_labels(members).persist()
+            for key, found in _by_experiment(_rows(lt.slice_units(labels))).items():
+                rows[key].slice_units = found
+            for key, found in _by_experiment(_rows(lt.slice_sums(classified, labels, dimensions))).items():
+                rows[key].slice_sums = found
+        if quantiles:
+            values = lt.quantile_values(classified, labels, quantiles)
+            blocks = lt.quantile_blocks(values, lt.quantile_probabilities(spark, quantiles))
+            for key, found in _by_experiment(_rows(blocks)).items():
+                rows[key].quantiles = found
+    finally:
+        if labels is not None:
+            labels.unpersist()
+    return dict(rows)
 
 
 def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[ExperimentSpec], catalog: Catalog,
@@ -206,7 +244,9 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
     unique = list({spec.key: spec for spec in specs[::-1]}.values())
     results = {spec.key: Computation(*catalog.select(spec.metrics)) for spec in unique}
     keys = [spec.key for spec in unique]
-    exposures, files = load_exposures(spark, lake_dir, keys, options)
+    dimensions = {spec.key: spec.dimensions for spec in unique}
+    sliced = [key for key in keys if dimensions[key]]
+    exposures, files = load_exposures(spark, lake_dir, keys, options, sliced)
     exposures = exposures.persist()
     try:
         summaries = {row.pop("experiment"): row for row in _rows(quality.exposure_summary(exposures))}
@@ -217,7 +257,9 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
                 results[key].quality = {"exposures": 0, "duplicates": 0, "watermark_us": None}
                 continue
             timeline = Timeline.build(summary["first_us"], options.as_of_us, options.lateness_us)
-            plans[key] = ExperimentPlan(key, tuple(results[key].metrics), timeline, summary["first_us"])
+            plans[key] = ExperimentPlan(
+                key, tuple(results[key].metrics), timeline, summary["first_us"], dimensions[key]
+            )
             results[key].timeline = timeline
             results[key].variants_seen = set(summary.pop("variants"))
         if plans:
@@ -228,9 +270,10 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
                 statistics = compute_statistics(exposures, events, plans, options)
             finally:
                 events.unpersist()
-            for key, (snapshots, counts) in statistics.items():
+            for key, (snapshots, counts, latest) in statistics.items():
                 results[key].snapshots = snapshots
                 results[key].quality = {**summaries[key], **counts}
+                results[key].latest = latest
     finally:
         exposures.unpersist()
     return Pass(results, files)

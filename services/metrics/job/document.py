@@ -5,22 +5,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from services.common.catalog import MetricDefinition
 from services.common.results import (
+    MISSING_SLICE,
+    OTHER_SLICE,
     CovariateBlock,
     DailySnapshot,
     DataQuality,
     DenominatorBlock,
     MetricResult,
+    QuantileBlock,
+    SliceResult,
     VariantStatistics,
     VariantUnits,
 )
 from services.metrics.job.timeline import Timeline
-from services.metrics.job.transforms import VECTOR
+from services.metrics.job.transforms import VECTOR, covariate_lookback_days
 
 Vector = tuple[Decimal, ...]
 ZERO: Vector = tuple(Decimal(0) for _ in VECTOR)
@@ -30,10 +34,12 @@ QUALITY_FIELDS = tuple(name for name in DataQuality.model_fields if name != "wat
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Cumulative statistics at one snapshot: units per variant and VECTOR per (metric, variant)."""
+    """Cumulative statistics at one snapshot: units per variant, VECTOR per (metric, variant)
+    and, for the latest snapshot, the quantile metrics' blocks per (metric, variant)."""
 
     units: dict[str, int]
     stats: dict[tuple[str, str], Vector]
+    quantiles: dict[tuple[str, str], QuantileBlock] = field(default_factory=dict)
 
 
 def _add(left: Vector, right: Vector) -> Vector:
@@ -69,10 +75,34 @@ def _number(value: Decimal) -> float:
     return float(value)
 
 
-def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> VariantStatistics:
+def empty_quantile(metric: MetricDefinition) -> QuantileBlock:
+    """The block of a variant without events: no order statistics yet."""
+    assert metric.quantile is not None  # guaranteed by the catalog for quantile metrics
+    return QuantileBlock(
+        probability=metric.quantile, n_events=0, value=None, lower_probability=None, upper_probability=None,
+        lower_value=None, upper_value=None, events_below=0, events_below_squares=0, events_squares=0,
+        events_products=0,
+    )  # fmt: skip
+
+
+def quantile_block(row: Mapping[str, Any]) -> QuantileBlock:
+    """A collected `latest.quantile_blocks` row -> its block (values converted to float once)."""
+    counts = ("n_events", "events_below", "events_below_squares", "events_squares", "events_products")
+    return QuantileBlock(
+        probability=row["probability"], value=_number(row["value"]), lower_probability=row["lower_probability"],
+        upper_probability=row["upper_probability"], lower_value=_number(row["lower_value"]),
+        upper_value=_number(row["upper_value"]), **{name: int(row[name]) for name in counts},
+    )  # fmt: skip
+
+
+def variant_block(
+    metric: MetricDefinition, key: str, vector: Vector, quantile: QuantileBlock | None = None
+) -> VariantStatistics:
     values = dict(zip(VECTOR, vector, strict=True))
     covariate = denominator = None
-    if metric.cuped_lookback_days > 0:
+    if metric.type == "quantile":
+        quantile = quantile or empty_quantile(metric)
+    if covariate_lookback_days(metric) > 0:
         covariate = CovariateBlock(
             sum=_number(values["cov_sum"]), sum_squares=_number(values["cov_sum_squares"]),
             sum_products=_number(values["cov_sum_products"]),
@@ -85,12 +115,17 @@ def variant_block(metric: MetricDefinition, key: str, vector: Vector) -> Variant
         )  # fmt: skip
     return VariantStatistics(
         key=key, n=int(values["n"]), sum=_number(values["sum"]), sum_squares=_number(values["sum_squares"]),
-        covariate=covariate, denominator=denominator,
+        covariate=covariate, denominator=denominator, quantile=quantile,
     )  # fmt: skip
 
 
 def metric_entry(metric: MetricDefinition, snapshot: Snapshot, variants: Sequence[str]) -> MetricResult:
-    blocks = tuple(variant_block(metric, key, snapshot.stats.get((metric.name, key), ZERO)) for key in variants)
+    blocks = tuple(
+        variant_block(
+            metric, key, snapshot.stats.get((metric.name, key), ZERO), snapshot.quantiles.get((metric.name, key))
+        )
+        for key in variants
+    )
     return MetricResult(
         name=metric.name, type=metric.type, definition_hash=metric.definition_hash,
         higher_is_better=metric.higher_is_better, variants=blocks,
@@ -109,6 +144,8 @@ def variant_units(snapshot: Snapshot, variants: Sequence[str]) -> dict[str, Vari
 
 def daily_entries(timeline: Timeline, snapshots: Sequence[Snapshot], metrics: Sequence[MetricDefinition],
                   variants: Sequence[str]) -> tuple[DailySnapshot, ...]:  # fmt: skip
+    """Quantile metrics are left out: their order statistics exist for the latest snapshot only."""
+    metrics = [metric for metric in metrics if metric.type != "quantile"]
     entries = []
     for index, snapshot in enumerate(snapshots):
         entries.append(DailySnapshot(
@@ -120,3 +157,63 @@ def daily_entries(timeline: Timeline, snapshots: Sequence[Snapshot], metrics: Se
 
 def empty_snapshot() -> Snapshot:
     return Snapshot({}, {})
+
+
+@dataclass
+class LatestRows:
+    """One experiment's collected latest-snapshot rows: slice units and sums, quantile blocks."""
+
+    slice_units: list[dict[str, Any]] = field(default_factory=list)
+    slice_sums: list[dict[str, Any]] = field(default_factory=list)
+    quantiles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def quantiles_of(rows: Iterable[Mapping[str, Any]], dimension: str, value: str) -> dict[tuple[str, str], QuantileBlock]:
+    """The quantile blocks of one group (the whole experiment: dimension and value OVERALL)."""
+    return {(row["metric"], row["variant"]): quantile_block(row) for row in rows
+            if (row["dimension"], row["slice"]) == (dimension, value)}  # fmt: skip
+
+
+def slice_snapshots(rows: LatestRows, metrics: Sequence[MetricDefinition]) -> dict[tuple[str, str], Snapshot]:
+    """(dimension, slice) -> its latest statistics; `n` of every metric is the slice's units."""
+    units: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for row in rows.slice_units:
+        units[(row["dimension"], row["slice"])][row["variant"]] = int(row["units"])
+    sums: dict[tuple[str, str, str, str], Vector] = {}
+    for row in rows.slice_sums:
+        key = (row["dimension"], row["slice"], row["metric"], row["variant"])
+        sums[key] = tuple(Decimal(0) if name == "n" else Decimal(row[name]) for name in VECTOR)
+    snapshots = {}
+    for (dimension, value), counts in units.items():
+        stats = {}
+        for metric, (variant, count) in ((m.name, item) for m in metrics for item in counts.items()):
+            summed = sums.get((dimension, value, metric, variant), ZERO)
+            stats[(metric, variant)] = (Decimal(count), *summed[1:])
+        snapshots[(dimension, value)] = Snapshot(counts, stats, quantiles_of(rows.quantiles, dimension, value))
+    return snapshots
+
+
+def slice_order(dimensions: Sequence[str], snapshots: Mapping[tuple[str, str], Snapshot]) -> list[tuple[str, str]]:
+    """Dimensions in declared order; within one, values by units (descending, then by value),
+    then OTHER_SLICE, then MISSING_SLICE."""
+
+    def rank(key: tuple[str, str]) -> tuple[int, int, str]:
+        value = key[1]
+        bucket = {OTHER_SLICE: 1, MISSING_SLICE: 2}.get(value, 0)
+        return bucket, -sum(snapshots[key].units.values()), value
+
+    by_dimension = {name: sorted((key for key in snapshots if key[0] == name), key=rank) for name in dimensions}
+    return [key for name in dimensions for key in by_dimension[name]]
+
+
+def slice_entries(dimensions: Sequence[str], snapshots: Mapping[tuple[str, str], Snapshot],
+                  metrics: Sequence[MetricDefinition], variants: Sequence[str]) -> tuple[SliceResult, ...]:  # fmt: skip
+    return tuple(
+        SliceResult(
+            dimension=dimension,
+            value=value,
+            variants=variant_units(snapshots[(dimension, value)], variants),
+            metrics=metric_entries(metrics, snapshots[(dimension, value)], variants),
+        )
+        for dimension, value in slice_order(dimensions, snapshots)
+    )

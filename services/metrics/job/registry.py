@@ -14,11 +14,12 @@ METRIC_ROLES = ("primary", "secondary", "guardrails")
 
 
 def spec_from_experiment(doc: ExperimentPublic) -> ExperimentSpec:
-    """An experiment document -> what to compute: its variants in order and its metrics (all
-    catalog metrics when it names none)."""
+    """An experiment document -> what to compute: its variants in order, its metrics (all
+    catalog metrics when it names none) and its dimensions."""
     named = [name for role in METRIC_ROLES for name in getattr(doc.metrics, role)]
     variants = tuple(variant.key for variant in doc.variants)
-    return ExperimentSpec(key=doc.key, variants=variants, metrics=tuple(dict.fromkeys(named)) or None)
+    metrics = tuple(dict.fromkeys(named)) or None
+    return ExperimentSpec(key=doc.key, variants=variants, metrics=metrics, dimensions=tuple(doc.dimensions))
 
 
 def spec_from_document(raw: str | bytes) -> ExperimentSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,18 @@ from services.metrics.job import io
 from services.metrics.job import transforms as tf
 from services.metrics.job.document import (
     QUALITY_FIELDS,
+    LatestRows,
     Snapshot,
     daily_entries,
     empty_snapshot,
     metric_entries,
+    quantiles_of,
+    slice_entries,
+    slice_snapshots,
     variant_order,
     variant_units,
 )
+from services.metrics.job.latest import OVERALL
 from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline, date_of, format_micros
 from services.metrics.records import EXPERIMENT_KEY
 
@@ -32,11 +37,13 @@ log = logging.getLogger("services.metrics.job")
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """What to compute: `variants` fixes the order (first = control); `metrics` None = all."""
+    """What to compute: `variants` fixes the order (first = control); `metrics` None = all;
+    `dimensions`: exposure attributes to slice the latest results by."""
 
     key: str
     variants: tuple[str, ...] = ()
     metrics: tuple[str, ...] | None = None
+    dimensions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The key names lake and results directories: never let it walk the file system.
@@ -61,6 +68,7 @@ class Computation:
     snapshots: list[Snapshot] = field(default_factory=list)
     quality: dict[str, Any] = field(default_factory=dict)
     variants_seen: set[str] = field(default_factory=set)
+    latest: LatestRows = field(default_factory=LatestRows)
 
 
 def load_exposures(spark: SparkSession, lake_dir: Path, key: str, options: JobOptions) -> DataFrame:
@@ -71,7 +79,7 @@ def load_exposures(spark: SparkSession, lake_dir: Path, key: str, options: JobOp
 
 def load_events(spark: SparkSession, lake_dir: Path, metrics: Sequence[MetricDefinition], timeline: Timeline,
                 options: JobOptions) -> DataFrame:  # fmt: skip
-    lookback_days = max((metric.cuped_lookback_days for metric in metrics), default=0)
+    lookback_days = max((tf.covariate_lookback_days(metric) for metric in metrics), default=0)
     files = io.event_files(lake_dir, timeline.day(0), lookback_days, date_of(options.as_of_us))
     names: set[str] = set().union(*(metric.event_names for metric in metrics))
     since_us = timeline.day0_us - lookback_days * DAY_US
@@ -108,6 +116,8 @@ def data_quality(counts: dict[str, Any]) -> DataQuality:
 def build_document(spec: ExperimentSpec, result: Computation, options: JobOptions, computed_at: str) -> ResultsDocument:
     variants = variant_order(spec.variants, result.variants_seen)
     latest = result.snapshots[-1] if result.snapshots else empty_snapshot()
+    latest = replace(latest, quantiles=quantiles_of(result.latest.quantiles, OVERALL, OVERALL))
+    slices = slice_snapshots(result.latest, result.metrics)
     timeline = result.timeline
     return ResultsDocument(
         experiment=spec.key, computed_at=computed_at, as_of=format_micros(options.as_of_us),
@@ -120,6 +130,7 @@ def build_document(spec: ExperimentSpec, result: Computation, options: JobOption
         variants=variant_units(latest, variants),
         metrics=metric_entries(result.metrics, latest, variants),
         daily=daily_entries(timeline, result.snapshots, result.metrics, variants) if timeline else (),
+        dimensions=spec.dimensions, slices=slice_entries(spec.dimensions, slices, result.metrics, variants),
     )  # fmt: skip
 
 

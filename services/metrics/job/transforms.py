@@ -31,6 +31,9 @@ from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline
 EVENT_VALUE = T.DecimalType(20, 6)  # one event's value (|value| < 1e12 is enforced at ingest)
 UNIT_VALUE = T.DecimalType(28, 6)  # one unit's metric value
 SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
+ATTRIBUTE_ENTRIES = T.ArrayType(
+    T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.StringType())])
+)
 EXPOSURE_COLUMNS = (
     "event_id",
     "unit_id",
@@ -69,11 +72,25 @@ def with_micros(frame: DataFrame) -> DataFrame:
     )
 
 
-def experiment_exposures(exposures: DataFrame, experiments: str | Iterable[str], as_of_us: int) -> DataFrame:
-    """The exposures of these experiments known at as-of, with `experiment`."""
+def covariate_lookback_days(metric: MetricDefinition) -> int:
+    """Days of CUPED pre-period the metric uses; a quantile metric has no covariate, so its
+    `cuped_lookback_days` neither adds a block nor widens the events read."""
+    return 0 if metric.type == "quantile" else metric.cuped_lookback_days
+
+
+def experiment_exposures(exposures: DataFrame, experiments: str | Iterable[str], as_of_us: int,
+                         sliced: Iterable[str] = ()) -> DataFrame:  # fmt: skip
+    """The exposures of these experiments known at as-of, with `experiment`; for the `sliced`
+    experiments (those with dimensions) `attributes` as sorted (key, value) entries (orderable,
+    so de-duplication keeps the winning copy's), null for the others (they never read it)."""
     keys = [experiments] if isinstance(experiments, str) else sorted(experiments)
     known = (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
-    return exposures.where(F.col("experiment").isin(keys) & known).select("experiment", *EXPOSURE_COLUMNS)
+    with_slices = sorted(sliced)
+    entries = F.array_sort(F.map_entries("attributes"))
+    attributes = F.when(F.col("experiment").isin(with_slices), entries) if with_slices else F.lit(None)
+    return exposures.where(F.col("experiment").isin(keys) & known).select(
+        "experiment", *EXPOSURE_COLUMNS, attributes.cast(ATTRIBUTE_ENTRIES).alias("attributes")
+    )
 
 
 def relevant_events(events: DataFrame, names: Iterable[str], since_us: int, as_of_us: int) -> DataFrame:
@@ -182,7 +199,7 @@ def metric_roles(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefin
     rows = []
     for key, metric in ((key, metric) for key, defined in metrics.items() for metric in defined):
         window = None if metric.window_hours is None else round(metric.window_hours * HOUR_US)
-        lookback = metric.cuped_lookback_days * DAY_US
+        lookback = covariate_lookback_days(metric) * DAY_US
         measures = [("num", metric.numerator_measure)]
         if metric.denominator is not None:
             measures.append(("den", metric.denominator))
@@ -208,11 +225,9 @@ def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     return rows.withColumn("post", post).withColumn("pre", pre).where(F.col("post") | F.col("pre"))
 
 
-def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
-    """What each classified event adds to its unit segment's numerator, denominator and
-    pre-period sums at entry c, plus a zero row at each segment start (so units without
-    events count), hash-partitioned by unit: every later grouping and window includes
-    `unit_id`, so Spark needs no further exchange until the final per-variant sums."""
+def role_amounts() -> list[Column]:
+    """What a classified event adds to its unit's numerator (`num`), denominator (`den`) and
+    pre-period (`pre`) sums: its value (0 when it has none) or 1 for counting measures."""
     value = F.coalesce(F.col("value").try_cast(EVENT_VALUE), F.lit(0).cast(EVENT_VALUE))
     amount = F.when(F.col("use_value"), value).otherwise(F.lit(1).cast(EVENT_VALUE))
     zero = F.lit(0).cast(EVENT_VALUE)
@@ -220,12 +235,37 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     def part(condition: Column) -> Column:
         return F.when(condition, amount).otherwise(zero)
 
-    moved = classified.select(
-        *SEGMENT_KEYS, "c",
+    return [
         part(F.col("post") & (F.col("role") == "num")).alias("num"),
         part(F.col("post") & (F.col("role") == "den")).alias("den"),
         part(F.col("pre")).alias("pre"),
-    )  # fmt: skip
+    ]
+
+
+def unit_value(total: Column) -> Column:
+    """A unit's metric value from its summed amounts: for proportion metrics 1 when it has any
+    matching event, otherwise the sum itself (mean, ratio, and a quantile metric's `sum`)."""
+    one, nothing = F.lit(1).cast(UNIT_VALUE), F.lit(0).cast(UNIT_VALUE)
+    any_event = F.when(total > 0, one).otherwise(nothing)
+    return F.when(F.col("kind") == "proportion", any_event).otherwise(total).cast(UNIT_VALUE)
+
+
+def unit_vector(y: Column, x: Column, d: Column) -> dict[str, Column]:
+    """A unit's contribution to every VECTOR statistic from its value y, covariate x and denominator d."""
+    return {
+        "n": F.lit(1), "sum": y, "sum_squares": y * y, "cov_sum": x, "cov_sum_squares": x * x,
+        "cov_sum_products": y * x, "den_sum": d, "den_sum_squares": d * d, "den_sum_products": y * d,
+        "cov_den_products": d * x,
+    }  # fmt: skip
+
+
+def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
+    """What each classified event adds to its unit segment's numerator, denominator and
+    pre-period sums at entry c, plus a zero row at each segment start (so units without
+    events count), hash-partitioned by unit: every later grouping and window includes
+    `unit_id`, so Spark needs no further exchange until the final per-variant sums."""
+    zero = F.lit(0).cast(EVENT_VALUE)
+    moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts())
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
     starts = segments.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
         *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
@@ -243,28 +283,18 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
-    one, nothing = F.lit(1).cast(UNIT_VALUE), F.lit(0).cast(UNIT_VALUE)
-
-    def by_kind(total: Column) -> Column:
-        # proportion: 1 when the unit has any matching event; mean and ratio: the sum itself
-        any_event = F.when(total > 0, one).otherwise(nothing)
-        return F.when(F.col("kind") == "proportion", any_event).otherwise(total)
-
     return merged.select(
         "experiment", "unit_id", "metric", "variant", "included", "c",
-        by_kind(num).cast(UNIT_VALUE).alias("y"),
-        by_kind(pre).cast(UNIT_VALUE).alias("x"),
-        F.when(F.col("kind") == "ratio", den).otherwise(nothing).cast(UNIT_VALUE).alias("d"),
+        unit_value(num).alias("y"), unit_value(pre).alias("x"), ratio_denominator(den).alias("d"),
     )  # fmt: skip
 
 
+def ratio_denominator(total: Column) -> Column:
+    return F.when(F.col("kind") == "ratio", total).otherwise(F.lit(0)).cast(UNIT_VALUE)
+
+
 def _contribution(values: DataFrame) -> DataFrame:
-    y, x, d = F.col("y"), F.col("x"), F.col("d")
-    terms = {
-        "n": F.lit(1), "sum": y, "sum_squares": y * y, "cov_sum": x, "cov_sum_squares": x * x,
-        "cov_sum_products": y * x, "den_sum": d, "den_sum_squares": d * d, "den_sum_products": y * d,
-        "cov_den_products": d * x,
-    }  # fmt: skip
+    terms = unit_vector(F.col("y"), F.col("x"), F.col("d"))
     gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
     return values.select("experiment", "unit_id", "metric", "variant", "c", *gated)
 

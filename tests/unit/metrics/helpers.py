@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from assay.timefmt import format_rfc3339 as rfc3339
 
 from services.metrics import lake
 from services.metrics.ingest import PartitionKey, write_partition
@@ -31,3 +34,46 @@ def write_lake(lake_dir: Path, exposures: Sequence[dict[str, Any]], events: Sequ
                 write_partition(lake_dir, key, rows[start : start + size])
             written += len(rows)
     return written
+
+
+COUNTRIES = tuple(f"c{index:02d}" for index in range(25))  # more than the 20 values a dimension keeps
+
+
+def _choose(rng: random.Random, values: Sequence[str]) -> str:
+    """Skewed (the first values far more often), so the top values are clear and ties still occur."""
+    return values[min(int(rng.expovariate(0.18)), len(values) - 1)]
+
+
+def with_attributes(exposures: Sequence[dict[str, Any]], seed: int, late_after: str | None = None
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    """Exposures with `attributes` (country, device; sometimes absent or reserved-looking), the
+    same for every copy of an event_id; plus, per few units, a second exposure at the very same
+    time (the smaller event_id decides) and, when `late_after` is given, an earlier exposure
+    received after it (it moves the unit's first exposure and its segment)."""
+    result = []
+    units: dict[str, dict[str, Any]] = {}
+    for record in exposures:
+        rng = random.Random(f"{seed}:{record['event_id']}")
+        unit = units.setdefault(record["unit_id"], record)
+        roll = rng.random()
+        if roll < 0.1:
+            attributes = None
+        elif roll < 0.12:
+            attributes = {"country": "__other__", "device": "web"}
+        else:
+            country = _choose(random.Random(f"{seed}:{record['unit_id']}"), COUNTRIES)
+            attributes = {"country": country if roll < 0.85 else _choose(rng, COUNTRIES)}
+            if rng.random() < 0.7:
+                attributes["device"] = rng.choice(("ios", "android", "web"))
+        result.append({**record, "attributes": attributes} if attributes else dict(record))
+        if unit is record and rng.random() < 0.05:  # a tie at the first exposure's time
+            result.append({**record, "event_id": f"0-{record['event_id']}", "attributes": {"country": "c24"}})
+    if late_after is not None:
+        received = rfc3339(datetime.fromisoformat(late_after) + timedelta(hours=2))
+        for index, (key, first) in enumerate(sorted(units.items())):
+            if index % 13 == 0:
+                earlier = datetime.fromisoformat(first["timestamp"]) - timedelta(minutes=30)
+                result.append({**first, "event_id": f"late-{key}", "received_at": received,
+                               "timestamp": rfc3339(earlier),
+                               "attributes": {"country": "c23", "device": "tv"}})  # fmt: skip
+    return result

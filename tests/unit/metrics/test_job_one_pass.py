@@ -2,9 +2,9 @@
 
 One random lake holds three experiments over the same population (the generator's unit ids
 overlap), each with its own start date (so its own day 0, frozen days and lookback), metric
-subset and variant order, plus duplicates, late exposures and events, units exposed to both
-variants, events before exposure and another experiment's exposures; a fourth requested
-experiment has no exposures at all. The one-pass run must publish, for every experiment,
+subset, dimensions and variant order, plus duplicates, late exposures and events, units exposed
+to both variants, events before exposure, exposure attributes and another experiment's
+exposures; a fourth requested experiment has no exposures at all. The one-pass run must publish, for every experiment,
 the document a run of that experiment alone publishes (bar `computed_at`), and read each
 lake file once.
 """
@@ -24,7 +24,7 @@ from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from tests.generator import generate, rfc3339
-from tests.unit.metrics.helpers import write_lake
+from tests.unit.metrics.helpers import with_attributes, write_lake
 
 CATALOG = parse_catalog("""
 metrics:
@@ -44,11 +44,17 @@ metrics:
     denominator: {event: page_load}
     cuped_lookback_days: 7
   - {name: error_rate, type: proportion, event: client_error, window_hours: 24, owner: test}
+  - {name: latency_p90, type: quantile, quantile: 0.9, event: page_load, value: value, owner: test}
 """)
 SPECS = (
-    ExperimentSpec("exp-a", ("control", "treatment")),
+    ExperimentSpec("exp-a", ("control", "treatment"), dimensions=("country", "device")),
     ExperimentSpec("exp-b", ("control", "treatment"), ("latency_ms", "error_rate", "not_in_catalog")),
-    ExperimentSpec("exp-c", ("treatment", "control"), ("conversion", "sessions", "revenue_per_session")),
+    ExperimentSpec(
+        "exp-c",
+        ("treatment", "control"),
+        ("conversion", "sessions", "revenue_per_session", "latency_p90"),
+        dimensions=("device",),
+    ),
     ExperimentSpec("never-started", ("control", "treatment")),
 )
 STARTS = {"exp-a": datetime(2026, 10, 1, tzinfo=UTC), "exp-b": datetime(2026, 10, 4, tzinfo=UTC),
@@ -68,7 +74,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exposures, events = [], []
     for seed, (key, start) in enumerate(STARTS.items(), start=41):
         data = generate(seed=seed, units=120, days=8, experiment=key, start=start)
-        exposures += data.exposures
+        exposures += with_attributes(data.exposures, seed)
         events += data.events
     write_lake(lake_dir, exposures, events)
     return lake_dir
@@ -122,5 +128,9 @@ def test_the_experiments_differ(together: tuple[Path, RunStats]) -> None:
     assert documents["exp-b"]["missing_metrics"] == ["not_in_catalog"]
     assert list(documents["exp-c"]["variants"]) == ["treatment", "control"]
     assert documents["never-started"]["daily"] == [] and documents["never-started"]["data_quality"]["exposures"] == 0
+    assert len(documents["exp-a"]["slices"]) > len(documents["exp-c"]["slices"]) > 0
+    assert "slices" not in documents["exp-b"] and "dimensions" not in documents["exp-b"]
+    [p90] = [m for m in documents["exp-c"]["metrics"] if m["name"] == "latency_p90"]
+    assert all(v["quantile"]["n_events"] > 0 for v in p90["variants"])
     first_days = [datetime.fromisoformat(documents[key]["first_exposure_date"]) for key in STARTS]
     assert max(first_days) - min(first_days) >= timedelta(days=5)

@@ -164,7 +164,7 @@ def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     exposure_frame, event_frame = tf.first_received(raw_exposures), tf.first_received(raw_events)
     timeline = Timeline.build(t(0, 9), options.as_of_us, LATENESS)
     plan = ExperimentPlan(EXPERIMENT, tuple(CATALOG.metrics), timeline, t(0, 9))
-    [(snapshots, counts)] = compute_statistics(exposure_frame, event_frame, {EXPERIMENT: plan}, options).values()
+    [(snapshots, counts, _)] = compute_statistics(exposure_frame, event_frame, {EXPERIMENT: plan}, options).values()
     return snapshots, counts, timeline
 
 
