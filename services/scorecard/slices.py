@@ -25,7 +25,7 @@ from typing import Any
 
 from services.common.registry.models import AnalysisPlan, ExperimentPublic
 from services.common.results import SliceResult
-from services.scorecard.scorecard import MetricPlan, analyze_plan, metric_header, planned_metrics, variant_rows
+from services.scorecard.plans import MetricPlan, analyze_plan, metric_header, planned_metrics, variant_rows
 from services.scorecard.slice_words import mix_warning, simpson_warning, slice_srm_warning
 from services.scorecard.stats import (
     AnalyzeResult,
