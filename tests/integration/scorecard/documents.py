@@ -131,8 +131,9 @@ def sliced_results(key: str, dimension: str, slices: dict[str, SliceSpec], seed:
     rng = np.random.default_rng(seed)
     per_slice = {value: {k: _simulate_units(rng, n, spec.lift, k != "control", spec.rate)
                          for k, n in spec.counts.items()} for value, spec in slices.items()}  # fmt: skip
+    variants = next(iter(slices.values())).counts
     overall = {k: {name: np.concatenate([units[k][name] for units in per_slice.values()])
-                   for name in next(iter(per_slice.values()))[k]} for k in VARIANTS}  # fmt: skip
+                   for name in next(iter(per_slice.values()))[k]} for k in variants}  # fmt: skip
     document = _document(key, overall, days)
     document["dimensions"] = [dimension]
     document["slices"] = [{"dimension": dimension, "value": value,
