@@ -13,6 +13,8 @@ from scipy import stats as scipy_stats
 
 from services.common.registry.models import AnalysisPlan, ExperimentPublic
 from services.common.results import ResultsDocument
+from services.scorecard.pages.render import environment
+from services.scorecard.pages.slice_tables import slice_tables
 from services.scorecard.scorecard import MetricPlan, build_scorecard
 from services.scorecard.slices import SliceAnalysis, corrected_comparisons, slice_correction
 from services.scorecard.stats import AnalysisError, AnalyzeResult, Comparison, Correction, ErrorCode, Role
@@ -215,3 +217,28 @@ def test_a_document_without_slices_has_no_slice_blocks():
     del document["slices"], document["dimensions"]
     card = build_scorecard(ResultsDocument.model_validate(document), experiment())
     assert "slices" not in card and "slice_checks" not in card and card["warnings"] == []
+
+
+def test_three_variants_name_the_variant_and_the_page_draws_every_column():
+    three = [{"key": "control", "weight": 0.4}, {"key": "treatment", "weight": 0.4}, {"key": "b", "weight": 0.2}]
+    document = sliced_results("sliced", "country", {
+        "US": SliceSpec({"control": 4000, "treatment": 4000, "b": 2000}, lift=-0.3),
+        "DE": SliceSpec({"control": 3000, "treatment": 3000, "b": 1500}, lift=1.2),
+        "XX": SliceSpec({"control": 1, "treatment": 0, "b": 0})})  # fmt: skip
+    card = build_scorecard(ResultsDocument.model_validate(document), experiment(variants=three))
+    assert card["slice_checks"]["family_size"] == 8  # 2 slices x 2 metrics x 2 variants; XX has no p-values
+    assert {f["variant"] for f in card["slice_checks"]["simpson"]} == {"treatment", "b"}
+    assert any(w.startswith("simpson: the overall effect of b on conversion") for w in card["warnings"])
+    (table,) = slice_tables(card)
+    assert [(c["metric"], c["variant"]) for c in table["columns"]][:2] == [
+        ("conversion", "treatment"),
+        ("conversion", "b"),
+    ]
+    assert table["rows"][2]["srm"] == {"state": "unjudged", "text": "too few units"}
+    assert table["rows"][2]["cells"][0]["error"]  # the comparison's error in words, not a number
+    html = (
+        environment()
+        .get_template("experiment.html")
+        .render(card=card, groups=[], slices=[table], quality=[], hypothesis="", signed_in=True)
+    )
+    assert "conversion (b)" in html and "guardrail, uncorrected" in html and 'id="slices-country"' in html
