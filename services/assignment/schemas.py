@@ -18,6 +18,7 @@ from services.common.registry.models import (
     ExperimentPlan,
     ExperimentPublic,
     MetricsPlan,
+    check_dimensions,
 )
 
 __all__ = [
@@ -83,9 +84,7 @@ class ExperimentUpdate(BaseModel):
     @field_validator("dimensions")
     @classmethod
     def _dimensions_distinct(cls, dimensions: list[str] | None) -> list[str] | None:
-        if dimensions is not None and len(set(dimensions)) != len(dimensions):
-            raise ValueError("dimensions must be distinct")  # as on create (ExperimentFields)
-        return dimensions
+        return None if dimensions is None else check_dimensions(dimensions)
 
 
 NULLABLE_ON_UPDATE = frozenset({"salt", "layer", "layer_share"})

@@ -10,18 +10,28 @@ ingest (`services.metrics.records`) turns them into lake rows of exactly the fie
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
+from assay import dimensions
 
 COMMON_FIELDS = ("event_id", "unit_id", "timestamp", "received_at")
 EXPOSURE_FIELDS = (*COMMON_FIELDS, "experiment", "variant", "attributes")
 # An exposure's optional `attributes`: the unit's values of the experiment's dimensions
-# (docs/api.md). String keys and values, bounded so one exposure stays small.
-MAX_ATTRIBUTES = 20
-MAX_ATTRIBUTE_VALUE_LENGTH = 256
-ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")  # as targeting attributes (assay.models)
+# (docs/api.md). String keys and values, bounded so one exposure stays small; the limits are
+# the SDK's (`assay.dimensions`), which leaves out what would break them.
+MAX_ATTRIBUTES = dimensions.MAX_ATTRIBUTES
+MAX_ATTRIBUTE_VALUE_LENGTH = dimensions.MAX_ATTRIBUTE_VALUE_LENGTH
+ATTRIBUTE_NAME = dimensions.ATTRIBUTE_NAME  # as targeting attributes (assay.models), matched whole
+
+
+def _not_utf8(text: str) -> bool:
+    """A lone surrogate (a JSON escape like "\\ud800") cannot be encoded, stored or sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def attributes_problem(attributes: object) -> str | None:
@@ -33,12 +43,14 @@ def attributes_problem(attributes: object) -> str | None:
     if len(attributes) > MAX_ATTRIBUTES:
         return f"'attributes' has {len(attributes)} keys; at most {MAX_ATTRIBUTES}"
     for name, value in attributes.items():
-        if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
-            return f"attribute name {str(name)[:64]!r} must match {ATTRIBUTE_NAME.pattern}"
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.fullmatch(name):
+            return f"attribute name {str(name)[:64]!r} must match ^{ATTRIBUTE_NAME.pattern}$"
         if not isinstance(value, str):
             return f"attribute {name!r} must be a string, not {type(value).__name__}"
         if len(value) > MAX_ATTRIBUTE_VALUE_LENGTH:
             return f"attribute {name!r} is longer than {MAX_ATTRIBUTE_VALUE_LENGTH} characters"
+        if _not_utf8(value):
+            return f"attribute {name!r} is not valid UTF-8 text (a lone surrogate)"
     return None
 
 

@@ -32,6 +32,13 @@ Dimensions = Annotated[
 ]
 
 
+def check_dimensions(dimensions: list[str]) -> list[str]:
+    """The rule beyond the type: each dimension once (create and update share it)."""
+    if len(set(dimensions)) != len(dimensions):
+        raise ValueError("dimensions must be distinct")
+    return dimensions
+
+
 class MetricsPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,9 +122,7 @@ class ExperimentFields(BaseModel):
     @field_validator("dimensions")
     @classmethod
     def _dimensions_distinct(cls, dimensions: list[str]) -> list[str]:
-        if len(set(dimensions)) != len(dimensions):
-            raise ValueError("dimensions must be distinct")
-        return dimensions
+        return check_dimensions(dimensions)
 
 
 class ExperimentDefinition(ExperimentFields):

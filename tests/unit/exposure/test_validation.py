@@ -219,7 +219,7 @@ def test_attributes_travel_in_the_message() -> None:
      ({"country": "x" * 257}, "attribute 'country' is longer than 256 characters"),
      ({"bad name": "x"}, "attribute name 'bad name' must match"), ({"": "x"}, "attribute name '' must match"),
      ({"9lives": "x"}, "attribute name '9lives' must match"), ({"n" * 65: "x"}, "attribute name 'nnnn"),
-     ({"country": "\ud800"}, "'attributes' cannot be stored: str is not valid UTF-8")],
+     ({"country": "\ud800"}, "attribute 'country' is not valid UTF-8 text (a lone surrogate)")],
 )  # fmt: skip
 def test_bad_attributes_reject_only_their_item(attributes: object, message: str) -> None:
     outcome = validate_items("exposure", [exposure(unit_id="good"), exposure(attributes=attributes)], CONTEXT)

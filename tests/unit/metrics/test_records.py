@@ -32,11 +32,18 @@ def test_exposure_row() -> None:
 @pytest.mark.parametrize(
     ("attributes", "reason"),
     [("US", "object of strings"), ({"country": 1}, "must be a string"), ({"bad name": "x"}, "must match"),
-     ({f"a{i}": "x" for i in range(21)}, "at most 20"), ({"country": "x" * 257}, "longer than 256")],
+     ({f"a{i}": "x" for i in range(21)}, "at most 20"), ({"country": "x" * 257}, "longer than 256"),
+     ({"country\n": "x"}, "must match")],
 )  # fmt: skip
 def test_exposure_attributes_out_of_bounds_are_quarantined(attributes: object, reason: str) -> None:
     with pytest.raises(Malformed, match=reason):
         parse_message(EXPOSURES_TOPIC, orjson.dumps({**EXPOSURE, "attributes": attributes}))
+
+
+def test_an_attribute_with_a_lone_surrogate_is_quarantined() -> None:
+    value = orjson.dumps(EXPOSURE)[:-1] + b', "attributes": {"country": "\\ud800"}}'
+    with pytest.raises(Malformed, match="surrogate"):  # orjson refuses it before our check does
+        parse_message(EXPOSURES_TOPIC, value)
 
 
 def test_event_row_normalises_offsets_to_utc_and_keeps_properties_as_json() -> None:

@@ -10,8 +10,6 @@ from typing import Any
 import orjson
 import pytest
 from assay.dimensions import (
-    ATTRIBUTE_NAME,
-    MAX_ATTRIBUTE_VALUE_LENGTH,
     MAX_ATTRIBUTES,
     attribute_text,
     dimension_attributes,
@@ -25,12 +23,6 @@ from tests.support.strategies import json_documents
 
 class Tier(str, enum.Enum):  # noqa: UP042  # str() of it is 'Tier.GOLD', not its value
     GOLD = "gold"
-
-
-def test_the_sdk_keeps_the_limits_of_the_exposure_envelope() -> None:
-    assert MAX_ATTRIBUTES == envelope.MAX_ATTRIBUTES
-    assert MAX_ATTRIBUTE_VALUE_LENGTH == envelope.MAX_ATTRIBUTE_VALUE_LENGTH
-    assert ATTRIBUTE_NAME.pattern == envelope.ATTRIBUTE_NAME.pattern.removeprefix("^").removesuffix("$")
 
 
 @pytest.mark.parametrize(
