@@ -3,8 +3,8 @@
 Phase 1 produces every record received by `first_as_of` and runs the job at that instant;
 phase 2 produces the records that arrive later (late events, some for days that are
 already frozen) and runs the job at `final_as_of`. Both runs must equal the plain-Python
-reference exactly, frozen days must not move, and the late events must reach the latest
-results and the provisional days.
+reference exactly (slices by exposure attributes and a quantile metric included), frozen days
+must not move, and the late events must reach the latest results and the provisional days.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from pyspark.sql import SparkSession
 
-from services.common.catalog import load_catalog
+from services.common.catalog import Catalog, MetricDefinition, load_catalog
 from services.metrics import lake
 from services.metrics.job.run import ExperimentSpec, JobOptions, run_experiment
 from services.metrics.job.timeline import HOUR_US, parse_instant
@@ -27,11 +27,15 @@ from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import Generated, generate, rfc3339
 from tests.support.ingest import IngestProcess, create_topics, produce, wait_for_lake
 from tests.support.kafka import running_broker
+from tests.unit.metrics.helpers import with_attributes
 from tests.unit.metrics.reference import reference_results
 from tests.unit.metrics.test_job_reference import assert_statistics_equal
 
 VARIANTS = ("control", "treatment")
-CATALOG = load_catalog(DEFAULT_CATALOG)
+P90 = MetricDefinition(name="page_load_p90", type="quantile", quantile=0.9, event="page_load", value="value",
+                       window_hours=72, owner="test")  # fmt: skip
+CATALOG = Catalog(metrics=[*load_catalog(DEFAULT_CATALOG).metrics, P90])
+DIMENSIONS = ("country", "device")
 MALFORMED = [b"{not json", b'{"event_id": "x", "name": "purchase"}', b"[]"]
 
 
@@ -64,20 +68,21 @@ def run_and_check(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The job's document and the reference's, both at `until`."""
     as_of = rfc3339(until)
-    spec = ExperimentSpec(data.truth.experiment, VARIANTS)
+    spec = ExperimentSpec(data.truth.experiment, VARIANTS, dimensions=DIMENSIONS)
     options = JobOptions(parse_instant(as_of), 72 * HOUR_US, HOUR_US)
     published = run_experiment(spark, data_dir / "lake", data_dir / "results", spec, CATALOG, options)
     document = json.loads(published.to_json())  # the published bytes, as a reader sees them
     reference = reference_results(
         exposures, events, experiment=data.truth.experiment, metrics=CATALOG.metrics, variants=VARIANTS,
-        as_of=as_of,
+        as_of=as_of, dimensions=DIMENSIONS,
     )  # fmt: skip
     return document, reference
 
 
 @pytest.fixture(scope="module")
 def scenario(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    data = generate(seed=11, units=700)
+    generated = generate(seed=11, units=700)
+    data = Generated(generated.truth, with_attributes(generated.exposures, seed=11), generated.events)
     truth = data.truth
     data_dir = tmp_path_factory.mktemp("assay")
     early_exposures, early_events = data.received_between(None, truth.first_as_of)
@@ -109,10 +114,20 @@ def scenario(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> S
                     ingest.log(), health, prometheus)  # fmt: skip
 
 
+def assert_slices_equal(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    assert [(s["dimension"], s["value"], s["variants"]) for s in got] == [
+        (s["dimension"], s["value"], s["variants"]) for s in want
+    ]
+    for mine, theirs in zip(got, want, strict=True):
+        assert_statistics_equal(mine["metrics"], theirs["metrics"])
+
+
 def test_first_run_equals_the_reference(scenario: Scenario) -> None:
     assert scenario.first["data_quality"] == scenario.first_reference["data_quality"]
     assert scenario.first["variants"] == scenario.first_reference["variants"]
     assert_statistics_equal(scenario.first["metrics"], scenario.first_reference["metrics"])
+    assert_slices_equal(scenario.first["slices"], scenario.first_reference["slices"])
+    assert len(scenario.first["slices"]) > len(DIMENSIONS) * 3  # attributes came through Kafka and ingest
     for got, want in zip(scenario.first["daily"], scenario.first_reference["daily"], strict=True):
         assert (got["date"], got["final"], got["variants"]) == (want["date"], want["final"], want["variants"])
         assert_statistics_equal(got["metrics"], want["metrics"])
@@ -121,6 +136,7 @@ def test_first_run_equals_the_reference(scenario: Scenario) -> None:
 def test_run_after_the_late_wave_equals_the_reference(scenario: Scenario) -> None:
     assert scenario.final["data_quality"] == scenario.final_reference["data_quality"]
     assert_statistics_equal(scenario.final["metrics"], scenario.final_reference["metrics"])
+    assert_slices_equal(scenario.final["slices"], scenario.final_reference["slices"])
     for got, want in zip(scenario.final["daily"], scenario.final_reference["daily"], strict=True):
         assert (got["date"], got["final"], got["variants"]) == (want["date"], want["final"], want["variants"])
         assert_statistics_equal(got["metrics"], want["metrics"])
@@ -144,7 +160,8 @@ def test_frozen_days_do_not_move_and_late_events_reach_the_latest(scenario: Scen
     provisional_then = [d for d in first_days.values() if not d["final"]]
     assert any(later[d["date"]]["metrics"] != d["metrics"] for d in provisional_then)
     assert not scenario.final["daily"][-1]["final"]
-    assert scenario.final["daily"][-1]["metrics"] == scenario.final["metrics"]
+    # the last day is the latest, bar the quantile metric (latest only)
+    assert scenario.final["daily"][-1]["metrics"] == [m for m in scenario.final["metrics"] if m["type"] != "quantile"]
 
 
 def test_quarantine_logs_and_graceful_shutdown(scenario: Scenario) -> None:
