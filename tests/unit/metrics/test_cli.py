@@ -71,6 +71,10 @@ def test_spec_from_a_registry_document() -> None:
     spec = spec_from_document(document("exp-a", "running", {"primary": ["conversion"], "guardrails": ["latency_ms"]}))
     assert spec == ExperimentSpec("exp-a", ("holdout", "new"), ("conversion", "latency_ms"))
     assert spec_from_document(document("exp-b", "running")).metrics is None  # none named: all metrics
+    assert spec.dimensions == ()
+    sliced = json.loads(document("exp-c", "running"))
+    sliced["dimensions"] = ["country", "device"]
+    assert spec_from_document(json.dumps(sliced)).dimensions == ("country", "device")
 
 
 def test_only_running_and_readable_documents_are_computed() -> None:
