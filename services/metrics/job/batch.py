@@ -6,8 +6,10 @@ them and aggregated once. What differs between experiments (metrics, windows, CU
 variants, and each one's timeline: day 0 = its first exposure, latest day, frozen days) is
 data in the plan: small broadcast frames keyed by `experiment` (see `transforms`). The
 driver makes two rounds of collects whatever the number of experiments: the exposure
-summary (which fixes each timeline), then the deltas, unit deltas and quality counts.
-Each experiment's numbers are exactly those of a run of its own.
+summary (which fixes each timeline), then the deltas, unit deltas and quality counts, plus,
+when any experiment has dimensions or quantile metrics, the latest slices and quantile
+blocks of all of them (see `latest`). Each experiment's numbers are exactly those of a run
+of its own.
 
 Incremental reruns (issue 13) are designed, not built: every run is a full recompute. The
 design, for whoever builds it (exact, never approximately equal):

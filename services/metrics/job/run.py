@@ -49,6 +49,8 @@ class ExperimentSpec:
         # The key names lake and results directories: never let it walk the file system.
         if not EXPERIMENT_KEY.match(self.key):
             raise ValueError(f"{self.key!r} is not an experiment key (lowercase letters, digits, '-', '_')")
+        if len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError(f"dimensions must be distinct: {', '.join(self.dimensions)}")
 
 
 @dataclass(frozen=True)

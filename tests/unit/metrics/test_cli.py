@@ -65,6 +65,8 @@ def test_bad_arguments_exit_2_before_spark_starts(argv: list[str], tmp_path: Pat
 def test_experiment_keys_are_checked() -> None:
     with pytest.raises(ValueError, match="not an experiment key"):
         ExperimentSpec("../escape")
+    with pytest.raises(ValueError, match="dimensions must be distinct"):
+        ExperimentSpec("exp-a", dimensions=("country", "country"))
 
 
 def test_spec_from_a_registry_document() -> None:
