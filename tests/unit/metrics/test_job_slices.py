@@ -112,6 +112,10 @@ def test_slices_and_quantiles_equal_the_reference(runs: list[tuple[str, dict[str
                                                   stage: int) -> None:  # fmt: skip
     as_of, document = runs[stage]
     reference = reference_for(records, as_of)
+    quality = document["data_quality"]
+    assert quality == reference["data_quality"]
+    assert quality["duplicate_events"] > 0 and quality["multiple_variant_units"] > 0
+    assert quality["late_events_included"] > 0 and quality["events_before_exposure"] > 0
     assert document["variants"] == reference["variants"]
     assert_same_numbers(strip_hashes(document["metrics"]), reference["metrics"], "metrics")
     assert document["dimensions"] == list(DIMENSIONS)
