@@ -89,7 +89,7 @@ def test_kpi_tree_from_the_north_star_down(admin: httpx.Client, owner: httpx.Cli
     conversion = node(root, "conversion")
     assert running in [e["key"] for e in conversion["experiments"]["running"]]
     assert draft in [e["key"] for e in node(root, "sessions")["experiments"]["draft"]]
-    assert {m["name"] for m in tree["outside"]} == {"latency_ms", "error_rate"}
+    assert {m["name"] for m in tree["outside"]} == {"latency_ms", "page_load_p90", "error_rate"}
 
 
 @pytest.mark.parametrize("path", PATHS)
