@@ -5,8 +5,9 @@ shows one of each decision:
 - `checkout-button` (ship): in treatment each session is 30% more likely to end in a purchase
   and each purchase is 30% larger; spending follows each user's pre-period engagement (so CUPED
   visibly narrows the revenue interval);
-- `pricing-page` (invalid): no effect, but a buggy client drops 25% of the treatment's
-  exposures, so the sample-ratio-mismatch banner fires;
+- `pricing-page` (invalid): no effect, but the Android client drops 60% of the treatment's
+  exposures, so the sample-ratio-mismatch banner fires, and the platform slices show the
+  mismatch on android alone;
 - `onboarding-tips` (keep running): a small lift on few users, far from its planned sample.
 And one draft (`search-ranking`) whose primary metric is itself still a draft in the catalog.
 The shipped catalog (services/common/catalog.yaml) is the KPI tree they hang on.
@@ -47,11 +48,13 @@ EXPERIMENTS: list[dict[str, Any]] = [
      "hypothesis": "A green button makes checkout more visible and lifts conversion",
      "variants": VARIANTS, "targeting": [{"attribute": "country", "op": "in", "value": ["US", "CA", "GB", "DE"]}],
      "metrics": {"primary": ["conversion"], "secondary": ["revenue", "revenue_per_session"],
-                 "guardrails": ["latency_ms"]},
+                 "guardrails": ["latency_ms", "page_load_p90"]},
+     "dimensions": ["country", "platform"],
      "plan": {"minimum_detectable_effect": 0.2, "planned_units_per_variant": 1200}},
     {"key": "pricing-page", "name": "Annual plan first", "owner": "growth",
-     "hypothesis": "Showing the annual plan first lifts conversion (its client drops exposures: SRM demo)",
+     "hypothesis": "Showing the annual plan first lifts conversion (its Android client drops exposures: SRM demo)",
      "variants": VARIANTS, "metrics": {"primary": ["conversion"], "secondary": ["revenue"]},
+     "dimensions": ["country", "platform"],
      "plan": {"planned_units_per_variant": 1200}},
     {"key": "onboarding-tips", "name": "Onboarding tips", "owner": "engagement",
      "hypothesis": "Tips on the first visit bring users back for more sessions and purchases",
@@ -72,10 +75,12 @@ class Plan:
     units: int
     lift: float  # relative: purchase probability per session and purchase size in treatment
     lost_exposures: float  # share of treatment exposures a buggy client never sends
+    buggy_platform: str | None = None  # the client that loses them (None: every client)
 
 
+PLATFORMS, PLATFORM_SHARES = ["ios", "android", "web"], [0.4, 0.35, 0.25]
 SIMULATION = {"checkout-button": Plan(units=4000, lift=0.3, lost_exposures=0.0),
-              "pricing-page": Plan(units=3000, lift=0.0, lost_exposures=0.25),
+              "pricing-page": Plan(units=3000, lift=0.0, lost_exposures=0.6, buggy_platform="android"),
               "onboarding-tips": Plan(units=600, lift=0.05, lost_exposures=0.0)}  # fmt: skip
 
 
@@ -164,13 +169,23 @@ def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: da
     countries = [
         str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[0.5, 0.1, 0.15, 0.15, 0.1])
     ]
+    platforms = dict(zip(units, (str(p) for p in rng.choice(PLATFORMS, size=len(units), p=PLATFORM_SHARES)),
+                         strict=True))  # fmt: skip
+    country_of = dict(zip(units, countries, strict=True))
     variants = assign(assignment, key, units, countries)
+    sliced = "dimensions" in next(body for body in EXPERIMENTS if body["key"] == key)
     exposures, events = [], []
     for unit, variant in variants.items():
         exposed = now - timedelta(hours=float(rng.uniform(1, 46)))
-        if not (variant == "treatment" and rng.random() < plan.lost_exposures):
-            exposures.append({"event_id": str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/exposure")), "experiment": key,
-                              "variant": variant, "unit_id": unit, "timestamp": format_rfc3339(exposed)})  # fmt: skip
+        buggy = plan.buggy_platform in (None, platforms[unit])
+        if not (variant == "treatment" and buggy and rng.random() < plan.lost_exposures):
+            record: dict[str, Any] = {
+                "event_id": str(uuid.uuid5(NAMESPACE, f"{key}/{unit}/exposure")), "experiment": key,
+                "variant": variant, "unit_id": unit, "timestamp": format_rfc3339(exposed),
+            }  # fmt: skip
+            if sliced:  # what the SDK attaches: the unit's values of the experiment's dimensions
+                record["attributes"] = {"country": country_of[unit], "platform": platforms[unit]}
+            exposures.append(record)
         events += unit_events(rng, key, unit, exposed, now, variant == "treatment", plan.lift)
     accepted = send(exposure, "exposures", exposures), send(exposure, "events", events)
     progress(f"{key}: {len(variants)} units assigned, {accepted[0]} exposures and {accepted[1]} events accepted")
