@@ -169,8 +169,10 @@ def simulate(assignment: httpx.Client, exposure: httpx.Client, key: str, now: da
     countries = [
         str(c) for c in rng.choice(["US", "CA", "GB", "DE", "FR"], size=len(units), p=[0.5, 0.1, 0.15, 0.15, 0.1])
     ]
-    platforms = dict(zip(units, (str(p) for p in rng.choice(PLATFORMS, size=len(units), p=PLATFORM_SHARES)),
-                         strict=True))  # fmt: skip
+    # Platforms come from a stream of their own, so adding them left every other draw as it was.
+    platform_rng = np.random.default_rng(SEED + 1 + len(key))
+    drawn = platform_rng.choice(PLATFORMS, size=len(units), p=PLATFORM_SHARES)
+    platforms = dict(zip(units, (str(p) for p in drawn), strict=True))
     country_of = dict(zip(units, countries, strict=True))
     variants = assign(assignment, key, units, countries)
     sliced = "dimensions" in next(body for body in EXPERIMENTS if body["key"] == key)

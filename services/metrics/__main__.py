@@ -1,8 +1,9 @@
 """`python -m services.metrics [ingest]` | `python -m services.metrics run ...`.
 
 ingest (the default)                 Kafka -> lake until SIGTERM; /healthz, /metrics on ASSAY_METRICS_PORT
-run --experiment KEY [--as-of TS]    one experiment (no Redis needed)
-run --experiments k1,k2              several experiments (no Redis needed)
+run --experiment KEY [--as-of TS]    one experiment (its variants, metrics and dimensions from the
+                                     registry when Redis answers; flags override; no Redis needed)
+run --experiments k1,k2              several experiments (likewise)
 run --all-running [--every SECONDS]  every running experiment in the registry (Redis), once or
                                      repeatedly until SIGTERM
 """
@@ -27,8 +28,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     which.add_argument("--experiments", help="comma-separated experiment keys")
     which.add_argument("--all-running", action="store_true", help="every running experiment in the registry")
     run.add_argument("--as-of", help="RFC 3339 instant (default: now)")
-    run.add_argument("--metrics", help="comma-separated metric names (default: all catalog metrics)")
+    run.add_argument("--metrics", help="comma-separated metric names (default: the experiment's, else all)")
     run.add_argument("--variants", help="comma-separated variant keys in order, control first")
+    run.add_argument("--dimensions", help="comma-separated attributes to slice by (default: the experiment's)")
     run.add_argument("--every", type=float, help="repeat every SECONDS (one Spark session) until SIGTERM")
     args = parser.parse_args(argv)
     args.command = args.command or "ingest"

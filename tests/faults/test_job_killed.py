@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 VARIANTS = ("control", "treatment")
 CATALOG = load_catalog(DEFAULT_CATALOG)
 JOB_SETTINGS = {"ASSAY_ENV": "test", "ASSAY_LOG_LEVEL": "INFO", "ASSAY_SPARK_MASTER": "local[2]",
-                "ASSAY_SPARK_DRIVER_MEMORY": "1g", "ASSAY_SPARK_SHUFFLE_PARTITIONS": "2"}  # fmt: skip
+                "ASSAY_SPARK_DRIVER_MEMORY": "1g", "ASSAY_SPARK_SHUFFLE_PARTITIONS": "2",
+                "ASSAY_REDIS_URL": "redis://127.0.0.1:1/0"}  # fmt: skip  # no registry: the flags define the run
 
 
 @dataclass

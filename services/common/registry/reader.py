@@ -4,7 +4,7 @@ experiment documents into `ExperimentPublic`. Writes belong to the assignment se
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -51,16 +51,41 @@ def running_documents(documents: Mapping[Any, Any]) -> list[ExperimentPublic]:
     return running
 
 
-def read_running_experiments(redis_url: str, timeout_ms: int = 2000) -> list[ExperimentPublic]:
-    """Synchronous read for batch jobs (the metrics job's `run --all-running`)."""
-    client = redis.Redis.from_url(
+def _sync_client(redis_url: str, timeout_ms: int) -> redis.Redis:
+    return redis.Redis.from_url(
         redis_url,
         socket_timeout=timeout_ms / 1000,
         socket_connect_timeout=timeout_ms / 1000,
         decode_responses=True,
     )
+
+
+def read_running_experiments(redis_url: str, timeout_ms: int = 2000) -> list[ExperimentPublic]:
+    """Synchronous read for batch jobs (the metrics job's `run --all-running`)."""
+    client = _sync_client(redis_url, timeout_ms)
     try:
         documents = client.hgetall(keys.EXPERIMENTS)
     finally:
         client.close()
     return running_documents(documents)
+
+
+def read_experiments(redis_url: str, names: Sequence[str], timeout_ms: int = 2000) -> dict[str, ExperimentPublic]:
+    """Synchronous read of these experiments, whatever their status (the metrics job's
+    `run --experiments`); missing or unreadable ones are left out. Raises redis errors."""
+    if not names:
+        return {}
+    client = _sync_client(redis_url, timeout_ms)
+    try:
+        documents = client.hmget(keys.EXPERIMENTS, list(names))
+    finally:
+        client.close()
+    found = {}
+    for name, raw in zip(names, documents, strict=True):
+        if raw is None:
+            continue
+        try:
+            found[name] = ExperimentPublic.model_validate_json(raw)
+        except (ValidationError, ValueError, TypeError) as exc:
+            log.warning("skipping an unreadable experiment document", extra={"experiment": name, "error": repr(exc)})
+    return found

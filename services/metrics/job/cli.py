@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from services.common.catalog import Catalog, load_catalog
 from services.metrics.job.batch import RunStats, run_experiments
-from services.metrics.job.registry import running_experiments
+from services.metrics.job.registry import registered_specs, running_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.spark import build_session, wait_for_master
 from services.metrics.job.status import SchedulerStatus, round_finished, round_started, write_status
@@ -30,12 +30,30 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def experiment_specs(args: argparse.Namespace, settings: MetricsSettings) -> list[ExperimentSpec]:
-    """What to compute this round; ValueError for a malformed experiment key."""
+    """What to compute this round; ValueError for a malformed experiment key.
+
+    Named experiments take their variants, metrics and dimensions from the registry when it
+    answers (as `--all-running` does); `--variants`, `--metrics` and `--dimensions` override
+    them, and without a registry the flags are all there is (all catalog metrics, no slices)."""
+    timeout_ms = max(settings.redis_timeout_ms, 2000)
     if args.all_running:
-        return running_experiments(settings.redis_url, max(settings.redis_timeout_ms, 2000))
+        return running_experiments(settings.redis_url, timeout_ms)
     keys = (args.experiment,) if args.experiment else _names(args.experiments) or ()
-    variants, metrics = _names(args.variants) or (), _names(args.metrics)
-    return [ExperimentSpec(key, variants, metrics) for key in keys]
+    for key in keys:
+        ExperimentSpec(key)  # a malformed key fails before the registry is asked about it
+    registered = registered_specs(settings.redis_url, keys, timeout_ms)
+    variants, metrics = _names(args.variants), _names(args.metrics)
+    dimensions = _names(getattr(args, "dimensions", None))
+    specs = []
+    for key in keys:
+        known = registered.get(key, ExperimentSpec(key))
+        specs.append(ExperimentSpec(
+            key,
+            known.variants if variants is None else variants,
+            known.metrics if metrics is None else metrics,
+            known.dimensions if dimensions is None else dimensions,
+        ))  # fmt: skip
+    return specs
 
 
 def job_options(args: argparse.Namespace, settings: MetricsSettings) -> JobOptions:

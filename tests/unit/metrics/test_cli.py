@@ -12,7 +12,7 @@ import redis
 from deploy.embedded import RedisServer
 from services.common.registry.keys import EXPERIMENTS
 from services.metrics.__main__ import parse_args
-from services.metrics.job.cli import run_command
+from services.metrics.job.cli import experiment_specs, run_command
 from services.metrics.job.registry import running_experiments, running_specs, spec_from_document
 from services.metrics.job.run import ExperimentSpec
 from services.metrics.settings import MetricsSettings
@@ -96,3 +96,26 @@ def test_running_experiments_come_from_redis(tmp_path: Path) -> None:
         assert running_experiments(server.url) == [ExperimentSpec("exp-on", ("holdout", "new"))]
     finally:
         server.stop()
+
+
+def test_named_experiments_take_the_registry_definition_and_flags_override_it(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        sliced = json.loads(document("exp-a", "paused", {"primary": ["conversion"]}))
+        sliced["dimensions"] = ["country"]
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        client.hset(EXPERIMENTS, mapping={"exp-a": json.dumps(sliced)})
+        client.close()
+        settings = MetricsSettings(env="test", data_dir=tmp_path, redis_url=server.url)
+        named = experiment_specs(parse_args(["run", "--experiments", "exp-a,exp-unknown"]), settings)
+        assert named == [ExperimentSpec("exp-a", ("holdout", "new"), ("conversion",), ("country",)),
+                         ExperimentSpec("exp-unknown")]  # fmt: skip
+        flags = ["run", "--experiment", "exp-a", "--dimensions", "platform,country", "--metrics", "revenue",
+                 "--variants", "new,holdout"]  # fmt: skip
+        overridden = experiment_specs(parse_args(flags), settings)
+        assert overridden == [ExperimentSpec("exp-a", ("new", "holdout"), ("revenue",), ("platform", "country"))]
+    finally:
+        server.stop()
+    # No registry: the flags are all there is.
+    alone = experiment_specs(parse_args(["run", "--experiment", "exp-a"]), settings)
+    assert alone == [ExperimentSpec("exp-a")]

@@ -61,9 +61,13 @@ def data() -> Generated:
     return generate(seed=3, units=400)
 
 
+NO_REGISTRY = "redis://127.0.0.1:1/0"
+
+
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory, data: Generated) -> MetricsSettings:
-    settings = MetricsSettings(env="test", data_dir=tmp_path_factory.mktemp("assay"))
+    # No registry (port 1 refuses): the flags define the run, whatever runs on this machine.
+    settings = MetricsSettings(env="test", data_dir=tmp_path_factory.mktemp("assay"), redis_url=NO_REGISTRY)
     write_lake(settings.lake_dir, data.exposures, data.events)
     # Unreadable files where this run must never look: far outside its dates, and another
     # experiment's exposures on a date it does read.
