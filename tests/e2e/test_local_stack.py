@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -194,7 +195,10 @@ def test_sliced_experiment_flags_the_planted_slice_srm_on_that_slice_only(stack:
     with httpx.Client(base_url=url(stack, "SCORECARD"), follow_redirects=True) as browser:
         browser.post("/login", data={"key": "dev-admin-key", "next": "/experiments/e2e-sliced"})
         page = browser.get("/experiments/e2e-sliced")
-    assert page.status_code == 200 and "country" in page.text and "DE" in page.text
+    assert page.status_code == 200
+    country_table = page.text.split('id="slices-country"', 1)[1].split("</details>", 1)[0]
+    rows = re.findall(r'<tr class="slice-row( srm-mismatch)?">\s*<th>([^<]+)</th>', country_table)
+    assert sorted(value for flagged, value in rows if flagged) == ["DE"] and len(rows) == 4
 
 
 def test_demo_slices_put_the_pricing_page_srm_on_android(stack: dict[str, Any]) -> None:
