@@ -32,9 +32,10 @@ from tests.unit.metrics.reference import reference_results
 from tests.unit.metrics.test_job_reference import assert_statistics_equal
 
 VARIANTS = ("control", "treatment")
-P90 = MetricDefinition(name="page_load_p90", type="quantile", quantile=0.9, event="page_load", value="value",
-                       window_hours=72, owner="test")  # fmt: skip
-CATALOG = Catalog(metrics=[*load_catalog(DEFAULT_CATALOG).metrics, P90])
+# The shipped catalog has page_load_p90 (no window); this one also exercises a window.
+P90_3D = MetricDefinition(name="page_load_p90_3d", type="quantile", quantile=0.9, event="page_load", value="value",
+                          window_hours=72, owner="test")  # fmt: skip
+CATALOG = Catalog(metrics=[*load_catalog(DEFAULT_CATALOG).metrics, P90_3D])
 DIMENSIONS = ("country", "device")
 MALFORMED = [b"{not json", b'{"event_id": "x", "name": "purchase"}', b"[]"]
 
