@@ -26,6 +26,22 @@ from assay.timefmt import utc_now_rfc3339
 
 log = logging.getLogger("assay.sdk")
 NO_DIMENSIONS: tuple[str, ...] = ()
+
+
+def usable_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """NaN and infinities mean "unknown" (pandas writes a missing number as NaN), and JSON cannot
+    carry them: they are treated as absent, in remote and local mode alike, so targeting and
+    slicing see a missing attribute rather than a request that fails."""
+    if not attributes:
+        return attributes
+    for value in attributes.values():
+        if value.__class__ is float and not math.isfinite(value):
+            break
+    else:
+        return attributes
+    return {k: v for k, v in attributes.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
 COUNTERS = ("assign_errors", "exposures_logged", "exposures_deduplicated", "invalid")
 
 
@@ -104,6 +120,7 @@ class Client:
         The exposure carries the unit's values of the experiment's `dimensions` (only those,
         as strings; see `assay.dimensions`), which its results are sliced by."""
         try:
+            attributes = usable_attributes(attributes)
             decision, dimensions = self._decide(experiment, unit_id, attributes)
         except Exception as exc:
             self._counters.add("assign_errors")

@@ -54,6 +54,20 @@ def test_overrides_are_served_but_not_exposed(assignment: ServiceProcess, admin:
         assert recorder.requests == 0
 
 
+@pytest.mark.parametrize("mode", ["remote", "local"])
+def test_a_non_finite_attribute_counts_as_missing_in_both_modes(
+    mode: str, assignment: ServiceProcess, admin: httpx.Client
+) -> None:
+    targeting = [{"attribute": "country", "op": "eq", "value": "US"},
+                 {"attribute": "score", "op": "exists", "value": False}]  # fmt: skip
+    key = create_running(admin, targeting=targeting)["key"]
+    with recording_server() as (url, _), client(assignment, url, mode=mode) as sdk:
+        for i, unknown in enumerate([float("nan"), float("inf"), -float("inf")]):
+            assert sdk.get_variant(key, f"u-{mode}-{i}", {"country": "US", "score": unknown}) is not None
+        assert sdk.get_variant(key, f"u-{mode}-known", {"country": "US", "score": 3.5}) is None  # present
+        assert sdk.stats["assign_errors"] == 0
+
+
 def test_unreachable_assignment_service_returns_default(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with recording_server() as (url, recorder):
