@@ -34,11 +34,8 @@ def usable_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]
     slicing see a missing attribute rather than a request that fails."""
     if not attributes:
         return attributes
-    for value in attributes.values():
-        if value.__class__ is float and not math.isfinite(value):
-            break
-    else:
-        return attributes
+    if all(not isinstance(value, float) or math.isfinite(value) for value in attributes.values()):
+        return attributes  # numpy's float64 is a float too
     return {k: v for k, v in attributes.items() if not (isinstance(v, float) and not math.isfinite(v))}
 
 
