@@ -146,10 +146,40 @@ def load_exposures(spark: SparkSession, lake_dir: Path, keys: Sequence[str], opt
     return tf.first_received(tf.experiment_exposures(raw, keys, options.as_of_us, sliced)), files
 
 
+@dataclass
+class EventSource:
+    """The events of a pass, read and de-duplicated once (see `load_events`)."""
+
+    distinct: DataFrame  # persisted: one row per event_id whose copies agree, by unit
+    conflicting: DataFrame | None  # (experiment, event) rows of events whose copies disagree
+    scopes: DataFrame  # experiment -> (name, since_us)
+    cached: DataFrame  # what `load_events` persisted (`release` unpersists it)
+
+    def release(self) -> None:
+        self.cached.unpersist()
+
+    def scoped(self) -> DataFrame:
+        """One row per (experiment, event) in the experiment's scope, exposed unit or not."""
+        rows = tf.scoped_events(self.distinct, self.scopes)
+        return rows if self.conflicting is None else rows.unionByName(self.conflicting)
+
+    def exposed(self, segments: DataFrame) -> DataFrame:
+        """One row per (segment, event) of exposed units (see `tf.exposed_events`)."""
+        rows = tf.exposed_events(self.distinct, segments, self.scopes)
+        if self.conflicting is None:
+            return rows
+        return rows.unionByName(self.conflicting.join(segments, ["experiment", "unit_id"]))
+
+
 def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, ExperimentPlan], options: JobOptions
-                ) -> tuple[DataFrame, list[Path]]:  # fmt: skip
-    """Every event partition any plan can use, read once; one de-duplicated row per
-    (experiment, event) the experiment's metrics can use."""
+                ) -> tuple[EventSource, list[Path]]:  # fmt: skip
+    """Every event partition any plan can use, read once and de-duplicated once (per
+    event_id, over the union of the plans' names and the earliest start); the caller
+    releases them.
+
+    Events whose copies disagree on name, time or unit (`tf.distinct_events`) are
+    de-duplicated per experiment from their raw rows instead, as in a run of its own; a
+    cheap check on the persisted frame skips that path when there are none."""
     as_of = date_of(options.as_of_us)
     files = sorted({
         path for plan in plans.values()
@@ -158,17 +188,30 @@ def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, Experim
     names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
     since_us = min((plan.since_us for plan in plans.values()), default=options.as_of_us)
     raw = tf.with_micros(io.read_parquet(spark, files, io.EVENT_DDL))
-    relevant = tf.relevant_events(raw, names, since_us, options.as_of_us)
-    scopes = tf.event_scopes(spark, {key: (plan.event_names, plan.since_us) for key, plan in plans.items()})
-    return tf.first_received(tf.experiment_events(relevant, scopes)), files
+    return event_source(tf.relevant_events(raw, names, since_us, options.as_of_us), plans), files
 
 
-def _quality_counts(segments: DataFrame, classified: DataFrame, events: DataFrame, timelines: DataFrame,
-                    starts: DataFrame, options: JobOptions) -> dict[str, dict[str, Any]]:  # fmt: skip
+def event_source(relevant: DataFrame, plans: Mapping[str, ExperimentPlan]) -> EventSource:
+    """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource."""
+    scopes = tf.event_scopes(relevant.sparkSession, {
+        key: (plan.event_names, plan.since_us) for key, plan in plans.items()
+    })  # fmt: skip
+    distinct = tf.distinct_events(relevant).persist()
+    conflicting = distinct.where(~F.col("consistent")).select("event_id")
+    rows = None
+    if conflicting.limit(1).count():
+        rows = tf.first_received(tf.experiment_events(relevant.join(conflicting, "event_id", "left_semi"), scopes))
+    consistent = distinct.where(F.col("consistent")).drop("consistent")
+    return EventSource(consistent, rows, scopes, distinct)
+
+
+def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSource, exposed: DataFrame,
+                    timelines: DataFrame, starts: DataFrame, options: JobOptions
+                    ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per experiment: the latest snapshot's data-quality counts, in one collect."""
     units = quality.unit_summary(segments)
     used = quality.used_event_summary(classified, timelines, options.late_threshold_us)
-    seen = quality.event_summary(events, segments, starts)
+    seen = quality.event_summary(events.scoped(), exposed, starts)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
     joined = units.join(used, "experiment", "left").join(seen.select("experiment", nested), "experiment", "left")
     counts: dict[str, dict[str, Any]] = {}
@@ -182,10 +225,11 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: DataFram
 
 
 def compute_statistics(
-    exposures: DataFrame, events: DataFrame, plans: Mapping[str, ExperimentPlan], options: JobOptions
+    exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan], options: JobOptions
 ) -> dict[str, tuple[list[Snapshot], dict[str, Any], LatestRows]]:
-    """De-duplicated frames (with `experiment`) -> per experiment: cumulative snapshots, the
-    latest data-quality counts, and the latest slices and quantile blocks."""
+    """De-duplicated exposures (with `experiment`) and the pass's events -> per experiment:
+    cumulative snapshots, the latest data-quality counts, and the latest slices and quantile
+    blocks."""
     spark = exposures.sparkSession
     timelines = tf.timeline_frame(spark, {key: plan.timeline for key, plan in plans.items()})
     metrics = {key: plan.metrics for key, plan in plans.items()}
@@ -193,13 +237,14 @@ def compute_statistics(
         [(key, plan.start_us) for key, plan in plans.items()], "experiment string, start_us long"
     )
     segments = tf.unit_segments(tf.with_entry_index(exposures, timelines)).persist()
-    seg_events = tf.segment_events(tf.with_entry_index(events, timelines), segments)
+    exposed = events.exposed(segments)
+    seg_events = tf.in_segment(tf.with_entry_index(exposed, timelines))
     classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics)).persist()
     try:
         increments = tf.metric_increments(classified, segments, tf.metric_kinds(spark, metrics))
         deltas = _by_experiment(_rows(tf.contribution_deltas(tf.unit_metric_values(increments))))
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
-        counts = _quality_counts(segments, classified, events, timelines, starts, options)
+        counts = _quality_counts(segments, classified, events, exposed, timelines, starts, options)
         latest = latest_statistics(exposures, segments, classified, plans)
     finally:
         classified.unpersist()
@@ -267,11 +312,10 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
         if plans:
             events, event_files = load_events(spark, lake_dir, plans, options)
             files += event_files
-            events = events.persist()
             try:
                 statistics = compute_statistics(exposures, events, plans, options)
             finally:
-                events.unpersist()
+                events.release()
             for key, (snapshots, counts, latest) in statistics.items():
                 results[key].snapshots = snapshots
                 results[key].quality = {**summaries[key], **counts}

@@ -48,20 +48,33 @@ def unit_summary(segments: DataFrame) -> DataFrame:
     )
 
 
-def event_summary(events: DataFrame, segments: DataFrame, starts: DataFrame) -> DataFrame:
-    """De-duplicated relevant events -> per experiment: events_without_exposure,
-    events_before_exposure, duplicates, watermark_us. `starts`: (experiment, start_us), the
-    experiment's first exposure."""
-    latest = segments.where(F.col("seg_end").isNull()).select("experiment", "unit_id", "first_us")
-    joined = events.join(latest, ["experiment", "unit_id"], "left").join(F.broadcast(starts), "experiment")
-    exposed = F.col("first_us").isNotNull()
+def event_summary(scoped: DataFrame, exposed: DataFrame, starts: DataFrame) -> DataFrame:
+    """Per experiment: events_without_exposure, events_before_exposure, duplicates,
+    watermark_us. `scoped`: one row per (experiment, de-duplicated relevant event); `exposed`:
+    one row per (segment, event) of exposed units; `starts`: (experiment, start_us), the
+    experiment's first exposure. Events without exposure are the experiment's events from its
+    start less those of exposed units, so the scoped rows need no join to the segments."""
     in_experiment = F.col("ts_us") >= F.col("start_us")
-    before = exposed & in_experiment & (F.col("ts_us") < F.col("first_us"))
-    return joined.groupBy("experiment").agg(
-        F.coalesce(_count_when(~exposed & in_experiment), F.lit(0)).alias("events_without_exposure"),
-        F.coalesce(_count_when(before), F.lit(0)).alias("events_before_exposure"),
-        F.coalesce(F.sum(F.when(exposed, F.col("copies") - 1).otherwise(0)), F.lit(0)).alias("duplicates"),
+    totals = scoped.join(F.broadcast(starts), "experiment").groupBy("experiment").agg(
+        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("in_experiment"),
         F.max("last_received_us").alias("watermark_us"),
+    )
+    latest = exposed.where(F.col("seg_end").isNull()).join(F.broadcast(starts), "experiment")
+    before = in_experiment & (F.col("ts_us") < F.col("first_us"))
+    seen = latest.groupBy("experiment").agg(
+        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("exposed_in_experiment"),
+        F.coalesce(_count_when(before), F.lit(0)).alias("events_before_exposure"),
+        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
+    )
+    joined = totals.join(seen, "experiment", "left")
+    return joined.select(
+        "experiment",
+        (F.col("in_experiment") - F.coalesce(F.col("exposed_in_experiment"), F.lit(0))).alias(
+            "events_without_exposure"
+        ),
+        F.coalesce(F.col("events_before_exposure"), F.lit(0)).alias("events_before_exposure"),
+        F.coalesce(F.col("duplicates"), F.lit(0)).alias("duplicates"),
+        "watermark_us",
     )
 
 

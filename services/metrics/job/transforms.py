@@ -113,22 +113,58 @@ def experiment_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
     return rows.select("experiment", *EVENT_COLUMNS)
 
 
-def first_received(frame: DataFrame) -> DataFrame:
+CONTENT = ("name", "ts_us", "unit_id")  # what every copy of one event_id should share
+
+
+def distinct_events(relevant: DataFrame) -> DataFrame:
+    """Relevant event rows -> one row per `event_id` (see `first_received`), plus
+    `consistent`: every copy has the same CONTENT. Hash-partitioned by `unit_id`, so the
+    experiments' rows made from it (`scoped_events`) need no further exchange per unit.
+
+    For a consistent event every experiment sees all of its copies or none (its scope is by
+    name and event time), so this one de-duplication gives each experiment exactly the winner,
+    `copies` and `last_received_us` of de-duplicating its own rows; inconsistent ones (copies
+    that disagree, never produced by the SDKs) go through `experiment_events` instead."""
+    deduped = first_received(relevant.withColumn("content", F.struct(*CONTENT)), check="content")
+    return deduped.repartition("unit_id")
+
+
+def scoped_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
+    """De-duplicated events (no `experiment`) -> one row per experiment whose scope holds the
+    event (its names; event time from its start): a narrow broadcast join, no exchange."""
+    rows = events.join(F.broadcast(scopes), "name").where(F.col("ts_us") >= F.col("since_us"))
+    return rows.select("experiment", *EVENT_COLUMNS, "copies", "last_received_us")
+
+
+def exposed_events(events: DataFrame, segments: DataFrame, scopes: DataFrame) -> DataFrame:
+    """De-duplicated events (no `experiment`, hash-partitioned by unit) -> one row per
+    segment of the event's unit in an experiment whose scope holds the event. Joined on
+    `unit_id` alone, so only the (small) segments move; events of units never exposed stop
+    here instead of being carried per experiment."""
+    by_unit = segments.repartition("unit_id")
+    joined = events.join(by_unit, "unit_id").join(F.broadcast(scopes), ["experiment", "name"])
+    return joined.where(F.col("ts_us") >= F.col("since_us")).drop("since_us")
+
+
+def first_received(frame: DataFrame, check: str | None = None) -> DataFrame:
     """One row per (`experiment`, `event_id`) (per `event_id` when there is no experiment
     column): the copy received first wins (ties: Kafka partition, offset).
 
-    Adds `copies` (rows that had this id) and `last_received_us` (latest copy's receipt).
+    Adds `copies` (rows that had this id) and `last_received_us` (latest copy's receipt), and
+    with `check` (a column, dropped) `consistent`: every copy has the same value in it.
     """
     order = ["received_us", "kafka_partition", "kafka_offset"]
     keys = ["experiment", "event_id"] if "experiment" in frame.columns else ["event_id"]
-    rest = [c for c in frame.columns if c not in (*keys, *order)]
+    rest = [c for c in frame.columns if c not in (*keys, *order, check)]
+    consistent = [] if check is None else [F.min(check).eqNullSafe(F.max(check)).alias("consistent")]
     grouped = frame.groupBy(*keys).agg(
         F.min(F.struct(*order, *rest)).alias("winner"),
         F.count(F.lit(1)).alias("copies"),
         F.max("received_us").alias("last_received_us"),
+        *consistent,
     )
     return grouped.select(*keys, *[F.col(f"winner.{c}").alias(c) for c in order + rest],
-                          "copies", "last_received_us")  # fmt: skip
+                          "copies", "last_received_us", *(["consistent"] if consistent else []))  # fmt: skip
 
 
 def timeline_frame(spark: SparkSession, timelines: Mapping[str, Timeline]) -> DataFrame:
@@ -189,8 +225,13 @@ def unit_segments(exposures: DataFrame) -> DataFrame:
 
 def segment_events(events: DataFrame, segments: DataFrame) -> DataFrame:
     """Events (with `k`) of exposed units, once per segment they fall in, entering at `c`."""
-    joined = events.join(segments, ["experiment", "unit_id"]).withColumn("c", F.greatest("k", "seg_start"))
-    return joined.where(F.col("seg_end").isNull() | (F.col("c") < F.col("seg_end")))
+    return in_segment(events.join(segments, ["experiment", "unit_id"]))
+
+
+def in_segment(joined: DataFrame) -> DataFrame:
+    """(segment, event) rows with `k` -> those whose entry `c` falls inside the segment."""
+    rows = joined.withColumn("c", F.greatest("k", "seg_start"))
+    return rows.where(F.col("seg_end").isNull() | (F.col("c") < F.col("seg_end")))
 
 
 def metric_roles(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefinition]]) -> DataFrame:

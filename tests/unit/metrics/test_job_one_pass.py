@@ -3,9 +3,10 @@
 One random lake holds three experiments over the same population (the generator's unit ids
 overlap), each with its own start date (so its own day 0, frozen days and lookback), metric
 subset, dimensions and variant order, plus duplicates, late exposures and events, units exposed
-to both variants, events before exposure, exposure attributes and another experiment's
-exposures; a fourth requested experiment has no exposures at all. The one-pass run must publish, for every experiment,
-the document a run of that experiment alone publishes (bar `computed_at`), and read each
+to both variants, events before exposure, exposure attributes, copies of an event that
+disagree on name, time or unit, and another experiment's exposures; a fourth requested
+experiment has no exposures at all. The one-pass run must publish, for every experiment, the
+document a run of that experiment alone publishes (bar `computed_at`), and read each
 lake file once.
 """
 
@@ -68,6 +69,27 @@ def published(results_dir: Path, key: str) -> dict[str, Any]:
     return dict(document)
 
 
+def conflicting_copies(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of some events that disagree with the original (another name, a time days
+    earlier, another unit), some received before it: the SDKs never send them, but the
+    one-pass de-duplication must still give each experiment what it gets alone."""
+    names = sorted({event["name"] for event in events})
+    units = sorted({event["unit_id"] for event in events})
+    copies = []
+    for index, event in enumerate(events[::9]):
+        copy, change = dict(event), index % 3
+        if change == 0:
+            copy["name"] = names[(names.index(event["name"]) + 1) % len(names)]
+        elif change == 1:
+            copy["timestamp"] = rfc3339(datetime.fromisoformat(event["timestamp"]) - timedelta(days=3))
+        else:
+            copy["unit_id"] = units[(units.index(event["unit_id"]) + 1) % len(units)]
+        shift = timedelta(seconds=-1 if index % 2 else 1)  # half of them win
+        copy["received_at"] = rfc3339(datetime.fromisoformat(event["received_at"]) + shift)
+        copies.append(copy)
+    return copies
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lake_dir = tmp_path_factory.mktemp("lake")
@@ -76,7 +98,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data = generate(seed=seed, units=120, days=8, experiment=key, start=start)
         exposures += with_attributes(data.exposures, seed)
         events += data.events
-    write_lake(lake_dir, exposures, events)
+    write_lake(lake_dir, exposures, events + conflicting_copies(events))
     return lake_dir
 
 

@@ -140,7 +140,7 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
 @pytest.fixture(scope="module")
 def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     """Four units, hand-checkable: see the expected numbers in the tests below."""
-    from services.metrics.job.batch import ExperimentPlan, compute_statistics
+    from services.metrics.job.batch import ExperimentPlan, compute_statistics, event_source
     from services.metrics.job.run import JobOptions
 
     options = JobOptions(as_of_us=t(5, 12), lateness_us=LATENESS, late_threshold_us=HOUR_US)
@@ -161,10 +161,12 @@ def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
         ("p4", "u4", "purchase", 99.0, t(0, 10), t(0, 10)),  # u4 saw both variants: not counted
         ("p5", "u9", "purchase", 7.0, t(0, 10), t(0, 10)),  # never exposed
     ])  # fmt: skip
-    exposure_frame, event_frame = tf.first_received(raw_exposures), tf.first_received(raw_events)
     timeline = Timeline.build(t(0, 9), options.as_of_us, LATENESS)
     plan = ExperimentPlan(EXPERIMENT, tuple(CATALOG.metrics), timeline, t(0, 9))
-    [(snapshots, counts, _)] = compute_statistics(exposure_frame, event_frame, {EXPERIMENT: plan}, options).values()
+    source = event_source(raw_events.drop("experiment"), {EXPERIMENT: plan})
+    exposure_frame = tf.first_received(raw_exposures)
+    [(snapshots, counts, _)] = compute_statistics(exposure_frame, source, {EXPERIMENT: plan}, options).values()
+    source.release()
     return snapshots, counts, timeline
 
 
