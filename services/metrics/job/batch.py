@@ -233,9 +233,8 @@ def compute_statistics(
     spark = exposures.sparkSession
     timelines = tf.timeline_frame(spark, {key: plan.timeline for key, plan in plans.items()})
     metrics = {key: plan.metrics for key, plan in plans.items()}
-    starts = spark.createDataFrame(
-        [(key, plan.start_us) for key, plan in plans.items()], "experiment string, start_us long"
-    )
+    starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in plans.items()],
+                            "experiment string, start_us long")  # fmt: skip
     segments = tf.unit_segments(tf.with_entry_index(exposures, timelines)).persist()
     exposed = events.exposed(segments)
     seg_events = tf.in_segment(tf.with_entry_index(exposed, timelines))

@@ -40,6 +40,7 @@ from services.metrics.job.transforms import (
     EVENT_VALUE,
     SUM_VALUE,
     VECTOR,
+    local_frame,
     ratio_denominator,
     role_amounts,
     unit_value,
@@ -67,7 +68,7 @@ def outer_window_probabilities(probability: float, n_events: int) -> tuple[float
 def dimensions_frame(spark: SparkSession, dimensions: Mapping[str, Sequence[str]]) -> DataFrame:
     """One row per (experiment, dimension)."""
     rows = [(key, name) for key, names in dimensions.items() for name in names]
-    return spark.createDataFrame(rows, "experiment string, dimension string")
+    return local_frame(spark, rows, "experiment string, dimension string")
 
 
 def first_exposure_attributes(exposures: DataFrame, experiments: Iterable[str]) -> DataFrame:
@@ -134,7 +135,7 @@ def quantile_probabilities(spark: SparkSession, metrics: Mapping[str, Sequence[M
         assert metric.quantile is not None  # guaranteed by the catalog
         exact = Fraction(repr(metric.quantile))
         rows.append((key, metric.name, metric.quantile, str(exact.numerator), str(exact.denominator)))
-    return spark.createDataFrame(rows, "experiment string, metric string, p double, p_num string, p_den string")
+    return local_frame(spark, rows, "experiment string, metric string, p double, p_num string, p_den string")
 
 
 def quantile_values(classified: DataFrame, labels: DataFrame | None, experiments: Iterable[str]) -> DataFrame:

@@ -55,9 +55,13 @@ def event_summary(scoped: DataFrame, exposed: DataFrame, starts: DataFrame) -> D
     experiment's first exposure. Events without exposure are the experiment's events from its
     start less those of exposed units, so the scoped rows need no join to the segments."""
     in_experiment = F.col("ts_us") >= F.col("start_us")
-    totals = scoped.join(F.broadcast(starts), "experiment").groupBy("experiment").agg(
-        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("in_experiment"),
-        F.max("last_received_us").alias("watermark_us"),
+    totals = (
+        scoped.join(F.broadcast(starts), "experiment")
+        .groupBy("experiment")
+        .agg(
+            F.coalesce(_count_when(in_experiment), F.lit(0)).alias("in_experiment"),
+            F.max("last_received_us").alias("watermark_us"),
+        )
     )
     latest = exposed.where(F.col("seg_end").isNull()).join(F.broadcast(starts), "experiment")
     before = in_experiment & (F.col("ts_us") < F.col("first_us"))
