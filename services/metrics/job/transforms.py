@@ -270,14 +270,22 @@ def metric_kinds(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefin
     return local_frame(spark, rows, "experiment string, metric string, kind string")
 
 
+# What later steps read of a classified row (the pass persists only these).
+CLASSIFIED = ("experiment", "unit_id", "metric", "kind", "seg_start", "seg_end", "variant", "included", "c",
+              "event_id", "value", "ts_us", "received_us", "k_time", "k_received", "role", "use_value", "post",
+              "pre")  # fmt: skip
+
+
 def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     """Joins events to the metric roles they feed; `post`: inside the metric window after the
-    first exposure; `pre`: in the CUPED lookback before it (numerator role only)."""
+    first exposure; `pre`: in the CUPED lookback before it (numerator role only). Keeps the
+    CLASSIFIED columns."""
     rows = seg_events.join(F.broadcast(roles), ["experiment", "name"])
     ts, first = F.col("ts_us"), F.col("first_us")
     post = (ts >= first) & (F.col("window_us").isNull() | (ts < first + F.col("window_us")))
     pre = (ts >= first - F.col("lookback_us")) & (ts < first) & (F.col("role") == "num")
-    return rows.withColumn("post", post).withColumn("pre", pre).where(F.col("post") | F.col("pre"))
+    classified = rows.withColumn("post", post).withColumn("pre", pre).where(F.col("post") | F.col("pre"))
+    return classified.select(*CLASSIFIED)
 
 
 def role_amounts() -> list[Column]:
@@ -339,7 +347,7 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
     return merged.select(
-        "experiment", "unit_id", "metric", "variant", "included", "c",
+        "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c",
         unit_value(num).alias("y"), unit_value(pre).alias("x"), ratio_denominator(den).alias("d"),
     )  # fmt: skip
 
@@ -351,7 +359,7 @@ def ratio_denominator(total: Column) -> Column:
 def _contribution(values: DataFrame) -> DataFrame:
     terms = unit_vector(F.col("y"), F.col("x"), F.col("d"))
     gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
-    return values.select("experiment", "unit_id", "metric", "variant", "c", *gated)
+    return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *gated)
 
 
 def contribution_deltas(values: DataFrame) -> DataFrame:
@@ -359,19 +367,31 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
 
     A unit whose value changes at c adds its new contribution and takes back its previous
     one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
-    Both rows come from one pass (explode), not from a union that would run the window twice.
+    Both come from one pass (explode), not from a union that would run the window twice, and
+    in one row (the difference) while the unit stays in its variant.
     """
     contribution = _contribution(values)
-    order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("c")
+    # A unit's segments cover disjoint ranges of c in order, so (seg_start, c) orders its rows
+    # as c does; saying so lets Spark reuse the sort of `unit_metric_values`' window.
+    order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("seg_start", "c")
     with_previous = contribution.select(
         "experiment", "metric", "c", "variant", *VECTOR,
         F.lag("variant").over(order).alias("prev_variant"),
-        *[(-F.lag(n).over(order)).alias(f"prev_{n}") for n in VECTOR],
+        *[F.lag(n).over(order).alias(f"prev_{n}") for n in VECTOR],
     )  # fmt: skip
-    added = F.struct(F.col("variant").alias("variant"), *[F.col(n).alias(n) for n in VECTOR])
-    taken_back = F.struct(F.col("prev_variant").alias("variant"), *[F.col(f"prev_{n}").alias(n) for n in VECTOR])
+    # Usually the unit stays in its variant: one row of differences. Only when it moves (a late
+    # exposure) does the old variant get its own row taking the contribution back.
+    same = F.col("prev_variant").isNotNull() & (F.col("prev_variant") == F.col("variant"))
+    moved = F.col("prev_variant").isNotNull() & (F.col("prev_variant") != F.col("variant"))
+    added = F.struct(
+        F.col("variant").alias("variant"),
+        *[F.when(same, F.col(n) - F.col(f"prev_{n}")).otherwise(F.col(n)).cast(SUM_VALUE).alias(n) for n in VECTOR],
+    )
+    taken_back = F.when(moved, F.struct(
+        F.col("prev_variant").alias("variant"), *[(-F.col(f"prev_{n}")).cast(SUM_VALUE).alias(n) for n in VECTOR]
+    ))  # fmt: skip
     changes = with_previous.select("experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
-    rows = changes.where(F.col("change.variant").isNotNull()).select("experiment", "metric", "c", "change.*")
+    rows = changes.where(F.col("change").isNotNull()).select("experiment", "metric", "c", "change.*")
     return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
 
 
