@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
@@ -156,3 +157,12 @@ def test_the_experiments_differ(together: tuple[Path, RunStats]) -> None:
     assert all(v["quantile"]["n_events"] > 0 for v in p90["variants"])
     first_days = [datetime.fromisoformat(documents[key]["first_exposure_date"]) for key in STARTS]
     assert max(first_days) - min(first_days) >= timedelta(days=5)
+
+
+def test_the_lake_holds_copies_that_disagree(lake: Path) -> None:
+    """The pass's per-experiment path for events whose copies disagree is exercised above."""
+    table = pq.read_table(lake / "assay.events", columns=["event_id", "name", "unit_id", "timestamp"])
+    contents: dict[str, set[tuple[Any, ...]]] = {}
+    for row in table.to_pylist():
+        contents.setdefault(row["event_id"], set()).add((row["name"], row["unit_id"], row["timestamp"]))
+    assert sum(len(found) > 1 for found in contents.values()) >= 30

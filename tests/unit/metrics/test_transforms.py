@@ -59,6 +59,25 @@ def test_first_received_keeps_the_earliest_copy_and_counts_copies(spark: SparkSe
     assert (rows["b"]["copies"], rows["b"]["value"]) == (1, None)
 
 
+def test_distinct_events_flags_copies_that_disagree(spark: SparkSession) -> None:
+    frame = events(spark, [
+        ("same", "u1", "purchase", 5.0, t(0, 1), t(0, 3)),
+        ("same", "u1", "purchase", 7.0, t(0, 1), t(0, 2)),  # another value: still the same event
+        ("name", "u1", "purchase", 5.0, t(0, 1), t(0, 1)),
+        ("name", "u1", "session_start", None, t(0, 1), t(0, 2)),
+        ("time", "u1", "purchase", 5.0, t(0, 1), t(0, 4)),
+        ("time", "u1", "purchase", 5.0, t(-3, 1), t(0, 5)),
+        ("unit", "u1", "purchase", 5.0, t(0, 1), t(0, 4)),
+        ("unit", "u2", "purchase", 5.0, t(0, 1), t(0, 5)),
+        ("once", "u3", "purchase", 1.0, t(0, 1), t(0, 1)),
+    ])  # fmt: skip
+    rows = {r["event_id"]: r for r in tf.distinct_events(frame.drop("experiment")).collect()}
+    assert {key: row["consistent"] for key, row in rows.items()} == {
+        "same": True, "name": False, "time": False, "unit": False, "once": True,
+    }  # fmt: skip
+    assert (rows["same"]["value"], rows["same"]["copies"], rows["same"]["last_received_us"]) == (7.0, 2, t(0, 3))
+
+
 def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) -> None:
     timeline = Timeline.build(t(0, 10), t(4, 12), LATENESS)
     assert timeline.frozen_days == 1  # Nov 1 froze at Nov 5 00:00; Nov 2 freezes at Nov 6
