@@ -1,8 +1,10 @@
 """One pass for many experiments: read -> transforms -> collect -> one results document each.
 
 The lake's exposure partitions of every requested experiment are read once, and so are the
-event partitions any of them can use; the events are joined once to the exposures of all of
-them and aggregated once. What differs between experiments (metrics, windows, CUPED lookback,
+event partitions any of them can use; the events are de-duplicated once per event_id (copies
+that disagree on name, time or unit are the exception: those are de-duplicated per experiment,
+as a run of its own would), joined once by unit to the exposure segments of all of them, and
+aggregated once. What differs between experiments (metrics, windows, CUPED lookback,
 variants, and each one's timeline: day 0 = its first exposure, latest day, frozen days) is
 data in the plan: small broadcast frames keyed by `experiment` (see `transforms`). The
 driver makes two rounds of collects whatever the number of experiments: the exposure

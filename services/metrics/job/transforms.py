@@ -1,12 +1,14 @@
 """Pure DataFrame -> DataFrame transforms of the metrics job; parameters are passed in.
 
 Pipeline (names are the functions below):
-    lake rows -> with_micros -> experiment_exposures / relevant_events + experiment_events
-    -> first_received -> with_entry_index -> unit_segments (exposures) and segment_events
-    (events) -> classify_events -> metric_increments -> unit_metric_values -> contribution_deltas
+    lake rows -> with_micros -> experiment_exposures -> first_received -> with_entry_index
+    -> unit_segments (exposures); relevant_events -> distinct_events -> exposed_events (joined
+    by unit to the segments; `experiment_events` + `first_received` for copies that disagree)
+    -> with_entry_index -> in_segment -> classify_events -> metric_increments
+    -> unit_metric_values -> contribution_deltas
 
 One pass computes any number of experiments: every frame from `experiment_exposures` and
-`experiment_events` on carries `experiment`, every grouping and window key includes it, and
+`exposed_events` on carries `experiment`, every grouping and window key includes it, and
 what differs between experiments (timeline, metrics, windows, CUPED lookback) comes in as
 small per-experiment frames (`timeline_frame`, `event_scopes`, `metric_roles`,
 `metric_kinds`) joined in, so each experiment's numbers are exactly what it gets alone.
