@@ -48,10 +48,11 @@ def _add(left: Vector, right: Vector) -> Vector:
 
 def accumulate(metric_deltas: Iterable[Mapping[str, Any]], unit_deltas: Iterable[Mapping[str, Any]],
                days: int) -> list[Snapshot]:  # fmt: skip
-    """Prefix sums over snapshot indices 0..days-1 of the deltas collected from Spark."""
+    """Prefix sums over snapshot indices 0..days-1 of the deltas collected from Spark (`n`,
+    which they leave out, is the variant's units: see `metric_entry`)."""
     stat_steps: dict[tuple[str, str], dict[int, Vector]] = defaultdict(dict)
     for row in metric_deltas:
-        stat_steps[(row["metric"], row["variant"])][row["c"]] = tuple(Decimal(row[n]) for n in VECTOR)
+        stat_steps[(row["metric"], row["variant"])][row["c"]] = tuple(Decimal(row.get(n, 0)) for n in VECTOR)
     unit_steps: dict[str, dict[int, int]] = defaultdict(dict)
     for row in unit_deltas:
         unit_steps[row["variant"]][row["c"]] = int(row["units"])
@@ -119,11 +120,15 @@ def variant_block(
     )  # fmt: skip
 
 
+def _with_units(snapshot: Snapshot, metric: str, key: str) -> Vector:
+    return (Decimal(snapshot.units.get(key, 0)), *snapshot.stats.get((metric, key), ZERO)[1:])
+
+
 def metric_entry(metric: MetricDefinition, snapshot: Snapshot, variants: Sequence[str]) -> MetricResult:
+    """Every analysed unit counts in every metric, so a variant's `n` is its units (the job's
+    sums leave `n` out: units without events for a metric add nothing else)."""
     blocks = tuple(
-        variant_block(
-            metric, key, snapshot.stats.get((metric.name, key), ZERO), snapshot.quantiles.get((metric.name, key))
-        )
+        variant_block(metric, key, _with_units(snapshot, metric.name, key), snapshot.quantiles.get((metric.name, key)))
         for key in variants
     )
     return MetricResult(

@@ -39,7 +39,7 @@ from services.common.results import MAX_SLICE_VALUES, MISSING_SLICE, OTHER_SLICE
 from services.metrics.job.transforms import (
     EVENT_VALUE,
     SUM_VALUE,
-    VECTOR,
+    SUMS,
     local_frame,
     ratio_denominator,
     role_amounts,
@@ -49,7 +49,6 @@ from services.metrics.job.transforms import (
 
 OVERALL = ""  # the `dimension` and `slice` of a quantile over the whole variant (never a dimension name)
 QUANTILE_GROUP = ("experiment", "metric", "dimension", "slice", "variant")
-SLICE_SUMS = tuple(name for name in VECTOR if name != "n")  # `n` of a slice is its units
 # scipy.special.ndtri(0.975), as services/scorecard/stats/quantile.py computes z for its
 # OUTER_WINDOW_ALPHA = 0.05 (statistics.NormalDist differs in the last bit); a test pins it.
 OUTER_WINDOW_Z = 1.959963984540054
@@ -114,16 +113,16 @@ def _latest(classified: DataFrame, experiments: Iterable[str]) -> DataFrame:
 
 
 def slice_sums(classified: DataFrame, labels: DataFrame, experiments: Iterable[str]) -> DataFrame:
-    """(experiment, dimension, slice, metric, variant) -> SLICE_SUMS over the slice's units with events."""
+    """(experiment, dimension, slice, metric, variant) -> SUMS over the slice's units with events."""
     amounts = _latest(classified, experiments).select("experiment", "unit_id", "metric", "kind", *role_amounts())
     totals = amounts.groupBy("experiment", "unit_id", "metric", "kind").agg(
         *[F.sum(name).alias(name) for name in ("num", "den", "pre")]
     )
     terms = unit_vector(unit_value(F.col("num")), unit_value(F.col("pre")), ratio_denominator(F.col("den")))
-    values = totals.select("experiment", "unit_id", "metric", *[terms[n].cast(SUM_VALUE).alias(n) for n in SLICE_SUMS])
+    values = totals.select("experiment", "unit_id", "metric", *[terms[n].cast(SUM_VALUE).alias(n) for n in SUMS])
     joined = values.join(labels, ["experiment", "unit_id"])
     return joined.groupBy("experiment", "dimension", "slice", "metric", "variant").agg(
-        *[F.sum(name).alias(name) for name in SLICE_SUMS]
+        *[F.sum(name).alias(name) for name in SUMS]
     )
 
 

@@ -60,6 +60,9 @@ SEGMENT_KEYS = ("experiment", "unit_id", "metric", "kind", "seg_start", "variant
 # The per-unit contribution to a variant's sufficient statistics, in a fixed order.
 VECTOR = ("n", "sum", "sum_squares", "cov_sum", "cov_sum_squares", "cov_sum_products",
           "den_sum", "den_sum_squares", "den_sum_products", "cov_den_products")  # fmt: skip
+# What the job sums in Spark: all but `n`, which is the variant's analysed units (every one
+# counts in every metric), so units without events for a metric need no row of their own.
+SUMS = VECTOR[1:]
 ROLES_SCHEMA = "experiment string, metric string, kind string, role string, name string, " \
                "use_value boolean, window_us long, lookback_us long"  # fmt: skip
 TIMELINE_SCHEMA = "experiment string, day0_us long, latest int, frozen_days int, lateness_us long"
@@ -214,7 +217,8 @@ def with_entry_index(frame: DataFrame, timelines: DataFrame) -> DataFrame:
 
 
 def unit_segments(exposures: DataFrame) -> DataFrame:
-    """Exposures (with `k`) -> (experiment, unit_id, seg_start, seg_end, first_us, variant, included).
+    """Exposures (with `k`) -> (experiment, unit_id, seg_start, seg_end, first_segment,
+    first_us, variant, included).
 
     From `seg_start` until `seg_end` (exclusive; null = through the latest snapshot) the
     unit's first exposure is `first_us`; `included` is false when it has seen more than one
@@ -233,6 +237,7 @@ def unit_segments(exposures: DataFrame) -> DataFrame:
         "unit_id",
         F.col("k").alias("seg_start"),
         F.lead("k").over(ordered).alias("seg_end"),
+        F.lag("k").over(ordered).isNull().alias("first_segment"),
         F.min("min_ts").over(running).alias("first_us"),
         smallest.alias("variant"),
         (smallest == F.max("max_variant").over(running)).alias("included"),
@@ -326,13 +331,16 @@ def unit_vector(y: Column, x: Column, d: Column) -> dict[str, Column]:
 
 def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
     """What each classified event adds to its unit segment's numerator, denominator and
-    pre-period sums at entry c, plus a zero row at each segment start (so units without
-    events count), hash-partitioned by unit: every later grouping and window includes
-    `unit_id`, so Spark needs no further exchange until the final per-variant sums."""
+    pre-period sums at entry c, plus a zero row at the start of each segment after a unit's
+    first (so a unit whose new segment has no events for a metric takes back what it added in
+    the previous one), hash-partitioned by unit: every later grouping and window includes
+    `unit_id`, so Spark needs no further exchange until the final per-variant sums. A unit
+    without events for a metric has no row (it adds only to `n`: see SUMS)."""
     zero = F.lit(0).cast(EVENT_VALUE)
     moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts())
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
-    starts = segments.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
+    later = segments.where(~F.col("first_segment"))
+    starts = later.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
         *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
     )
     return moved.unionByName(starts).repartition("unit_id")
@@ -360,12 +368,13 @@ def ratio_denominator(total: Column) -> Column:
 
 def _contribution(values: DataFrame) -> DataFrame:
     terms = unit_vector(F.col("y"), F.col("x"), F.col("d"))
-    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in VECTOR]
+    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in SUMS]
     return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *gated)
 
 
 def contribution_deltas(values: DataFrame) -> DataFrame:
-    """(experiment, metric, variant, c) -> change of every sufficient statistic at snapshot c.
+    """(experiment, metric, variant, c) -> change of every sufficient statistic but `n` (see
+    SUMS) at snapshot c.
 
     A unit whose value changes at c adds its new contribution and takes back its previous
     one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
@@ -377,9 +386,9 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
     # as c does; saying so lets Spark reuse the sort of `unit_metric_values`' window.
     order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("seg_start", "c")
     with_previous = contribution.select(
-        "experiment", "metric", "c", "variant", *VECTOR,
+        "experiment", "metric", "c", "variant", *SUMS,
         F.lag("variant").over(order).alias("prev_variant"),
-        *[F.lag(n).over(order).alias(f"prev_{n}") for n in VECTOR],
+        *[F.lag(n).over(order).alias(f"prev_{n}") for n in SUMS],
     )  # fmt: skip
     # Usually the unit stays in its variant: one row of differences. Only when it moves (a late
     # exposure) does the old variant get its own row taking the contribution back.
@@ -387,14 +396,14 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
     moved = F.col("prev_variant").isNotNull() & (F.col("prev_variant") != F.col("variant"))
     added = F.struct(
         F.col("variant").alias("variant"),
-        *[F.when(same, F.col(n) - F.col(f"prev_{n}")).otherwise(F.col(n)).cast(SUM_VALUE).alias(n) for n in VECTOR],
+        *[F.when(same, F.col(n) - F.col(f"prev_{n}")).otherwise(F.col(n)).cast(SUM_VALUE).alias(n) for n in SUMS],
     )
     taken_back = F.when(moved, F.struct(
-        F.col("prev_variant").alias("variant"), *[(-F.col(f"prev_{n}")).cast(SUM_VALUE).alias(n) for n in VECTOR]
+        F.col("prev_variant").alias("variant"), *[(-F.col(f"prev_{n}")).cast(SUM_VALUE).alias(n) for n in SUMS]
     ))  # fmt: skip
     changes = with_previous.select("experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
     rows = changes.where(F.col("change").isNotNull()).select("experiment", "metric", "c", "change.*")
-    return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in VECTOR])
+    return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in SUMS])
 
 
 def unit_count_deltas(segments: DataFrame) -> DataFrame:
