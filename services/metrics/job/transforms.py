@@ -138,8 +138,8 @@ CONTENT = ("name", "ts_us", "unit_id")  # what every copy of one event_id should
 
 def distinct_events(relevant: DataFrame) -> DataFrame:
     """Relevant event rows -> one row per `event_id` (see `first_received`), plus
-    `consistent`: every copy has the same CONTENT. Hash-partitioned by `unit_id`, so the
-    experiments' rows made from it (`scoped_events`) need no further exchange per unit.
+    `consistent`: every copy has the same CONTENT. Hash-partitioned by `unit_id`, so its
+    join to the segments (`exposed_events`) moves only the segments.
 
     For a consistent event every experiment sees all of its copies or none (its scope is by
     name and event time), so this one de-duplication gives each experiment exactly the winner,
