@@ -48,11 +48,14 @@ def _add(left: Vector, right: Vector) -> Vector:
 
 def accumulate(metric_deltas: Iterable[Mapping[str, Any]], unit_deltas: Iterable[Mapping[str, Any]],
                days: int) -> list[Snapshot]:  # fmt: skip
-    """Prefix sums over snapshot indices 0..days-1 of the deltas collected from Spark (`n`,
-    which they leave out, is the variant's units: see `metric_entry`)."""
+    """Prefix sums over snapshot indices 0..days-1 of the deltas collected from Spark. `n` of
+    the stats stays 0 (the job's sums leave it out; a delta that carries one is ignored): a
+    variant's `n` is its units (see `metric_entry`)."""
     stat_steps: dict[tuple[str, str], dict[int, Vector]] = defaultdict(dict)
     for row in metric_deltas:
-        stat_steps[(row["metric"], row["variant"])][row["c"]] = tuple(Decimal(row.get(n, 0)) for n in VECTOR)
+        stat_steps[(row["metric"], row["variant"])][row["c"]] = tuple(
+            Decimal(0) if n == "n" else Decimal(row[n]) for n in VECTOR
+        )
     unit_steps: dict[str, dict[int, int]] = defaultdict(dict)
     for row in unit_deltas:
         unit_steps[row["variant"]][row["c"]] = int(row["units"])
