@@ -18,6 +18,7 @@ and asks Redis only about the rest.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from assay.sticky import sticky_key
 from redis.exceptions import NoScriptError, RedisError
 
 from services.assignment.coalesce import TickBatcher
+
+log = logging.getLogger(__name__)
 
 # KEYS[1]: the unit's sticky hash. ARGV: experiment, candidate, experiment, candidate, ...
 # where an empty candidate means "not eligible now". Returns stored-or-new variant ("" for
@@ -137,7 +140,10 @@ class RedisStickyResolver:
         ]
         try:
             replies = await self.batcher.submit(asks)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            if self.available:  # callers that shared the failed round trip log it once
+                log.warning("redis unavailable for sticky lookups (%s: %s); hashing for %.1fs",
+                            type(exc).__name__, exc, self.retry_seconds)  # fmt: skip
             self.unavailable_until = time.monotonic() + self.retry_seconds
             return False
         for (i, missing), reply in zip(misses, replies, strict=True):

@@ -106,8 +106,10 @@ def test_redis_killed_under_load_degrades_then_stays_sticky(
         wait_for(lambda: sum(a.degraded for a in answers()), 300, load, "degraded answers")
         restarted_at = next(sequence)
         own_redis.start()  # same port and data directory: the AOF brings the stored assignments back
-        wait_for(lambda: sum(a.seq > restarted_at and not a.degraded for a in answers()), 500, load,
-                 "answers after Redis came back")  # fmt: skip
+        # Answered by Redis itself: a "sticky" answer may come from the process's own cache of
+        # stored assignments while the service still keeps away from Redis for its retry pause.
+        wait_for(lambda: sum(a.seq > restarted_at and not a.degraded and a.reason != "sticky" for a in answers()),
+                 500, load, "answers from Redis after it came back")  # fmt: skip
     finally:
         for thread in load:
             thread.stop_requested.set()
