@@ -6,6 +6,8 @@ run --experiment KEY [--as-of TS]    one experiment (its variants, metrics and d
 run --experiments k1,k2              several experiments (likewise)
 run --all-running [--every SECONDS]  every running experiment in the registry (Redis), once or
                                      repeatedly until SIGTERM
+run ... --full                       a full recompute (reruns are otherwise incremental where they
+                                     can be: state under ASSAY_DATA_DIR/state)
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     run.add_argument("--metrics", help="comma-separated metric names (default: the experiment's, else all)")
     run.add_argument("--variants", help="comma-separated variant keys in order, control first")
     run.add_argument("--dimensions", help="comma-separated attributes to slice by (default: the experiment's)")
+    run.add_argument("--full", action="store_true",
+                     help="recompute from the whole lake, ignoring the state kept for incremental reruns")
     run.add_argument("--every", type=float, help="repeat every SECONDS (one Spark session) until SIGTERM")
     args = parser.parse_args(argv)
     args.command = args.command or "ingest"

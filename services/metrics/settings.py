@@ -62,6 +62,11 @@ class MetricsSettings(ServiceSettings):
         return self.data_dir / "lake"
 
     @property
+    def state_path(self) -> Path:
+        """What the metrics job keeps between runs for incremental reruns (see job/state.py)."""
+        return self.data_dir / "state"
+
+    @property
     def results_path(self) -> Path:
         return self.results_dir or self.data_dir / "results"
 

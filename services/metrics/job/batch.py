@@ -13,38 +13,10 @@ when any experiment has dimensions or quantile metrics, the latest slices and qu
 blocks of all of them (see `latest`). Each experiment's numbers are exactly those of a run
 of its own.
 
-Incremental reruns (issue 13) are designed, not built: every run is a full recompute. The
-design, for whoever builds it (exact, never approximately equal):
-- State under ASSAY_DATA_DIR/state/: immutable directories `v-<run>/` and a pointer file
-  `CURRENT` (written to a temporary file, fsynced, renamed: the commit point). A directory holds
-  meta.json (STATE_VERSION, the catalog version of every metric used, lateness, late threshold,
-  as-of, the specs), the manifest of lake files read (path, size, mtime_ns), and Parquet:
-  per (experiment, unit) the de-duplicated rows that can feed it (exposures; events grouped by
-  content (event_id, name, ts_us) with the first-received copy and the list of receipt times, so
-  `copies` and `last_received_us` follow for any as-of and a later copy merges by min / concat);
-  per (experiment, unit, metric, c) the signed contribution rows that `contribution_deltas`
-  sums; per (experiment, unit) the unit-count and data-quality contributions; and the per
-  (experiment, metric, variant, c) totals the driver accumulates.
-- A rerun compares the listing with the manifest. New files are read; a changed or vanished
-  file, unreadable state, another STATE_VERSION, catalog version, lateness or threshold, an
-  as-of earlier than the state's, or `run --full` means a full recompute (logged with the
-  reason and counted; RunStats.mode says which).
-- Affected units = units with new rows (a late exposure that moves a unit's first exposure
-  is one) plus units holding a row whose entry index can still move: `with_entry_index`
-  clamps k_received to `frozen_days`, which grows with as-of, so rows received after
-  day0 + lateness + frozen_days(previous) days keep moving until their day freezes. A late
-  exposure that moves an experiment's day 0 shifts every index: full recompute of that
-  experiment. Windows and CUPED pre-periods are per unit (its first exposure), so they stay
-  inside the unit's recomputation.
-- Only affected units go through the transforms again; totals = old totals - their old
-  contribution rows + their new ones (decimals: exact, order-free); data-quality counts the
-  same way (per-unit counts, including events of units never exposed; the watermark is a max).
-- Order: publish documents, then write the new state directory, then switch CURRENT. A kill
-  before the switch leaves the old state, and the next run redoes the same increment.
-- Proof obligation: a hypothesis test feeding batches (late and duplicate events, copies with
-  an earlier received_at, late exposures that move first exposures and day 0, catalog
-  changes) asserting incremental == full after every batch, and the SIGKILL fault test
-  extended to kills between publish and switch.
+Incremental reruns (see `incremental`): with a state directory, a rerun recomputes only the
+units whose rows changed since the kept run (twice: as they are now, and as the kept run saw
+them) and updates the kept totals; anything that would make that inexact sends the
+experiment back to a full recompute, logged with the reason and counted in RunStats.
 """
 
 from __future__ import annotations
@@ -53,7 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +34,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from services.common.catalog import Catalog, MetricDefinition
-from services.metrics.job import io, quality
+from services.metrics.job import incremental, io, quality
 from services.metrics.job import latest as lt
+from services.metrics.job import state as st
 from services.metrics.job import transforms as tf
-from services.metrics.job.document import LatestRows, Snapshot, accumulate
+from services.metrics.job.document import LatestRows, accumulate
+from services.metrics.job.incremental import KeptExperiment, Totals
 from services.metrics.job.run import Computation, ExperimentSpec, JobOptions, build_document, data_quality
 from services.metrics.job.timeline import DAY_US, Timeline, date_of, format_micros
 
@@ -112,15 +86,23 @@ class RunStats:
     files_read: int
     rows_read: int
     seconds: float
-    mode: str = "full"
+    mode: str = "full"  # "incremental" when any experiment was
+    incremental_experiments: int = 0
+    full_reasons: dict[str, str] = field(default_factory=dict)  # experiment -> why it was full
 
 
 @dataclass
 class Pass:
-    """The outcome of one pass: a computation per experiment and the lake files it read."""
+    """The outcome of one pass: a computation per experiment and the lake files it read,
+    plus what a state directory keeps of it."""
 
     results: dict[str, Computation]
     files: list[Path]
+    kept: dict[str, KeptExperiment] = field(default_factory=dict)
+    experiments: dict[str, st.ExperimentState] = field(default_factory=dict)
+    manifest: st.Manifest = field(default_factory=dict)
+    modes: dict[str, st.Mode] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def _loggable(block: Any) -> Any:
@@ -142,10 +124,20 @@ def _by_experiment(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, A
 def load_exposures(spark: SparkSession, lake_dir: Path, keys: Sequence[str], options: JobOptions,
                    sliced: Sequence[str] = ()) -> tuple[DataFrame, list[Path]]:  # fmt: skip
     """De-duplicated exposures of these experiments (each from its own partitions); the
-    `sliced` ones keep their attributes."""
+    `sliced` ones keep their attributes. `consistent`: every copy has the same unit, variant
+    and time."""
     files = [path for key in keys for path in io.exposure_files(lake_dir, key, date_of(options.as_of_us))]
+    return read_exposures(spark, files, keys, options.as_of_us, sliced), files
+
+
+EXPOSURE_CONTENT = ("unit_id", "variant", "ts_us")  # what every copy of one exposure should share
+
+
+def read_exposures(spark: SparkSession, files: Sequence[Path], keys: Sequence[str], as_of_us: int,
+                   sliced: Sequence[str] = ()) -> DataFrame:  # fmt: skip
     raw = tf.with_micros(io.read_parquet(spark, files, io.EXPOSURE_DDL))
-    return tf.first_received(tf.experiment_exposures(raw, keys, options.as_of_us, sliced)), files
+    rows = tf.experiment_exposures(raw, keys, as_of_us, sliced).withColumn("content", F.struct(*EXPOSURE_CONTENT))
+    return tf.first_received(rows, check="content")
 
 
 @dataclass
@@ -155,10 +147,21 @@ class EventSource:
     distinct: DataFrame  # persisted: one row per event_id whose copies agree, by unit
     conflicting: DataFrame | None  # (experiment, event) rows of events whose copies disagree
     scopes: DataFrame  # experiment -> (name, since_us)
-    cached: DataFrame  # what `load_events` persisted (`release` unpersists it)
+    cached: DataFrame | None  # what `load_events` persisted (`release` unpersists it)
 
     def release(self) -> None:
-        self.cached.unpersist()
+        if self.cached is not None:
+            self.cached.unpersist()
+
+    def subset(self, plans: Mapping[str, ExperimentPlan], units: DataFrame | None = None) -> EventSource:
+        """The same events for some of the plans (and only `units`' events, when given);
+        the releasing stays with this source."""
+        distinct = self.distinct if units is None else self.distinct.join(F.broadcast(units), "unit_id", "left_semi")
+        keys = list(plans)
+        conflicting = None if self.conflicting is None else self.conflicting.where(F.col("experiment").isin(keys))
+        if conflicting is not None and units is not None:
+            conflicting = conflicting.join(F.broadcast(units), "unit_id", "left_semi")
+        return EventSource(distinct, conflicting, scopes_frame(self.scopes.sparkSession, plans), None)
 
     def scoped(self) -> DataFrame:
         """One row per (experiment, event) in the experiment's scope, exposed unit or not."""
@@ -173,6 +176,28 @@ class EventSource:
         return rows.unionByName(self.conflicting.join(segments, ["experiment", "unit_id"]))
 
 
+def event_listing(lake_dir: Path, plans: Mapping[str, ExperimentPlan], options: JobOptions) -> list[Path]:
+    """Every event file any plan can use (its CUPED lookback before day 0 through as-of)."""
+    as_of = date_of(options.as_of_us)
+    return sorted({
+        path for plan in plans.values()
+        for path in io.event_files(lake_dir, plan.timeline.day(0), plan.lookback_days, as_of)
+    })  # fmt: skip
+
+
+def read_events(spark: SparkSession, files: Sequence[Path], plans: Mapping[str, ExperimentPlan],
+                options: JobOptions, units: DataFrame | None = None) -> EventSource:  # fmt: skip
+    """These event files' rows that any plan can use (only `units`' rows, when given), as an
+    EventSource the caller releases."""
+    names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
+    since_us = min((plan.since_us for plan in plans.values()), default=options.as_of_us)
+    raw = tf.with_micros(io.read_parquet(spark, files, io.EVENT_DDL))
+    relevant = tf.relevant_events(raw, names, since_us, options.as_of_us)
+    if units is not None:
+        relevant = relevant.join(F.broadcast(units), "unit_id", "left_semi")
+    return event_source(relevant, plans)
+
+
 def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, ExperimentPlan], options: JobOptions
                 ) -> tuple[EventSource, list[Path]]:  # fmt: skip
     """Every event partition any plan can use, read once and de-duplicated once (per
@@ -182,22 +207,17 @@ def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, Experim
     Events whose copies disagree on name, time or unit (`tf.distinct_events`) are
     de-duplicated per experiment from their raw rows instead, as in a run of its own; a
     cheap check on the persisted frame skips that path when there are none."""
-    as_of = date_of(options.as_of_us)
-    files = sorted({
-        path for plan in plans.values()
-        for path in io.event_files(lake_dir, plan.timeline.day(0), plan.lookback_days, as_of)
-    })  # fmt: skip
-    names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
-    since_us = min((plan.since_us for plan in plans.values()), default=options.as_of_us)
-    raw = tf.with_micros(io.read_parquet(spark, files, io.EVENT_DDL))
-    return event_source(tf.relevant_events(raw, names, since_us, options.as_of_us), plans), files
+    files = event_listing(lake_dir, plans, options)
+    return read_events(spark, files, plans, options), files
+
+
+def scopes_frame(spark: SparkSession, plans: Mapping[str, ExperimentPlan]) -> DataFrame:
+    return tf.event_scopes(spark, {key: (plan.event_names, plan.since_us) for key, plan in plans.items()})
 
 
 def event_source(relevant: DataFrame, plans: Mapping[str, ExperimentPlan]) -> EventSource:
     """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource."""
-    scopes = tf.event_scopes(relevant.sparkSession, {
-        key: (plan.event_names, plan.since_us) for key, plan in plans.items()
-    })  # fmt: skip
+    scopes = scopes_frame(relevant.sparkSession, plans)
     distinct = tf.distinct_events(relevant).persist()
     conflicting = distinct.where(~F.col("consistent")).select("event_id")
     rows = None
@@ -228,10 +248,10 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSou
 
 def compute_statistics(
     exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan], options: JobOptions
-) -> dict[str, tuple[list[Snapshot], dict[str, Any], LatestRows]]:
+) -> dict[str, tuple[Totals, LatestRows]]:
     """De-duplicated exposures (with `experiment`) and the pass's events -> per experiment:
-    cumulative snapshots, the latest data-quality counts, and the latest slices and quantile
-    blocks."""
+    its additive totals (per-snapshot changes of the statistics and units, the latest
+    data-quality counts) and the latest slices and quantile blocks."""
     spark = exposures.sparkSession
     timelines = tf.timeline_frame(spark, {key: plan.timeline for key, plan in plans.items()})
     metrics = {key: plan.metrics for key, plan in plans.items()}
@@ -251,9 +271,9 @@ def compute_statistics(
         classified.unpersist()
         segments.unpersist()
     return {
-        key: (accumulate(deltas.get(key, []), unit_deltas.get(key, []), plan.timeline.days), counts[key],
+        key: (Totals.collected(deltas.get(key, []), unit_deltas.get(key, []), counts.get(key)),
               latest.get(key, LatestRows()))
-        for key, plan in plans.items()
+        for key in plans
     }  # fmt: skip
 
 
@@ -287,8 +307,13 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
 
 
 def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[ExperimentSpec], catalog: Catalog,
-                 options: JobOptions) -> Pass:  # fmt: skip
-    """Every spec's computation in one pass (specs with the same key: the first is used)."""
+                 options: JobOptions, state: st.LoadedState | st.Unusable | None = None,
+                 force_full: bool = False) -> Pass:  # fmt: skip
+    """Every spec's computation in one pass (specs with the same key: the first is used).
+
+    With `state` (what a state directory holds, or why nothing usable), experiments that can
+    be are computed incrementally from it (see `incremental`); the others in full, each with
+    the reason in `Pass.reasons`."""
     unique = list({spec.key: spec for spec in specs[::-1]}.values())
     results = {spec.key: Computation(*catalog.select(spec.metrics)) for spec in unique}
     keys = [spec.key for spec in unique]
@@ -296,8 +321,10 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
     sliced = [key for key in keys if dimensions[key]]
     exposures, files = load_exposures(spark, lake_dir, keys, options, sliced)
     exposures = exposures.persist()
+    outcome = Pass(results, files)
     try:
         summaries = {row.pop("experiment"): row for row in _rows(quality.exposure_summary(exposures))}
+        conflicting = {key: summary.pop("conflicting", 0) for key, summary in summaries.items()}
         plans: dict[str, ExperimentPlan] = {}
         for key in keys:
             summary = summaries.get(key)
@@ -311,19 +338,119 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
             results[key].timeline = timeline
             results[key].variants_seen = set(summary.pop("variants"))
         if plans:
-            events, event_files = load_events(spark, lake_dir, plans, options)
+            event_files = event_listing(lake_dir, plans, options)
             files += event_files
+            outcome.manifest = st.stamp_files(lake_dir, files)
+            outcome.experiments = {key: _experiment_state(plan) for key, plan in plans.items()}
+            kept = _plan_modes(outcome, plans, conflicting, state, options, force_full)
+            events = read_events(spark, event_files, plans, options)
             try:
-                statistics = compute_statistics(exposures, events, plans, options)
+                if events.conflicting is not None:
+                    _all_full(outcome, "copies of an event disagree on name, time or unit")
+                statistics = _statistics(outcome, lake_dir, exposures, events, plans, kept, state, options)
             finally:
                 events.release()
-            for key, (snapshots, counts, latest) in statistics.items():
-                results[key].snapshots = snapshots
-                results[key].quality = {**summaries[key], **counts}
+            for key, (totals, latest) in statistics.items():
+                plan = plans[key]
+                results[key].snapshots = accumulate(totals.metric_rows(), totals.unit_rows(), plan.timeline.days)
+                results[key].quality = {**summaries[key], **totals.quality()}
                 results[key].latest = latest
+                outcome.kept[key] = KeptExperiment(incremental.timeline_key(plan.timeline, plan.start_us), totals)
     finally:
         exposures.unpersist()
-    return Pass(results, files)
+    return outcome
+
+
+def _experiment_state(plan: ExperimentPlan) -> st.ExperimentState:
+    return st.ExperimentState(
+        metrics={metric.name: metric.definition_hash for metric in plan.metrics},
+        dimensions=plan.dimensions, day0_us=plan.timeline.day0_us,
+    )  # fmt: skip
+
+
+def _all_full(outcome: Pass, reason: str) -> None:
+    for key, mode in outcome.modes.items():
+        if mode == "incremental":
+            outcome.modes[key], outcome.reasons[key] = "full", reason
+
+
+def _plan_modes(
+    outcome: Pass, plans: Mapping[str, ExperimentPlan], conflicting: Mapping[str, int],
+    state: st.LoadedState | st.Unusable | None, options: JobOptions, force_full: bool,
+) -> dict[str, KeptExperiment]:  # fmt: skip
+    """Sets `outcome.modes` and `reasons`; returns the kept totals of the incremental ones."""
+    if state is None:
+        outcome.modes = {key: "full" for key in plans}
+        outcome.reasons = {key: "no state directory" for key in plans}
+        return {}
+    request = st.RunRequest(options.as_of_us, options.lateness_us, options.late_threshold_us, outcome.experiments,
+                            force_full)  # fmt: skip
+    planned = st.plan_run(state, request, outcome.manifest)
+    outcome.modes, outcome.reasons = dict(planned.modes), dict(planned.reasons)
+    kept: dict[str, KeptExperiment] = {}
+    if isinstance(state, st.LoadedState) and planned.mode == "incremental":
+        try:
+            kept = incremental.read_totals(state.directory / incremental.TOTALS_FILE)
+        except (OSError, ValueError) as exc:
+            _all_full(outcome, f"kept totals unusable: {exc}"[:300])
+            return {}
+    for key, plan in plans.items():
+        if outcome.modes[key] != "incremental":
+            continue
+        entry = kept.get(key)
+        reason = None
+        if entry is None:
+            reason = "no totals kept for this experiment"
+        elif entry.timeline != incremental.timeline_key(plan.timeline, plan.start_us):
+            reason = "the timeline moved (a new day, a day froze, or an earlier first exposure)"
+        elif plan.dimensions or plan.quantile_metrics:
+            reason = "slices and quantile metrics are recomputed in full"
+        elif conflicting.get(key):
+            reason = "copies of an exposure disagree on unit, variant or time"
+        if reason:
+            outcome.modes[key], outcome.reasons[key] = "full", reason
+    return {key: entry for key, entry in kept.items() if outcome.modes.get(key) == "incremental"}
+
+
+def _statistics(
+    outcome: Pass, lake_dir: Path, exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan],
+    kept: Mapping[str, KeptExperiment], state: st.LoadedState | st.Unusable | None, options: JobOptions,
+) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
+    """The full experiments from everything; the incremental ones from their kept totals and
+    the affected units, seen now and as the kept run saw them."""
+    spark = exposures.sparkSession
+    full = {key: plan for key, plan in plans.items() if outcome.modes[key] == "full"}
+    steps = {key: plan for key, plan in plans.items() if outcome.modes[key] == "incremental"}
+    statistics: dict[str, tuple[Totals, LatestRows]] = {}
+    if full:
+        chosen = exposures.where(F.col("experiment").isin(list(full)))
+        statistics.update(compute_statistics(chosen, events.subset(full), full, options))
+    if not steps or not isinstance(state, st.LoadedState):
+        return statistics
+    names: set[str] = set().union(*(plan.event_names for plan in steps.values()))
+    kept_files = [path for path in outcome.files if path.relative_to(lake_dir).as_posix() in state.manifest]
+    added = [path for path in outcome.files if path.relative_to(lake_dir).as_posix() not in state.manifest]
+    units = incremental.affected_units(
+        spark, list(steps), names, added, kept_files, state.meta.as_of_us, options.as_of_us
+    ).persist()
+    try:
+        ours = exposures.where(F.col("experiment").isin(list(steps))).join(F.broadcast(units), "unit_id", "left_semi")
+        now = compute_statistics(ours, events.subset(steps, units), steps, options)
+        then_options = replace(options, as_of_us=state.meta.as_of_us)
+        kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
+        before = read_exposures(spark, kept_exposures, list(steps), then_options.as_of_us)
+        before = before.join(F.broadcast(units), "unit_id", "left_semi")
+        old_events = read_events(spark, [path for path in kept_files if not io.is_exposure_file(path)], steps,
+                                 then_options, units)  # fmt: skip
+        try:
+            then = compute_statistics(before, old_events, steps, then_options)
+        finally:
+            old_events.release()
+    finally:
+        units.unpersist()
+    for key in steps:
+        statistics[key] = (kept[key].totals.updated(now[key][0], then[key][0]), LatestRows())
+    return statistics
 
 
 def read_stats(files: Sequence[Path], experiments: int, seconds: float, mode: str = "full") -> RunStats:
@@ -361,26 +488,60 @@ def publish_results(results_dir: Path, specs: Sequence[ExperimentSpec], results:
 
 def run_experiments(
     spark: SparkSession, lake_dir: Path, results_dir: Path, specs: Sequence[ExperimentSpec], catalog: Catalog,
-    options: JobOptions,
+    options: JobOptions, state_dir: Path | None = None, force_full: bool = False,
 ) -> tuple[list[Any], int, RunStats]:  # fmt: skip
     """Compute every spec in one pass and publish each document; returns the documents, how
     many experiments failed and what was read. When the pass fails (a corrupt file of one
-    experiment, say), each experiment is retried alone, so the others still publish."""
+    experiment, say), each experiment is retried alone, so the others still publish.
+
+    With `state_dir`, the pass starts from the state kept there (see `incremental`) and, once
+    the documents are published, keeps its own: a run killed before that commit leaves the
+    previous state, and the next run redoes the same increment. `force_full` ignores it."""
     started = time.monotonic()
     for spec in specs:
         log.info("computing results", extra={"experiment": spec.key, "as_of": format_micros(options.as_of_us)})
+    store = st.StateStore(state_dir) if state_dir is not None else None
+    state = store.load() if store is not None else None
     try:
-        outcome = compute_pass(spark, lake_dir, specs, catalog, options)
+        outcome = compute_pass(spark, lake_dir, specs, catalog, options, state, force_full)
     except Exception:
         if len(specs) <= 1:
             log.exception("metrics job failed", extra={"experiments": [spec.key for spec in specs]})
             return [], len(specs), read_stats([], 0, time.monotonic() - started)
         log.exception("the one-pass run failed; computing each experiment alone")
         return _one_at_a_time(spark, lake_dir, results_dir, specs, catalog, options, started)
+    reasons = {key: outcome.reasons.get(key, "") for key, mode in outcome.modes.items() if mode == "full"}
+    for key, reason in reasons.items():
+        if store is not None:
+            log.info("full recompute", extra={"experiment": key, "reason": reason})
     documents, failures = publish_results(results_dir, specs, outcome.results, options)
-    stats = read_stats(outcome.files, len(outcome.results), time.monotonic() - started)
+    if store is not None and outcome.kept:
+        _keep_state(store, outcome, options)
+    steps = sum(mode == "incremental" for mode in outcome.modes.values())
+    stats = replace(
+        read_stats(outcome.files, len(outcome.results), time.monotonic() - started,
+                   "incremental" if steps else "full"),
+        incremental_experiments=steps, full_reasons=reasons,
+    )  # fmt: skip
     log.info("metrics run finished", extra={**asdict(stats), "failures": failures})
     return documents, failures, stats
+
+
+def _keep_state(store: st.StateStore, outcome: Pass, options: JobOptions) -> None:
+    """Stage the pass's totals with its manifest and make them the current state. A failure
+    here is logged, never fatal: the next run then starts from the previous state."""
+    try:
+        staging = store.stage()
+        incremental.write_totals(staging / incremental.TOTALS_FILE, outcome.kept)
+        meta = st.StateMeta(
+            state_version=st.STATE_VERSION, run_id=staging.name.removeprefix(st.STAGING_PREFIX),
+            as_of_us=options.as_of_us, lateness_us=options.lateness_us,
+            late_threshold_us=options.late_threshold_us,
+            experiments={key: outcome.experiments[key] for key in outcome.kept},
+        )  # fmt: skip
+        store.commit(staging, meta, outcome.manifest)
+    except OSError:
+        log.exception("could not keep the metrics job's state; the next run starts from the previous one")
 
 
 def _one_at_a_time(

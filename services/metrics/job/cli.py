@@ -72,7 +72,10 @@ def run_round(
     and rows read, seconds, full or incremental), also logged as "metrics run finished"."""
     options = job_options(args, settings)
     specs = experiment_specs(args, settings)
-    _, failures, stats = run_experiments(spark, settings.lake_dir, settings.results_path, specs, catalog, options)
+    _, failures, stats = run_experiments(
+        spark, settings.lake_dir, settings.results_path, specs, catalog, options,
+        state_dir=settings.state_path, force_full=getattr(args, "full", False),
+    )  # fmt: skip
     return failures, stats
 
 

@@ -40,6 +40,11 @@ def event_files(lake_dir: Path, first_exposure: date, lookback_days: int, as_of:
     return lake.event_files(lake_dir, first_exposure - timedelta(days=lookback_days), as_of)
 
 
+def is_exposure_file(path: Path) -> bool:
+    """Exposure partitions are per experiment (`.../experiment=<key>/part-*.parquet`)."""
+    return path.parent.name.startswith("experiment=")
+
+
 STALE_TEMP_SECONDS = 3600.0  # far longer than writing one document takes
 
 

@@ -30,13 +30,16 @@ def _count_when(condition: F.Column) -> F.Column:
 
 def exposure_summary(exposures: DataFrame) -> DataFrame:
     """De-duplicated experiment exposures -> per experiment: exposures, duplicates, first_us,
-    watermark_us, variants."""
+    watermark_us, variants, and (when the exposures carry `consistent`) `conflicting`:
+    exposures whose copies disagree."""
+    checked = [_count_when(~F.col("consistent")).alias("conflicting")] if "consistent" in exposures.columns else []
     return exposures.groupBy("experiment").agg(
         F.count(F.lit(1)).alias("exposures"),
         F.sort_array(F.collect_set("variant")).alias("variants"),
         F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
         F.min("ts_us").alias("first_us"),
         F.max("last_received_us").alias("watermark_us"),
+        *checked,
     )
 
 
