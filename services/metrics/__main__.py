@@ -33,8 +33,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     run.add_argument("--metrics", help="comma-separated metric names (default: the experiment's, else all)")
     run.add_argument("--variants", help="comma-separated variant keys in order, control first")
     run.add_argument("--dimensions", help="comma-separated attributes to slice by (default: the experiment's)")
-    run.add_argument("--full", action="store_true",
-                     help="recompute from the whole lake, ignoring the state kept for incremental reruns")
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute from the whole lake, ignoring the state kept for incremental reruns",
+    )
     run.add_argument("--every", type=float, help="repeat every SECONDS (one Spark session) until SIGTERM")
     args = parser.parse_args(argv)
     args.command = args.command or "ingest"
