@@ -29,6 +29,10 @@ class SchedulerStatus:
     last_success_at: float | None = None
     last_failures: int = 0
     last_run: dict[str, Any] | None = None  # the last round's figures (see `batch.RunStats`)
+    # Since the scheduler started: experiments computed incrementally, and in full (each full
+    # one with its reason in the round's `full_reasons` and in the log line "full recompute").
+    incremental_computations: int = 0
+    full_recomputes: int = 0
 
 
 def write_status(path: Path, status: SchedulerStatus) -> SchedulerStatus:
@@ -48,8 +52,12 @@ def round_finished(path: Path, status: SchedulerStatus, now: float, failures: in
                    run: Mapping[str, Any] | None = None) -> SchedulerStatus:  # fmt: skip
     success = now if failures == 0 else status.last_success_at
     figures = dict(run) if run is not None else status.last_run
-    return write_status(path, replace(status, round_finished_at=now, last_success_at=success, last_failures=failures,
-                                      last_run=figures))  # fmt: skip
+    run = run or {}
+    return write_status(path, replace(
+        status, round_finished_at=now, last_success_at=success, last_failures=failures, last_run=figures,
+        incremental_computations=status.incremental_computations + int(run.get("incremental_experiments", 0)),
+        full_recomputes=status.full_recomputes + len(run.get("full_reasons") or {}),
+    ))  # fmt: skip
 
 
 def verdict(status: SchedulerStatus, now: float) -> str | None:

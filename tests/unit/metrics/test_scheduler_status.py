@@ -61,3 +61,23 @@ def test_a_finished_round_records_what_it_read(tmp_path: Path) -> None:
     assert status.last_run == figures and read_status(path).last_run == figures
     again = round_finished(path, round_started(path, status, START + 70), START + 71, failures=1)
     assert read_status(path).last_run == figures and again.last_failures == 1  # kept when a round reports none
+
+
+def test_the_status_counts_incremental_and_full_computations(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    first = {"experiments": 2, "mode": "full", "incremental_experiments": 0,
+             "full_reasons": {"a": "no state yet", "b": "no state yet"}}  # fmt: skip
+    status = round_finished(path, round_started(path, fresh(path), START), START + 10, failures=0, run=first)
+    later = {
+        "experiments": 2,
+        "mode": "incremental",
+        "incremental_experiments": 1,
+        "full_reasons": {"b": "the timeline moved (a new day, a day froze, or an earlier first exposure)"},
+    }
+    status = round_finished(path, round_started(path, status, START + 60), START + 65, failures=0, run=later)
+    saved = read_status(path)
+    assert (
+        (saved.incremental_computations, saved.full_recomputes)
+        == (1, 3)
+        == (status.incremental_computations, status.full_recomputes)
+    )
