@@ -21,7 +21,8 @@ CURRENT atomically: that rename is the commit point. A run killed at any moment 
 leaves the previous version current; the next run finds the same new lake files and redoes
 the same increment. The job publishes results before it commits state, so a kill between
 the two costs one repeated increment, never a document that disagrees with its state.
-Two versions are kept (the current and the one before), older ones are pruned after a commit.
+Two versions are kept (the current and the one it replaced); every other version directory
+(older ones, and one a killed run renamed but never made current) is pruned after a commit.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ STATE_VERSION = 1
 CURRENT = "CURRENT"
 META, MANIFEST = "meta.json", "manifest.json"
 VERSION_PREFIX, STAGING_PREFIX = "v-", ".staging-"
-KEEP_VERSIONS = 2
 
 Mode = Literal["incremental", "full"]
 
@@ -251,11 +251,18 @@ class StateStore:
         write_bytes_atomic(staging / META, meta.model_dump_json(indent=1).encode() + b"\n")
         _fsync_tree(staging)
         final = self.root / f"{VERSION_PREFIX}{meta.run_id}"
+        previous = self._current_name()
         staging.rename(final)
         fsync_dir(self.root)
         write_bytes_atomic(self.root / CURRENT, f"{final.name}\n".encode())  # the commit point
-        self._prune(keep=final.name)
+        self._prune(keep={final.name} | ({previous} if previous else set()))
         return final
+
+    def _current_name(self) -> str | None:
+        try:
+            return (self.root / CURRENT).read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def discard_staging(self) -> list[Path]:
         """Remove staging directories of runs that never committed (killed or failed)."""
@@ -271,13 +278,12 @@ class StateStore:
         for path in self.root.glob(f"{VERSION_PREFIX}*"):
             shutil.rmtree(path, ignore_errors=True)
 
-    def _prune(self, keep: str) -> None:
-        versions = sorted(
-            (path for path in self.root.glob(f"{VERSION_PREFIX}*") if path.name != keep),
-            key=lambda path: path.stat().st_mtime_ns,
-        )
-        for path in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
-            shutil.rmtree(path, ignore_errors=True)
+    def _prune(self, keep: set[str]) -> None:
+        """Remove every version but `keep` (the new current one and the one it replaced): a
+        directory renamed by a run killed before it switched CURRENT was never committed."""
+        for path in self.root.glob(f"{VERSION_PREFIX}*"):
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _manifest_bytes(manifest: Mapping[str, FileStamp]) -> bytes:

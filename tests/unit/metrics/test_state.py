@@ -108,6 +108,16 @@ def test_commit_keeps_the_current_and_the_previous_version(tmp_path: Path) -> No
     assert isinstance(loaded, LoadedState) and loaded.meta.run_id == "r3"
 
 
+def test_a_version_renamed_but_never_made_current_is_pruned_not_the_previous_one(tmp_path: Path) -> None:
+    """A run killed between renaming its staging directory and switching CURRENT leaves a
+    version no one committed; the next commit keeps the one it replaces, not that one."""
+    store = committed(tmp_path, "one")
+    (store.root / "v-orphan").mkdir()  # what the killed run left
+    staging = store.stage("three")
+    store.commit(staging, meta("three"), {})
+    assert sorted(path.name for path in store.root.iterdir()) == [CURRENT, "v-one", "v-three"]
+
+
 def test_an_uncommitted_staging_directory_is_ignored_and_then_removed(tmp_path: Path) -> None:
     store = committed(tmp_path, "r1")
     staging = store.stage("r2")
