@@ -4,8 +4,13 @@
     max(K) experiments (each exposes a random 60% of the units, first exposures spread
     over 14 days, ~2% duplicate rows, ~1% late exposures), then `run --experiments` for
     the first K of them, K = 1, 8, 32: the job time against K (one pass for all K).
-(b) a rerun after +1% new events (a tenth of them late, for days already frozen) against
-    the run before it, for the largest K.
+(b) a rerun after +1% new events (a tenth of them late, for days already frozen), for the
+    largest K: the run before it publishes and keeps its state in a state directory, the
+    rerun starts from that state (incremental), and a run from scratch over the same final
+    lake (no state) gives both the time to beat and the documents the rerun must equal.
+    As-of is the same fixed instant for every run, so the timeline does not move and the
+    rerun can stay incremental; its experiments compute the catalog's additive metrics (a
+    quantile metric sends an experiment to a full recompute; `--rerun-all-metrics` keeps it).
 
 Each measurement runs in a fresh worker process; job time excludes the JVM start-up,
 shown apart. Prints a Markdown section (it does not write docs/benchmarks.md).
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +36,7 @@ import pyarrow as pa
 from bench.metrics import AS_OF, DAYS, EVENT_NAMES, START, _ids, _times, _with_copies, _write_partitions
 from services.common.catalog import DEFAULT_CATALOG, load_catalog
 from services.metrics import lake
-from services.metrics.job.batch import compute_pass, read_stats
+from services.metrics.job.batch import RunStats, compute_pass, read_stats, run_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.spark import build_session
 from services.metrics.job.timeline import DAY_US, HOUR_US, parse_instant
@@ -129,12 +135,110 @@ def run_worker(lake_dir: Path, k: int, out: Path) -> None:
     session.stop()
 
 
+def additive_metrics() -> tuple[str, ...]:
+    """The catalog's metrics an incremental rerun can update (quantiles are not sums over units)."""
+    return tuple(metric.name for metric in load_catalog(DEFAULT_CATALOG).metrics if metric.type != "quantile")
+
+
+def publish_worker(lake_dir: Path, k: int, out: Path, results_dir: Path, states: tuple[Path | None, Path | None],
+                   metrics: tuple[str, ...] | None) -> None:  # fmt: skip
+    """Workload (b): `run_experiments` (publishing and the state commit included), then once
+    more in the same session. Each of the two starts from its own state directory (None: no
+    state), so the second redoes what the first did instead of finding nothing new."""
+    specs = [ExperimentSpec(experiment_key(i), ("control", "treatment"), metrics) for i in range(k)]
+    options, started = JobOptions(parse_instant(AS_OF)), time.perf_counter()
+    settings = MetricsSettings(env="bench")
+    session = build_session(settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
+                            driver_memory=settings.spark_driver_memory)  # fmt: skip
+    ready = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    for name, state_dir in zip(("first", "again"), states, strict=True):
+        begun = time.perf_counter()
+        _, failures, stats = run_experiments(session, lake_dir, results_dir / name, specs,
+                                             load_catalog(DEFAULT_CATALOG), options, state_dir)  # fmt: skip
+        runs.append({"job_s": time.perf_counter() - begun, "failures": failures, **_run_facts(stats)})
+    session.stop()
+    out.write_text(json.dumps({"startup_s": ready - started, **runs[0], "warm_s": runs[1]["job_s"],
+                               "warm": runs[1]}))  # fmt: skip
+
+
+def _run_facts(stats: RunStats) -> dict[str, Any]:
+    return {"mode": stats.mode, "incremental_experiments": stats.incremental_experiments,
+            "full_reasons": stats.full_reasons, "files_read": stats.files_read,
+            "rows_read": stats.rows_read}  # fmt: skip
+
+
 def measure(lake_dir: Path, k: int, work: Path) -> dict[str, Any]:
     out = work / f"k{k}.json"
     command = [sys.executable, "-m", "bench.metrics_scale", "--worker", str(k), "--lake", str(lake_dir),
                "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.DEVNULL)
     return dict(json.loads(out.read_text()))
+
+
+def measure_published(lake_dir: Path, k: int, work: Path, name: str, states: tuple[Path | None, Path | None],
+                      all_metrics: bool) -> dict[str, Any]:  # fmt: skip
+    """One `publish_worker` run; its documents land under work/results/<name>/{first,again}."""
+    out, results = work / f"{name}.json", work / "results" / name
+    command = [sys.executable, "-m", "bench.metrics_scale", "--worker", str(k), "--lake", str(lake_dir),
+               "--out", str(out), "--publish", str(results)]  # fmt: skip
+    command += [] if all_metrics else ["--metrics", ",".join(additive_metrics())]
+    command += [arg for flag, state in zip(("--state", "--state-again"), states, strict=True) if state is not None
+                for arg in (flag, str(state))]  # fmt: skip
+    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.DEVNULL)
+    return {**json.loads(out.read_text()), "results": str(results)}
+
+
+def published_documents(results_dir: Path) -> dict[str, Any]:
+    """Each experiment's latest.json, bar `computed_at` (the one field two runs never share)."""
+    documents = {}
+    for path in sorted(results_dir.glob("*/latest.json")):
+        document = json.loads(path.read_text())
+        document.pop("computed_at", None)
+        documents[path.parent.name] = document
+    return documents
+
+
+def differences(ours: Any, theirs: Any, where: str = "") -> list[str]:
+    """The JSON paths at which two documents differ (a missing key counts as a difference)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        found = []
+        for key in sorted(ours.keys() | theirs.keys(), key=str):
+            found += differences(ours.get(key, "<missing>"), theirs.get(key, "<missing>"), f"{where}.{key}")
+        return found
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        found = []
+        for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+            found += differences(mine, other, f"{where}[{index}]")
+        return found
+    return [] if ours == theirs else [f"{where or '.'}: {json.dumps(ours)[:80]} != {json.dumps(theirs)[:80]}"]
+
+
+def rerun_workload(lake_dir: Path, events: int, k: int, work: Path, all_metrics: bool) -> dict[str, Any]:
+    """Workload (b): a full run that keeps state, +1% events, the incremental rerun from that
+    state, a from-scratch run over the final lake, and whether the rerun's documents equal it."""
+    states = work / "states"
+    before = measure_published(lake_dir, k, work, "before", (states / "first", states / "again"), all_metrics)
+    added = add_one_percent(lake_dir, events)
+    # The second rerun in the session starts from the same kept state as the first.
+    shutil.copytree(states / "first", states / "rerun-again")
+    after = measure_published(lake_dir, k, work, "rerun", (states / "first", states / "rerun-again"), all_metrics)
+    scratch = measure_published(lake_dir, k, work, "scratch", (None, None), all_metrics)
+    expected = published_documents(Path(scratch["results"]) / "first")
+    if len(expected) < k:  # nothing to compare is no evidence of equality
+        expected[f"<{k - len(expected)} documents the run from scratch did not publish>"] = None
+    found = {
+        name: differences(published_documents(Path(after["results"]) / name), expected) for name in ("first", "again")
+    }
+    return {
+        "k": k,
+        "added": added,
+        "before": before,
+        "after": after,
+        "scratch": scratch,
+        "differences": found,
+        "metrics": len(load_catalog(DEFAULT_CATALOG).metrics) if all_metrics else len(additive_metrics()),
+    }
 
 
 def report(events: int, shape: dict[str, int], rows: list[dict[str, Any]], rerun: dict[str, Any] | None,
@@ -163,13 +267,43 @@ def report(events: int, shape: dict[str, int], rows: list[dict[str, Any]], rerun
                      f"| {row['warm_s'] / warm_base:.2f} | {row['startup_s']:.1f} "
                      f"| {row['files_read']:,} | {row['rows_read']:,} | {row['units']:,} |")  # fmt: skip
     if rerun is not None:
-        before, after = rerun["before"], rerun["after"]
-        lines += ["", f"Rerun after +1% events ({rerun['added']:,} rows, a tenth late for frozen days), "
-                  f"K = {rerun['k']}: first {after['job_s']:.1f} s against {before['job_s']:.1f} s "
-                  f"before ({after['job_s'] / before['job_s']:.0%}), again {after['warm_s']:.1f} s against "
-                  f"{before['warm_s']:.1f} s ({after['warm_s'] / before['warm_s']:.0%}); every rerun is a full "
-                  "recompute (no incremental path yet)."]  # fmt: skip
+        lines += ["", *rerun_report(rerun)]
     return "\n".join(lines)
+
+
+def rerun_report(rerun: dict[str, Any]) -> list[str]:
+    """Workload (b) in words: the incremental rerun's time against the full run before it and
+    a from-scratch run after it, how it ran, and whether its documents equal the latter's."""
+    before, after, scratch, found = rerun["before"], rerun["after"], rerun["scratch"], rerun["differences"]
+    identical = not any(found.values())
+    lines = [
+        f"Rerun after +1% events ({rerun['added']:,} rows, a tenth late for frozen days), K = {rerun['k']}, "
+        "each a `run_experiments` with publishing and the state commit timed in; as-of is the same fixed "
+        f"instant for every run, so the timeline does not move; {rerun['metrics']} metrics per experiment "
+        "(without `--rerun-all-metrics`, the catalog's additive ones: a quantile metric sends an experiment to a "
+        "full recompute). The run before the +1% keeps its state; the "
+        "rerun starts from it (*again*: the same rerun once more in the session, from a copy of the same "
+        "state); *from scratch*: a full run with no state over the same final lake.", "",
+        "| run | mode | incremental experiments | first (s) | again (s) | lake files read | lake rows read |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for name, row in (("full, before the +1%", before), ("rerun from kept state", after), ("from scratch", scratch)):
+        modes = dict.fromkeys((row["mode"], row["warm"]["mode"]))  # "full / incremental" when they differ
+        lines.append(f"| {name} | {' / '.join(modes)} | {row['incremental_experiments']} | {row['job_s']:.1f} "
+                     f"| {row['warm_s']:.1f} | {row['files_read']:,} | {row['rows_read']:,} |")  # fmt: skip
+    lines += ["", f"The rerun took {after['job_s'] / before['job_s']:.0%} of the full run before it "
+              f"and {after['job_s'] / scratch['job_s']:.0%} of the run from scratch (again: "
+              f"{after['warm_s'] / before['warm_s']:.0%} and {after['warm_s'] / scratch['warm_s']:.0%})."]  # fmt: skip
+    reasons = {**after["full_reasons"], **after["warm"]["full_reasons"]}
+    if reasons:
+        lines += ["", "Recomputed in full in the rerun: "
+                  + "; ".join(f"{key}: {reason}" for key, reason in sorted(reasons.items())) + "."]  # fmt: skip
+    lines += ["", f"identical results: {'yes' if identical else 'NO'} (the rerun's published documents against "
+              "the run from scratch's, as JSON, bar `computed_at`)"]  # fmt: skip
+    for name, paths in found.items():
+        if paths:
+            lines.append(f"- {name} rerun differs at {len(paths)} paths: " + "; ".join(paths[:20]))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,10 +311,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the lake")
     parser.add_argument("--ks", default="1,8,32", help="experiments per run, comma-separated")
     parser.add_argument("--no-rerun", action="store_true", help="skip workload (b)")
+    parser.add_argument("--rerun-all-metrics", action="store_true",
+                        help="workload (b) with every catalog metric (a quantile one makes reruns full)")  # fmt: skip
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--lake", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--publish", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--state-again", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker and args.publish:
+        metrics = tuple(args.metrics.split(",")) if args.metrics else None
+        publish_worker(args.lake, args.worker, args.out, args.publish, (args.state, args.state_again), metrics)
+        return
     if args.worker:
         run_worker(args.lake, args.worker, args.out)
         return
@@ -194,9 +338,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"K={k}: {rows[-1]['job_s']:.1f}s", file=sys.stderr, flush=True)
         rerun = None
         if not args.no_rerun:
-            added = add_one_percent(lake_dir, args.events)
-            after = measure(lake_dir, max(ks), Path(work))
-            rerun = {"k": max(ks), "added": added, "before": rows[-1], "after": after}
+            rerun = rerun_workload(lake_dir, args.events, max(ks), Path(work), args.rerun_all_metrics)
+            print(f"rerun: {rerun['after']['mode']}, {rerun['after']['job_s']:.1f}s", file=sys.stderr, flush=True)
     print(report(args.events, shape, rows, rerun, (start_load, os.getloadavg()[0])))
 
 
