@@ -160,6 +160,7 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
 def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     """Four units, hand-checkable: see the expected numbers in the tests below."""
     from services.metrics.job.batch import ExperimentPlan, compute_statistics, event_source
+    from services.metrics.job.document import accumulate
     from services.metrics.job.run import JobOptions
 
     options = JobOptions(as_of_us=t(5, 12), lateness_us=LATENESS, late_threshold_us=HOUR_US)
@@ -184,9 +185,9 @@ def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     plan = ExperimentPlan(EXPERIMENT, tuple(CATALOG.metrics), timeline, t(0, 9))
     source = event_source(raw_events.drop("experiment"), {EXPERIMENT: plan})
     exposure_frame = tf.first_received(raw_exposures)
-    [(snapshots, counts, _)] = compute_statistics(exposure_frame, source, {EXPERIMENT: plan}, options).values()
+    [(totals, _)] = compute_statistics(exposure_frame, source, {EXPERIMENT: plan}, options).values()
     source.release()
-    return snapshots, counts, timeline
+    return accumulate(totals.metric_rows(), totals.unit_rows(), timeline.days), totals.quality(), timeline
 
 
 def stats(snapshot: Any, metric: str, variant: str) -> dict[str, float]:
