@@ -103,6 +103,7 @@ class Pass:
     manifest: st.Manifest = field(default_factory=dict)
     modes: dict[str, st.Mode] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    conflicts: bool = False  # copies of an event disagree: no state is kept (see `_statistics`)
 
 
 def _loggable(block: Any) -> Any:
@@ -343,13 +344,7 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
             outcome.manifest = st.stamp_files(lake_dir, files)
             outcome.experiments = {key: _experiment_state(plan) for key, plan in plans.items()}
             kept = _plan_modes(outcome, plans, conflicting, state, options, force_full)
-            events = read_events(spark, event_files, plans, options)
-            try:
-                if events.conflicting is not None:
-                    _all_full(outcome, "copies of an event disagree on name, time or unit")
-                statistics = _statistics(outcome, lake_dir, exposures, events, plans, kept, state, options)
-            finally:
-                events.release()
+            statistics = _statistics(outcome, lake_dir, exposures, event_files, plans, kept, state, options)
             for key, (totals, latest) in statistics.items():
                 plan = plans[key]
                 results[key].snapshots = accumulate(totals.metric_rows(), totals.unit_rows(), plan.timeline.days)
@@ -412,45 +407,108 @@ def _plan_modes(
     return {key: entry for key, entry in kept.items() if outcome.modes.get(key) == "incremental"}
 
 
+CONFLICTING_EVENTS = "copies of an event disagree on name, time or unit"
+
+
 def _statistics(
-    outcome: Pass, lake_dir: Path, exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan],
-    kept: Mapping[str, KeptExperiment], state: st.LoadedState | st.Unusable | None, options: JobOptions,
+    outcome: Pass, lake_dir: Path, exposures: DataFrame, event_files: list[Path],
+    plans: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment],
+    state: st.LoadedState | st.Unusable | None, options: JobOptions,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
-    """The full experiments from everything; the incremental ones from their kept totals and
-    the affected units, seen now and as the kept run saw them."""
+    """The full experiments from every event; the incremental ones from their kept totals and
+    the affected units, seen now and as the kept run saw them.
+
+    When every experiment of the pass is incremental and they are the kept run's (so the
+    events in scope are the same), only the affected units' events are read and de-duplicated,
+    and copies that disagree are looked for among the new rows' event ids only: a committed
+    state never reflects copies that disagree (a pass that finds any keeps no state), so any
+    now must involve a new row. Otherwise every event in scope is read and checked."""
     spark = exposures.sparkSession
-    full = {key: plan for key, plan in plans.items() if outcome.modes[key] == "full"}
-    steps = {key: plan for key, plan in plans.items() if outcome.modes[key] == "incremental"}
-    statistics: dict[str, tuple[Totals, LatestRows]] = {}
-    if full:
-        chosen = exposures.where(F.col("experiment").isin(list(full)))
-        statistics.update(compute_statistics(chosen, events.subset(full), full, options))
-    if not steps or not isinstance(state, st.LoadedState):
-        return statistics
-    names: set[str] = set().union(*(plan.event_names for plan in steps.values()))
-    kept_files = [path for path in outcome.files if path.relative_to(lake_dir).as_posix() in state.manifest]
-    added = [path for path in outcome.files if path.relative_to(lake_dir).as_posix() not in state.manifest]
-    units = incremental.affected_units(
-        spark, list(steps), names, added, kept_files, state.meta.as_of_us, options.as_of_us
-    ).persist()
+    changed = None
+    if isinstance(state, st.LoadedState) and kept:
+        steps = [key for key, mode in outcome.modes.items() if mode == "incremental"]
+        names: set[str] = set().union(*(plans[key].event_names for key in steps))
+        kept_files, added = _kept_and_added(lake_dir, outcome.files, state)
+        changed = incremental.changed_rows(spark, steps, names, added, kept_files, state.meta.as_of_us,
+                                           options.as_of_us).persist()  # fmt: skip
+    events: EventSource | None = None
     try:
-        ours = exposures.where(F.col("experiment").isin(list(steps))).join(F.broadcast(units), "unit_id", "left_semi")
-        now = compute_statistics(ours, events.subset(steps, units), steps, options)
-        then_options = replace(options, as_of_us=state.meta.as_of_us)
-        kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
-        before = read_exposures(spark, kept_exposures, list(steps), then_options.as_of_us)
-        before = before.join(F.broadcast(units), "unit_id", "left_semi")
-        old_events = read_events(spark, [path for path in kept_files if not io.is_exposure_file(path)], steps,
-                                 then_options, units)  # fmt: skip
-        try:
-            then = compute_statistics(before, old_events, steps, then_options)
-        finally:
-            old_events.release()
+        quick = changed is not None and set(plans) == set(state.meta.experiments) == set(kept)  # type: ignore[union-attr]
+        if quick and _new_copies_disagree(spark, event_files, plans, options, changed):  # type: ignore[arg-type]
+            quick = False
+        if not quick:
+            events = read_events(spark, event_files, plans, options)
+            if events.conflicting is not None:
+                outcome.conflicts = True
+                _all_full(outcome, CONFLICTING_EVENTS)
+        full = {key: plan for key, plan in plans.items() if outcome.modes[key] == "full"}
+        steps_plans = {key: plan for key, plan in plans.items() if outcome.modes[key] == "incremental"}
+        statistics: dict[str, tuple[Totals, LatestRows]] = {}
+        if full:
+            assert events is not None  # every experiment incremental is the only quick case
+            chosen = exposures.where(F.col("experiment").isin(list(full)))
+            statistics.update(compute_statistics(chosen, events.subset(full), full, options))
+        if steps_plans and changed is not None and isinstance(state, st.LoadedState):
+            units = changed.select("unit_id").where(F.col("unit_id").isNotNull()).distinct().persist()
+            try:
+                if units.isEmpty():  # nothing changed for any unit: the kept totals stand
+                    statistics.update({key: (kept[key].totals, LatestRows()) for key in steps_plans})
+                else:
+                    statistics.update(_increment(exposures, events, units, event_files, steps_plans, kept,
+                                                 state, lake_dir, outcome, options))  # fmt: skip
+            finally:
+                units.unpersist()
+        return statistics
     finally:
-        units.unpersist()
-    for key in steps:
-        statistics[key] = (kept[key].totals.updated(now[key][0], then[key][0]), LatestRows())
-    return statistics
+        if events is not None:
+            events.release()
+        if changed is not None:
+            changed.unpersist()
+
+
+def _kept_and_added(lake_dir: Path, files: Sequence[Path], state: st.LoadedState) -> tuple[list[Path], list[Path]]:
+    names = [(path, path.relative_to(lake_dir).as_posix()) for path in files]
+    return [p for p, n in names if n in state.manifest], [p for p, n in names if n not in state.manifest]
+
+
+def _new_copies_disagree(spark: SparkSession, event_files: Sequence[Path], plans: Mapping[str, ExperimentPlan],
+                         options: JobOptions, changed: DataFrame) -> bool:  # fmt: skip
+    """Whether any relevant event that has a copy among the new rows has copies that disagree."""
+    ids = changed.select("event_id").where(F.col("event_id").isNotNull()).distinct()
+    names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
+    since_us = min(plan.since_us for plan in plans.values())
+    raw = tf.with_micros(io.read_parquet(spark, event_files, io.EVENT_DDL))
+    rows = tf.relevant_events(raw, names, since_us, options.as_of_us).join(F.broadcast(ids), "event_id", "left_semi")
+    content = rows.groupBy("event_id").agg(F.countDistinct(F.struct(*tf.CONTENT)).alias("contents"))
+    return bool(content.where(F.col("contents") > 1).limit(1).count())
+
+
+def _increment(
+    exposures: DataFrame, events: EventSource | None, units: DataFrame, event_files: list[Path],
+    steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment], state: st.LoadedState,
+    lake_dir: Path, outcome: Pass, options: JobOptions,
+) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
+    """Kept totals - the affected units as the kept run saw them + as they are now."""
+    spark = exposures.sparkSession
+    kept_files, _ = _kept_and_added(lake_dir, outcome.files, state)
+    ours = exposures.where(F.col("experiment").isin(list(steps))).join(F.broadcast(units), "unit_id", "left_semi")
+    now_events = events.subset(steps, units) if events is not None else read_events(
+        spark, event_files, steps, options, units)  # fmt: skip
+    try:
+        now = compute_statistics(ours, now_events, steps, options)
+    finally:
+        now_events.release()
+    then_options = replace(options, as_of_us=state.meta.as_of_us)
+    kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
+    before = read_exposures(spark, kept_exposures, list(steps), then_options.as_of_us)
+    before = before.join(F.broadcast(units), "unit_id", "left_semi")
+    old_events = read_events(spark, [path for path in kept_files if not io.is_exposure_file(path)], steps,
+                             then_options, units)  # fmt: skip
+    try:
+        then = compute_statistics(before, old_events, steps, then_options)
+    finally:
+        old_events.release()
+    return {key: (kept[key].totals.updated(now[key][0], then[key][0]), LatestRows()) for key in steps}
 
 
 def read_stats(files: Sequence[Path], experiments: int, seconds: float, mode: str = "full") -> RunStats:
@@ -515,7 +573,7 @@ def run_experiments(
         if store is not None:
             log.info("full recompute", extra={"experiment": key, "reason": reason})
     documents, failures = publish_results(results_dir, specs, outcome.results, options)
-    if store is not None and outcome.kept:
+    if store is not None and outcome.kept and not outcome.conflicts:
         _keep_state(store, outcome, options)
     steps = sum(mode == "incremental" for mode in outcome.modes.values())
     stats = replace(

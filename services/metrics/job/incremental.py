@@ -177,23 +177,25 @@ def read_totals(path: Path) -> dict[str, KeptExperiment]:
         raise ValueError(f"malformed totals: {type(exc).__name__}: {exc}") from exc
 
 
-def affected_units(
+def changed_rows(
     spark: SparkSession, keys: Sequence[str], names: Iterable[str], added: Sequence[Path],
     kept_files: Sequence[Path], kept_as_of_us: int, as_of_us: int,
 ) -> DataFrame:  # fmt: skip
-    """Units whose rows differ from what the kept run read: any exposure of these experiments
-    or event with one of these names in an added file, or in a kept file with an event time
-    or receipt after the kept as-of (and by the new one). A superset is harmless (those units'
+    """(unit_id, event_id) of the rows the kept run did not read: any exposure of these
+    experiments or event with one of these names in an added file, or in a kept file with an
+    event time or receipt after the kept as-of (and by the new one); `event_id` is null for
+    exposures. Their units are the affected ones. A superset is harmless (those units'
     contribution is recomputed twice and cancels); a missing unit would not be."""
     exposures = [path for path in added if io.is_exposure_file(path)]
     events = [path for path in added if not io.is_exposure_file(path)]
     wanted = sorted(set(names))
+    no_id = F.lit(None).cast("string").alias("event_id")
     parts = [
         tf.with_micros(io.read_parquet(spark, exposures, io.EXPOSURE_DDL))
         .where(F.col("experiment").isin(list(keys)))
-        .select("unit_id"),
+        .select("unit_id", no_id),
         tf.with_micros(io.read_parquet(spark, events, io.EVENT_DDL)).where(F.col("name").isin(wanted))
-        .select("unit_id"),
+        .select("unit_id", "event_id"),
     ]  # fmt: skip
     if as_of_us > kept_as_of_us:
         newer = ((F.col("ts_us") > kept_as_of_us) | (F.col("received_us") > kept_as_of_us)) & (
@@ -202,13 +204,13 @@ def affected_units(
         kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
         kept_events = [path for path in kept_files if not io.is_exposure_file(path)]
         parts.append(tf.with_micros(io.read_parquet(spark, kept_exposures, io.EXPOSURE_DDL))
-                     .where(F.col("experiment").isin(list(keys)) & newer).select("unit_id"))  # fmt: skip
+                     .where(F.col("experiment").isin(list(keys)) & newer).select("unit_id", no_id))  # fmt: skip
         parts.append(tf.with_micros(io.read_parquet(spark, kept_events, io.EVENT_DDL))
-                     .where(F.col("name").isin(wanted) & newer).select("unit_id"))  # fmt: skip
-    units = parts[0]
+                     .where(F.col("name").isin(wanted) & newer).select("unit_id", "event_id"))  # fmt: skip
+    rows = parts[0]
     for part in parts[1:]:
-        units = units.unionByName(part)
-    return units.where(F.col("unit_id").isNotNull()).distinct()
+        rows = rows.unionByName(part)
+    return rows.distinct()
 
 
 def _add(left: tuple[Decimal, ...] | None, right: tuple[Decimal, ...]) -> tuple[Decimal, ...]:

@@ -269,3 +269,7 @@ def test_copies_that_disagree_mean_a_full_recompute(spark: SparkSession, kept: L
     assert stats.incremental_experiments == 0
     assert stats.full_reasons["inc-a"] == "copies of an event disagree on name, time or unit"
     kept.assert_equals_full(spark, options_at(7))
+    # No state reflects copies that disagree: the next rerun finds them again.
+    again = kept.rerun(spark, options_at(8))
+    assert again.incremental_experiments == 0 and set(again.full_reasons.values()) == {stats.full_reasons["inc-a"]}
+    kept.assert_equals_full(spark, options_at(8))
