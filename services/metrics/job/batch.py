@@ -425,6 +425,7 @@ def _statistics(
     now must involve a new row. Otherwise every event in scope is read and checked."""
     spark = exposures.sparkSession
     changed = None
+    kept_files: list[Path] = []
     if isinstance(state, st.LoadedState) and kept:
         steps = [key for key, mode in outcome.modes.items() if mode == "incremental"]
         names: set[str] = set().union(*(plans[key].event_names for key in steps))
@@ -454,8 +455,8 @@ def _statistics(
                 if units.isEmpty():  # nothing changed for any unit: the kept totals stand
                     statistics.update({key: (kept[key].totals, LatestRows()) for key in steps_plans})
                 else:
-                    statistics.update(_increment(exposures, events, units, event_files, steps_plans, kept,
-                                                 state, lake_dir, outcome, options))  # fmt: skip
+                    statistics.update(_increment(exposures, events, units, event_files, kept_files, steps_plans,
+                                                 kept, state, options))  # fmt: skip
             finally:
                 units.unpersist()
         return statistics
@@ -485,12 +486,12 @@ def _new_copies_disagree(spark: SparkSession, event_files: Sequence[Path], plans
 
 def _increment(
     exposures: DataFrame, events: EventSource | None, units: DataFrame, event_files: list[Path],
-    steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment], state: st.LoadedState,
-    lake_dir: Path, outcome: Pass, options: JobOptions,
+    kept_files: list[Path], steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment],
+    state: st.LoadedState, options: JobOptions,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
-    """Kept totals - the affected units as the kept run saw them + as they are now."""
+    """Kept totals - the affected units as the kept run saw them (`kept_files` at the kept
+    as-of) + as they are now."""
     spark = exposures.sparkSession
-    kept_files, _ = _kept_and_added(lake_dir, outcome.files, state)
     ours = exposures.where(F.col("experiment").isin(list(steps))).join(F.broadcast(units), "unit_id", "left_semi")
     now_events = events.subset(steps, units) if events is not None else read_events(
         spark, event_files, steps, options, units)  # fmt: skip

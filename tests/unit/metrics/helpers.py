@@ -77,3 +77,26 @@ def with_attributes(exposures: Sequence[dict[str, Any]], seed: int, late_after: 
                                "timestamp": rfc3339(earlier),
                                "attributes": {"country": "c23", "device": "tv"}})  # fmt: skip
     return result
+
+
+# Every metric type, windows, CUPED lookbacks and a quantile metric (the multi-experiment tests' catalog).
+CATALOG_TEXT = """
+metrics:
+  - {name: conversion, type: proportion, event: purchase, window_hours: 36, cuped_lookback_days: 3, owner: test}
+  - {name: revenue, type: mean, event: purchase, value: value, owner: test}
+  - name: revenue_per_session
+    owner: test
+    type: ratio
+    numerator: {event: purchase, value: value}
+    denominator: {event: session_start}
+    cuped_lookback_days: 5
+  - {name: sessions, type: mean, event: session_start, cuped_lookback_days: 0, owner: test}
+  - name: latency_ms
+    owner: test
+    type: ratio
+    numerator: {event: page_load, value: value}
+    denominator: {event: page_load}
+    cuped_lookback_days: 7
+  - {name: error_rate, type: proportion, event: client_error, window_hours: 24, owner: test}
+  - {name: latency_p90, type: quantile, quantile: 0.9, event: page_load, value: value, owner: test}
+"""

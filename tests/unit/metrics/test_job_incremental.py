@@ -31,28 +31,8 @@ from services.metrics.job.incremental import TOTALS_FILE
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from tests.generator import generate, rfc3339
-from tests.unit.metrics.helpers import with_attributes, write_lake
+from tests.unit.metrics.helpers import CATALOG_TEXT, with_attributes, write_lake
 
-CATALOG_TEXT = """
-metrics:
-  - {name: conversion, type: proportion, event: purchase, window_hours: 36, cuped_lookback_days: 3, owner: test}
-  - {name: revenue, type: mean, event: purchase, value: value, owner: test}
-  - name: revenue_per_session
-    owner: test
-    type: ratio
-    numerator: {event: purchase, value: value}
-    denominator: {event: session_start}
-    cuped_lookback_days: 5
-  - {name: sessions, type: mean, event: session_start, cuped_lookback_days: 0, owner: test}
-  - name: latency_ms
-    owner: test
-    type: ratio
-    numerator: {event: page_load, value: value}
-    denominator: {event: page_load}
-    cuped_lookback_days: 7
-  - {name: error_rate, type: proportion, event: client_error, window_hours: 24, owner: test}
-  - {name: latency_p90, type: quantile, quantile: 0.9, event: page_load, value: value, owner: test}
-"""
 CATALOG = parse_catalog(CATALOG_TEXT)
 # The conversion window changed: a new definition of one metric.
 CHANGED = parse_catalog(CATALOG_TEXT.replace("window_hours: 36", "window_hours: 48"))

@@ -26,28 +26,9 @@ from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import HOUR_US, parse_instant
 from tests.generator import generate, rfc3339
-from tests.unit.metrics.helpers import with_attributes, write_lake
+from tests.unit.metrics.helpers import CATALOG_TEXT, with_attributes, write_lake
 
-CATALOG = parse_catalog("""
-metrics:
-  - {name: conversion, type: proportion, event: purchase, window_hours: 36, cuped_lookback_days: 3, owner: test}
-  - {name: revenue, type: mean, event: purchase, value: value, owner: test}
-  - name: revenue_per_session
-    owner: test
-    type: ratio
-    numerator: {event: purchase, value: value}
-    denominator: {event: session_start}
-    cuped_lookback_days: 5
-  - {name: sessions, type: mean, event: session_start, cuped_lookback_days: 0, owner: test}
-  - name: latency_ms
-    owner: test
-    type: ratio
-    numerator: {event: page_load, value: value}
-    denominator: {event: page_load}
-    cuped_lookback_days: 7
-  - {name: error_rate, type: proportion, event: client_error, window_hours: 24, owner: test}
-  - {name: latency_p90, type: quantile, quantile: 0.9, event: page_load, value: value, owner: test}
-""")
+CATALOG = parse_catalog(CATALOG_TEXT)
 SPECS = (
     ExperimentSpec("exp-a", ("control", "treatment"), dimensions=("country", "device")),
     ExperimentSpec("exp-b", ("control", "treatment"), ("latency_ms", "error_rate", "not_in_catalog")),
