@@ -27,7 +27,7 @@ from services.common.catalog import load_catalog
 from services.common.results import ResultsDocument
 from services.metrics.job.state import STAGING_PREFIX, LoadedState, StateStore
 from services.metrics.settings import DEFAULT_CATALOG
-from tests.generator import generate
+from tests.generator import Generated, Record, generate
 from tests.support.eventually import eventually
 from tests.unit.metrics.helpers import write_lake
 from tests.unit.metrics.reference import reference_results
@@ -143,16 +143,20 @@ def files_under(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def two_waves(seed: int) -> tuple[Generated, tuple[list[Record], list[Record]], tuple[list[Record], list[Record]]]:
+    """Generated data and its (exposures, events) received before and after the midpoint."""
+    data = generate(seed=seed, units=200)
+    halfway = data.truth.start + timedelta(days=data.truth.days / 2)
+    early, late = data.received_between(None, halfway), data.received_between(halfway, data.truth.final_as_of)
+    assert len(early[0]) + len(late[0]) == len(data.exposures) and len(early[1]) + len(late[1]) == len(data.events)
+    return data, early, late
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_job_killed_mid_run_keeps_the_published_results(tmp_path: Path, jobs: StartJob) -> None:
-    data = generate(seed=21, units=200)
+    data, (early_exposures, early_events), (late_exposures, late_events) = two_waves(21)
     truth = data.truth
-    halfway = truth.start + timedelta(days=truth.days / 2)
-    early_exposures, early_events = data.received_between(None, halfway)
-    late_exposures, late_events = data.received_between(halfway, truth.final_as_of)
-    assert len(early_exposures) + len(late_exposures) == len(data.exposures)
-    assert len(early_events) + len(late_events) == len(data.events)
     data_dir = tmp_path / "assay"
     lake_dir, results = data_dir / "lake", data_dir / "results" / truth.experiment
     written = write_lake(lake_dir, early_exposures, early_events)
@@ -293,11 +297,8 @@ def kill_rerun(jobs: StartJob, args: list[str], point: str, store: StateStore, r
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_reruns_killed_at_any_point_leave_results_and_state_usable(tmp_path: Path, jobs: StartJob) -> None:
-    data = generate(seed=22, units=200)
+    data, (early_exposures, early_events), (late_exposures, late_events) = two_waves(22)
     truth = data.truth
-    halfway = truth.start + timedelta(days=truth.days / 2)
-    early_exposures, early_events = data.received_between(None, halfway)
-    late_exposures, late_events = data.received_between(halfway, truth.final_as_of)
     first_day = min(r["timestamp"][:10] for r in data.exposures if r["experiment"] == truth.experiment)
     assert first_day == min(r["timestamp"][:10] for r in early_exposures if r["experiment"] == truth.experiment), (
         "the late wave moves the experiment's day 0, which rightly makes the rerun a full one"
