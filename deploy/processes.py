@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -58,8 +59,10 @@ class ServiceProcess:
         raise TimeoutError(f"{self.module} was not healthy within {timeout:.0f}s")
 
     def kill(self) -> None:
+        """SIGKILL the process and its worker processes (its own session's process group)."""
         if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 10.0) -> None:

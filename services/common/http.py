@@ -188,11 +188,13 @@ def install_common(
     readiness: ReadinessCheck,
     max_body_bytes: int,
     access_log_enabled: bool,
+    before_scrape: Callable[[], None] | None = None,
 ) -> HttpMetrics:
     """Add health/metrics routes, error handlers and the request middleware to `app`.
 
     The rate limits come from `app.state.settings` (a `ServiceSettings`) and keys are told
-    apart with `app.state.keyring`: every service sets both before calling this."""
+    apart with `app.state.keyring`: every service sets both before calling this.
+    `before_scrape` runs before `/metrics` answers (a worker sets its gauges there)."""
     metrics = HttpMetrics(registry)
     limiter = RateLimiter(app.state.settings.rate_limits, app.state.keyring.identify, registry)
     document_security(app)
@@ -215,6 +217,8 @@ def install_common(
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
     async def get_metrics() -> Response:
+        if before_scrape is not None:
+            before_scrape()
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -34,6 +35,8 @@ def _readiness(ingestor: ItemIntake, spool: Spool, sink: KafkaSink) -> Readiness
         return {
             "ready": ingestor.cache.loaded and not full,
             "config_loaded": ingestor.cache.loaded, "config_version": ingestor.cache.snapshot.version,
+            # With several workers, the one that took this request answers for itself.
+            "worker": {"pid": os.getpid(), "spool_slot": spool.directory.name},
             "broker": {"connected": sink.connected, "last_error": sink.last_error},
             "spool": {"bytes": stats.bytes, "max_bytes": spool.max_bytes, "full": full,
                       "records": stats.records, "segments": stats.segments,
@@ -45,14 +48,15 @@ def _readiness(ingestor: ItemIntake, spool: Spool, sink: KafkaSink) -> Readiness
 
 
 def _lifespan(
-    cache: ConfigCache, sink: KafkaSink, spool: Spool, delivery: Delivery
+    cache: ConfigCache, sink: KafkaSink, spool: Spool, delivery: Delivery, metrics: ExposureMetrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(RedisError, OSError):
             await cache.reload()
         await sink.connect()  # a first attempt; the replayer keeps trying while the broker is away
-        tasks = [asyncio.create_task(cache.run_refresher()), asyncio.create_task(delivery.run_replayer())]
+        tasks = [asyncio.create_task(cache.run_refresher()), asyncio.create_task(delivery.run_replayer()),
+                 asyncio.create_task(metrics.run_refresher())]  # fmt: skip
         try:
             yield
         finally:
@@ -75,7 +79,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
     cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
     spool = claim_spool(
-        settings.spool_path, settings.spool_slots, max_bytes=settings.spool_max_bytes,
+        settings.spool_path, settings.spool_slot_count, max_bytes=settings.spool_max_bytes,
         segment_bytes=settings.spool_segment_bytes,
     )  # fmt: skip
     sink = KafkaSink(settings, TOPICS)
@@ -89,7 +93,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
         title="Assay exposure service",
         version="0.1.0",
         description="Ingests SDK exposures and product events into Kafka, spooling to disk while the broker is away.",
-        lifespan=_lifespan(cache, sink, spool, delivery),
+        lifespan=_lifespan(cache, sink, spool, delivery, metrics),
     )
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.admin_key_list, settings.sdk_key_list)
@@ -97,6 +101,7 @@ def create_app(settings: ExposureSettings | None = None) -> FastAPI:
     install_common(
         app, registry=metrics_registry, readiness=_readiness(ingestor, spool, sink),
         max_body_bytes=settings.max_body_bytes, access_log_enabled=settings.access_log,
+        before_scrape=metrics.refresh,
     )  # fmt: skip
     app.include_router(exposures.router)
     app.include_router(events.router)

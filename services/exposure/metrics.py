@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.metrics import multiprocess_directory
 from services.common.topics import KINDS, Kind
 from services.exposure.producer import KafkaSink
 from services.exposure.spool import Spool
 from services.exposure.validation import REASON_CLASSES, ReasonClass
 
+GAUGE_REFRESH_SECONDS = 1.0
+GaugeMode = Literal["livesum", "livemax", "livemin"]
 PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -54,21 +59,43 @@ class ExposureMetrics:
             ["path"], buckets=PRODUCE_BUCKETS, registry=registry,
         )  # fmt: skip
         self.registry = registry
+        self._refreshers: list[tuple[Gauge, Callable[[], float]]] = []
 
     def watch(self, spool: Spool, sink: KafkaSink) -> None:
-        """Gauges read at scrape time from the spool and the producer."""
-        gauges: dict[str, tuple[str, Callable[[], float]]] = {
-            "assay_exposure_spool_bytes": ("bytes held by the spool on disk", lambda: spool.stats().bytes),
-            "assay_exposure_spool_records": ("records waiting in the spool", lambda: spool.pending_records),
-            "assay_exposure_spool_segments": ("spool segment files", lambda: spool.stats().segments),
+        """Gauges of the spool and the producer. In one process they are read at scrape time.
+        With several workers each worker sets its own values (`refresh`, called every second
+        and before it answers a scrape) and a scrape adds them up over the live workers: the
+        spool figures are sums over the workers' spool slots, the oldest age is the maximum,
+        and the broker counts as connected only while every worker is."""
+        gauges: dict[str, tuple[str, GaugeMode, Callable[[], float]]] = {
+            "assay_exposure_spool_bytes": ("bytes held by the spool on disk", "livesum", lambda: spool.stats().bytes),
+            "assay_exposure_spool_records": ("records waiting in the spool", "livesum", lambda: spool.pending_records),
+            "assay_exposure_spool_segments": ("spool segment files", "livesum", lambda: spool.stats().segments),
             "assay_exposure_spool_oldest_age_seconds": (
-                "age of the oldest unreplayed spool segment (0 when empty)",
+                "age of the oldest unreplayed spool segment (0 when empty)", "livemax",
                 lambda: spool.stats().oldest_age_seconds or 0.0,
             ),
             "assay_exposure_broker_connected": (
-                "1 while a Kafka producer is connected",
-                lambda: float(sink.connected),
+                "1 while a Kafka producer is connected (every worker's)", "livemin", lambda: float(sink.connected),
             ),
-        }
-        for name, (description, read) in gauges.items():
-            Gauge(name, description, registry=self.registry).set_function(read)
+        }  # fmt: skip
+        shared = multiprocess_directory() is not None
+        for name, (description, mode, read) in gauges.items():
+            gauge = Gauge(name, description, registry=self.registry, multiprocess_mode=mode)
+            if shared:
+                self._refreshers.append((gauge, read))
+            else:
+                gauge.set_function(read)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Set this worker's gauge values (only needed with several workers)."""
+        for gauge, read in self._refreshers:
+            gauge.set(read())
+
+    async def run_refresher(self, seconds: float = GAUGE_REFRESH_SECONDS) -> None:
+        if not self._refreshers:
+            return
+        while True:
+            await asyncio.sleep(seconds)
+            self.refresh()

@@ -15,6 +15,10 @@ class ExposureSettings(ServiceSettings):
     """The exposure service (`python -m services.exposure`)."""
 
     exposure_port: int = Field(8002, ge=1, le=65535, description="HTTP port")
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="worker processes on the port, each with its own producer and spool slot (>1: use more cores)",
+    )  # fmt: skip
     # 1000 events with properties do not fit in the common 1 MiB default.
     max_body_bytes: int = Field(4 * MIB, ge=1024, description="request body limit; more is a 413")
     max_items: int = Field(1000, ge=1, le=10_000, description="items per request; more is a 413")
@@ -41,12 +45,18 @@ class ExposureSettings(ServiceSettings):
     spool_segment_bytes: int = Field(16 * MIB, ge=1024, description="size at which a spool segment is closed")
     spool_replay_batch: int = Field(1000, ge=1, le=100_000, description="spooled records replayed per batch")
     spool_slots: int = Field(
-        1, ge=1, le=1024, description="replicas that may share the spool directory, each in its own slot"
-    )
+        1, ge=1, le=1024,
+        description="processes (replicas x workers) that may share the spool directory, each in its own slot",
+    )  # fmt: skip
 
     @property
     def spool_path(self) -> Path:
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+
+    @property
+    def spool_slot_count(self) -> int:
+        """Slots a process may look through: at least one per worker of this replica."""
+        return max(self.spool_slots, self.workers)
 
     @property
     def produce_timeout_seconds(self) -> float:
