@@ -1,8 +1,9 @@
 """Experiment configs compiled for fast evaluation.
 
 `targeting.condition_holds` and `bucketing` are the reference semantics; this module turns
-a config into closures and precomputed bucket bounds once, so evaluating a unit does no
-parsing and no allocation beyond the hash key. Tests check it agrees with the reference.
+a config into closures, precomputed bucket bounds and one generated `decide` function
+(`assay.codegen`) once, so evaluating a unit does no parsing and no allocation beyond the hash
+key. Tests check it agrees with the reference.
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ import bisect
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Protocol
 
 import mmh3
 
 from assay.bucketing import BUCKETS, LAYER_SEED, TRAFFIC_SEED, VARIANT_SEED, buckets_for_share, variant_ranges
-from assay.decisions import LAYER_EXCLUDED, NOT_IN_TRAFFIC, NOT_RUNNING, NOT_TARGETED, Assignment
-from assay.semver import parse_semver
+from assay.codegen import Decide, generate_decide
+from assay.decisions import NOT_RUNNING
+from assay.semver import SemverVerdicts
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-Decide = Callable[[str, Mapping[str, Any]], Assignment]
 _ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
-_SEMVER = {"semver_eq": operator.eq, "semver_neq": operator.ne, "semver_gt": operator.gt,
-           "semver_gte": operator.ge, "semver_lt": operator.lt, "semver_lte": operator.le}  # fmt: skip
+_SEMVER_OPS = ("semver_eq", "semver_neq", "semver_gt", "semver_gte", "semver_lt", "semver_lte")
 
 
 # What compiling reads from the config models. They are described here, not imported, because
@@ -62,15 +61,6 @@ class ExperimentSpec(Protocol):
     def targeting(self) -> Sequence[ConditionSpec]: ...
     @property
     def overrides(self) -> Mapping[str, str]: ...
-
-
-SEMVER_VERDICTS = 4096  # remembered per semver condition
-
-
-@lru_cache(maxsize=8192)
-def _semver_key(text: str) -> Any:
-    parsed = parse_semver(text)
-    return None if parsed is None else parsed.sort_key()
 
 
 def _kind(value: Any) -> type | None:
@@ -133,22 +123,16 @@ def _ordered(name: str, op: str, expected: Any) -> Predicate:
 
 
 def _semver(name: str, op: str, expected: str) -> Predicate:
-    compare, expected_key = _SEMVER[op], _semver_key(expected)
-    # Apps report few distinct versions: remember the verdict per version string.
-    verdicts: dict[str, bool] = {}
+    verdict = SemverVerdicts(op, expected)
+    known = verdict.known
 
     def holds(attributes: Mapping[str, Any]) -> bool:
         actual = attributes.get(name)
-        if actual.__class__ is not str:
-            return False
-        verdict = verdicts.get(actual)
-        if verdict is None:
-            key = _semver_key(actual)
-            verdict = key is not None and compare(key, expected_key)
-            if len(verdicts) >= SEMVER_VERDICTS:
-                verdicts.clear()
-            verdicts[actual] = verdict
-        return verdict
+        if actual.__class__ is str:
+            remembered = known.get(actual)
+            if remembered is not None:
+                return remembered
+        return verdict(actual)
 
     return holds
 
@@ -177,7 +161,7 @@ def compile_condition(condition: ConditionSpec) -> Predicate:
         return _equality(name, value, negate=op == "neq")
     if op in _ORDER:
         return _ordered(name, op, value)
-    if op in _SEMVER:
+    if op in _SEMVER_OPS:
         return _semver(name, op, value)
     if op == "contains":
         return _contains(name, value)
@@ -232,45 +216,22 @@ def compile_experiment(config: ExperimentSpec) -> CompiledExperiment:
         "variant_ends": tuple(end for _, end in ranges),
         "variant_keys": tuple(v.key for v in config.variants),
     }
-    return CompiledExperiment(**fields, decide=compile_decide(**fields))
+    return CompiledExperiment(**fields, decide=compile_decide(**fields, conditions=config.targeting))
 
 
 def compile_decide(
     *, running: bool, overrides: Mapping[str, str], predicates: tuple[Predicate, ...], hash_prefix: str,
     traffic_buckets: int, layer_prefix: str | None, layer_range: tuple[int, int] | None,
-    variant_ends: tuple[int, ...], variant_keys: tuple[str, ...],
+    variant_ends: tuple[int, ...], variant_keys: tuple[str, ...], conditions: Sequence[ConditionSpec],
 ) -> Decide:  # fmt: skip
-    """`evaluate` for one config as one closure: the steps this config does not need are left
-    out, and the enrolled answers are built here, so a call allocates nothing but the hash key."""
+    """`evaluate` for one config as one generated function (`assay.codegen`): the steps this
+    config does not need are left out, its targeting `conditions` are written inline (their
+    closures, `predicates`, are called only for the shapes with no inline form), and the
+    enrolled answer of every bucket is built here, so a call allocates nothing but the hash key."""
     if not running:
         return lambda unit_id, attributes: NOT_RUNNING
-    enrolled = tuple(Assignment(key, "hash") for key in variant_keys)
-    hash_all = traffic_buckets >= BUCKETS
-    in_layer = _layer_check(layer_prefix, layer_range)
-    hash32, bisect_right = mmh3.hash, bisect.bisect_right
-
-    def decide(unit_id: str, attributes: Mapping[str, Any]) -> Assignment:
-        if overrides:
-            forced = overrides.get(unit_id)
-            if forced is not None:
-                return Assignment(forced, "override")
-        for predicate in predicates:
-            if not predicate(attributes):
-                return NOT_TARGETED
-        if in_layer is not None and not in_layer(unit_id):
-            return LAYER_EXCLUDED
-        key = hash_prefix + unit_id
-        if not hash_all and hash32(key, TRAFFIC_SEED, signed=False) % BUCKETS >= traffic_buckets:
-            return NOT_IN_TRAFFIC
-        return enrolled[bisect_right(variant_ends, hash32(key, VARIANT_SEED, signed=False) % BUCKETS)]
-
-    return decide
-
-
-def _layer_check(prefix: str | None, bounds: tuple[int, int] | None) -> Callable[[str], bool] | None:
-    if prefix is None:
-        return None
-    if bounds is None:
-        return lambda unit_id: False
-    start, end = bounds
-    return lambda unit_id: start <= mmh3.hash(prefix + unit_id, LAYER_SEED, signed=False) % BUCKETS < end
+    return generate_decide(
+        overrides=overrides, hash_prefix=hash_prefix, traffic_buckets=traffic_buckets, layer_prefix=layer_prefix,
+        layer_range=layer_range, variant_ends=variant_ends, variant_keys=variant_keys,
+        conditions=[(c.op, c.attribute, c.value, p) for c, p in zip(conditions, predicates, strict=True)],
+    )  # fmt: skip

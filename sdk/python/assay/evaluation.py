@@ -51,8 +51,10 @@ def in_layer_slice(config: ExperimentConfig, unit_id: str) -> bool:
 
 def evaluate(config: ExperimentConfig, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
     """Decide without any stored state; `reason` is `hash` when the unit is enrolled."""
-    # The steps above, compiled once per config (`assay.compiled.compile_decide`).
-    return config.compiled.decide(unit_id, attributes or EMPTY)
+    # The steps above, compiled once per config (`assay.compiled.compile_decide`). Read into a
+    # local first: calling a slot attribute as a method is the slower path.
+    decide = config.compiled.decide
+    return decide(unit_id, attributes or EMPTY)
 
 
 def consults_sticky(fresh: Assignment) -> bool:

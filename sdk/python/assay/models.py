@@ -148,7 +148,7 @@ class ExperimentConfig(BaseModel):
 
     @cached_property
     def compiled(self) -> CompiledExperiment:
-        """Closures and bucket bounds for fast evaluation, built once per config."""
+        """Closures, bucket bounds and the generated `decide` for fast evaluation, built once per config."""
         return compile_experiment(self)
 
 

@@ -6,7 +6,11 @@ regular expressions are ever evaluated.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 MAX_VERSION_LENGTH = 128
 
@@ -55,3 +59,38 @@ def compare_semver(left: str, right: str) -> int | None:
         return None
     ka, kb = a.sort_key(), b.sort_key()
     return (ka > kb) - (ka < kb)
+
+
+SemverKey = tuple[tuple[int, int, int], int, tuple[tuple[int, int, str], ...]]
+REMEMBERED_VERDICTS = 4096  # per semver condition
+_COMPARISONS: dict[str, Callable[[SemverKey, SemverKey], bool]] = {
+    "semver_eq": operator.eq, "semver_neq": operator.ne, "semver_gt": operator.gt,
+    "semver_gte": operator.ge, "semver_lt": operator.lt, "semver_lte": operator.le,
+}  # fmt: skip
+
+
+@lru_cache(maxsize=8192)
+def semver_key(text: str) -> SemverKey | None:
+    parsed = parse_semver(text)
+    return None if parsed is None else parsed.sort_key()
+
+
+class SemverVerdicts:
+    """Whether a value satisfies one semver condition (`semver_gte 2.0.0`), as `compare_semver`
+    decides it; apps report few distinct versions, so verdicts are remembered per plain string
+    in `known`, which fast paths may read directly."""
+
+    def __init__(self, op: str, expected: str) -> None:
+        self.compare, self.expected = _COMPARISONS[op], semver_key(expected)
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, actual: Any) -> bool:
+        if not isinstance(actual, str):
+            return False
+        key = semver_key(actual)
+        verdict = key is not None and self.expected is not None and self.compare(key, self.expected)
+        if actual.__class__ is str:
+            if len(self.known) >= REMEMBERED_VERDICTS:
+                self.known.clear()
+            self.known[actual] = verdict
+        return verdict
