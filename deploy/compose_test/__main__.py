@@ -147,8 +147,10 @@ def cluster_profile(timings: Timings, compose: Compose, sent: flow.Sent, as_of: 
 
 
 def scale_out(timings: Timings, compose: Compose) -> None:
-    stack = up(timings, "up --scale exposure=2 --scale metrics-ingest=2", compose, "spark-worker=2",
-               "exposure=2", "metrics-ingest=2")  # fmt: skip
+    # Two exposure replicas of two worker processes each: four producers and spool slots.
+    compose = dataclasses.replace(compose, env={**compose.env, "ASSAY_EXPOSURE_WORKERS": "2"})
+    stack = up(timings, "up --scale exposure=2 (2 workers each) --scale metrics-ingest=2", compose,
+               "spark-worker=2", "exposure=2", "metrics-ingest=2")  # fmt: skip
     victim = compose.container_ids("metrics-ingest")[0]
 
     def restart_one_ingest() -> None:
@@ -159,6 +161,12 @@ def scale_out(timings: Timings, compose: Compose) -> None:
     with timings.step(f"{SCALE_EXPOSURES} exposures through both exposure replicas, one ingest restarted"):
         per_replica = scaleout.send_through_replicas(stack, SCALE_EXPOSURES, restart_one_ingest)
         print(f"  accepted per exposure replica: {per_replica}", flush=True)
+        counted = scaleout.accepted_per_worker_sum(compose)
+        slots = scaleout.spool_slots(compose)
+        print(f"  accepted per replica as its /metrics adds up its workers: {counted}; spool slots: {slots}",
+              flush=True)  # fmt: skip
+        assert sorted(counted) == sorted(per_replica.values()), (counted, per_replica)
+        assert slots == ["replica-1", "replica-2", "replica-3"], f"4 processes, 4 slots: {slots}"
     counts = timings.run("lake holds each scale-out exposure exactly once",
                          lambda: scaleout.wait_exactly_once(compose, SCALE_EXPOSURES))  # fmt: skip
     print(f"  lake (rows, distinct ids): {counts}; ingest replicas: {scaleout.ingest_snapshots(compose)}")

@@ -81,3 +81,21 @@ def wait_exactly_once(compose: Compose, total: int, timeout: float = 300, settle
             return counts
         time.sleep(3)
     raise TimeoutError(f"the lake holds {counts} (rows, distinct) of {total} scale-out exposures")
+
+
+def accepted_per_worker_sum(compose: Compose) -> list[int]:
+    """Per exposure replica, the exposures its `/metrics` counts as accepted: the sum over the
+    replica's worker processes, whichever worker answers the scrape."""
+    totals = []
+    for index in range(1, len(compose.container_ids("exposure")) + 1):
+        text = compose.exec("exposure", "curl", "-fsS", "http://127.0.0.1:8002/metrics", index=index)
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith('assay_exposure_items_accepted_total{kind="exposure"}')]  # fmt: skip
+        totals.append(int(sum(values)))
+    return totals
+
+
+def spool_slots(compose: Compose) -> list[str]:
+    """The spool slot directories the exposure processes have claimed on the shared volume."""
+    listing = compose.exec("exposure", "ls", "-1", "/data/spool/exposure")
+    return sorted(name for name in listing.split() if name.startswith("replica-"))

@@ -22,7 +22,7 @@ from tests.faults.conftest import Tally
 from tests.faults.test_broker_faults import all_exposure_ids
 from tests.faults.test_spool_recovery import spooled_ids
 from tests.support.eventually import eventually
-from tests.support.services import SDK_KEY, client_for, exposure, metric_value
+from tests.support.services import SDK_KEY, client_for, create_running, exposure, metric_value
 
 WORKERS = "2"
 
@@ -74,6 +74,18 @@ def scrape(base_url: str, sample: str, **labels: str) -> float:
         return metric_value(fresh.get("/metrics").text, sample, **labels)
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (the service and its workers: `ServiceProcess`
+    starts each service in a session of its own)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
 def wait_until_every_slot_drained(base_url: str, timeout: float = 60.0) -> None:
     def drained() -> bool:
         return (scrape(base_url, "assay_exposure_spool_records") == 0
@@ -84,20 +96,29 @@ def wait_until_every_slot_drained(base_url: str, timeout: float = 60.0) -> None:
 
 def test_two_workers_share_the_port_count_together_and_lose_nothing(
     redis_server: RedisServer, own_broker: TansuBroker, start_exposure: Callable[..., ServiceProcess],
-    experiment: dict[str, Any],
+    experiment: dict[str, Any], admin: httpx.Client,
 ) -> None:  # fmt: skip
     service = start_exposure(redis_server.url, own_broker.bootstrap, ASSAY_WORKERS=WORKERS)
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=30)
-    assert len(accepted) == 3000
+        # Each worker keeps its own registry cache up to date: an experiment started now is
+        # known to both.
+        later = create_running(admin)
+        accepted += post_through(clients, later["key"], batches=2)
+    assert len(accepted) == 3200
     Tally.of(accepted, all_exposure_ids(own_broker.bootstrap)).report("two workers").assert_exact()
     # Whichever worker takes the scrape, it reports both workers' counts.
     for _ in range(6):
-        assert scrape(service.base_url, "assay_exposure_items_accepted_total", kind="exposure") == 3000
+        assert scrape(service.base_url, "assay_exposure_items_accepted_total", kind="exposure") == 3200
         assert scrape(service.base_url, "assay_http_requests_total", method="POST", route="/v1/exposures",
-                      status="202") == 30  # fmt: skip
+                      status="202") == 32  # fmt: skip
     wait_until_every_slot_drained(service.base_url)
-    service.stop()
+    assert service.process is not None
+    group = service.process.pid
+    assert len(group_members(group)) >= 3  # the supervisor and two workers
+    service.stop()  # SIGTERM to the supervisor: every worker shuts down gracefully
+    assert service.process.returncode == 0
+    eventually(lambda: not group_members(group), 10, message="worker processes outlived the service")
 
 
 def test_each_worker_spools_to_its_own_slot_and_a_restart_replays_both(
