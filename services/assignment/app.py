@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from services.assignment.api import assign, experiments
 from services.assignment.api.fast import AssignFastPath
 from services.assignment.metrics import AssignMetrics
+from services.assignment.redis_link import RedisLink
 from services.assignment.registry import Registry
 from services.assignment.schemas import AssignRequest
 from services.assignment.settings import AssignmentSettings
@@ -31,8 +32,9 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
     redis = connect(settings.redis_url, settings.redis_timeout_ms)
     cache = ConfigCache(redis, refresh_seconds=settings.config_refresh_seconds)
     sticky = RedisStickyResolver(
-        redis, retry_seconds=settings.redis_retry_seconds, cache_size=settings.sticky_cache_size
-    )
+        RedisLink(settings.redis_url, settings.redis_timeout_ms / 1000),
+        retry_seconds=settings.redis_retry_seconds, cache_size=settings.sticky_cache_size,
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +47,7 @@ def create_app(settings: AssignmentSettings | None = None) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            sticky.link.close()
             await redis.aclose()
 
     app = FastAPI(

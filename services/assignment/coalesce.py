@@ -3,8 +3,14 @@
 Concurrent `/v1/assign` requests each need one Redis round trip. Sent one by one, Redis
 calls per second grow with requests per second, and each pays the client library's fixed
 cost. A `TickBatcher` queues the items every caller submits while the loop runs its ready
-callbacks, then hands them all to one `run_batch` call (one pipelined round trip) on the
-next tick and gives each caller back its own slice of the replies.
+callbacks, then hands them all to one batch call (one pipelined round trip) on the next
+tick and gives each caller back its own slice of the replies.
+
+The batch call is either a coroutine function (`run_batch(items) -> replies`, run as a
+task) or a starter (`start_batch(items, deliver, fail)`) that writes the batch at once and
+calls `deliver(replies)` or `fail(error)` later, from whatever reads the replies: the
+callers then resume on the next pass of the loop, without a task in between
+(`services.assignment.redis_link`).
 
 Nothing is merged or reordered: items keep their order, so a batch function that is
 correct for a list of independent items stays correct when the list grows.
@@ -13,22 +19,27 @@ correct for a list of independent items stays correct when the list grows.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Item = TypeVar("Item")
 Reply = TypeVar("Reply")
 RunBatch = Callable[[list[Item]], Awaitable[Sequence[Reply]]]
+StartBatch = Callable[[list[Item], Callable[[Sequence[Reply]], None], Callable[[BaseException], None]], None]
 
 
 class TickBatcher(Generic[Item, Reply]):
-    """`submit(items)` answers `run_batch(items)`; submissions made in the same tick share
-    one `run_batch` call. An exception from that call is raised to every caller in it."""
+    """`submit(items)` answers the batch call for `items`; submissions made in the same tick
+    share one batch call. An exception from that call is raised to every caller in it."""
 
-    def __init__(self, run_batch: RunBatch[Item, Reply]) -> None:
-        self._run_batch = run_batch
+    def __init__(self, batch: RunBatch[Item, Reply] | StartBatch[Item, Reply]) -> None:
+        if inspect.iscoroutinefunction(batch):
+            self._start: StartBatch[Item, Reply] = self._as_task(cast("RunBatch[Item, Reply]", batch))
+        else:
+            self._start = cast("StartBatch[Item, Reply]", batch)
         self._pending: list[tuple[list[Item], asyncio.Future[Sequence[Reply]]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.submissions = 0
 
@@ -36,32 +47,58 @@ class TickBatcher(Generic[Item, Reply]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Sequence[Reply]] = loop.create_future()
         if not self._pending:
-            # The task's first step runs on the next tick, after every callback ready now:
-            # whoever submits before then joins this batch.
-            flush = loop.create_task(self._flush())
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushes.discard)
+            # Runs on the next tick, after every callback ready now: whoever submits before
+            # then joins this batch.
+            loop.call_soon(self._flush)
         self._pending.append((items, future))
         return await future
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         pending, self._pending = self._pending, []
         self.batches += 1
         self.submissions += len(pending)
-        try:
-            replies = await self._run_batch([item for items, _ in pending for item in items])
-        except asyncio.CancelledError:
-            for _, future in pending:
-                future.cancel()
-            raise
-        except Exception as exc:  # handed to the callers, who decide
+        settled = False
+
+        def deliver(replies: Sequence[Reply]) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            start = 0
+            for items, future in pending:
+                end = start + len(items)
+                if not future.done():  # a caller that gave up (client went away) is skipped
+                    future.set_result(replies[start:end])
+                start = end
+
+        def fail(error: BaseException) -> None:  # handed to the callers, who decide
+            nonlocal settled
+            if settled:
+                return
+            settled = True
             for _, future in pending:
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for items, future in pending:
-            end = start + len(items)
-            if not future.done():  # a caller that gave up (client went away) is skipped
-                future.set_result(replies[start:end])
-            start = end
+                    future.set_exception(error)
+
+        try:
+            self._start([item for items, _ in pending for item in items], deliver, fail)
+        except Exception as exc:
+            fail(exc)
+
+    def _as_task(self, run_batch: RunBatch[Item, Reply]) -> StartBatch[Item, Reply]:
+        def start(
+            items: list[Item], deliver: Callable[[Sequence[Reply]], None], fail: Callable[[BaseException], None]
+        ) -> None:
+            async def run() -> None:
+                try:
+                    replies = await run_batch(items)
+                except Exception as exc:
+                    fail(exc)
+                    return
+                deliver(replies)
+
+            task = asyncio.get_running_loop().create_task(run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return start

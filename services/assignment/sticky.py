@@ -6,7 +6,9 @@ atomically, so two concurrent first calls for one unit can never store two varia
 A batch sends one script call per unit in a single pipeline: one round trip. Concurrent
 requests share that too: the lookups of every request that reaches Redis in one event-loop
 tick go out in one pipeline (`coalesce.TickBatcher`), still one atomic script per unit, in
-the order they were asked.
+the order they were asked. The pipelines are written on one lean connection
+(`redis_link.RedisLink`) whose replies resume the callers straight from the read, not on
+redis-py's client, whose reads cost several passes of a busy event loop.
 
 When Redis fails, the store reports "unavailable" and stays away for `retry_seconds`, so
 callers answer by hashing (degraded) at full speed instead of waiting on timeouts.
@@ -18,17 +20,19 @@ and asks Redis only about the rest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import redis.asyncio as aioredis
 from assay.sticky import sticky_key
 from redis.exceptions import NoScriptError, RedisError
 
 from services.assignment.coalesce import TickBatcher
+from services.assignment.redis_link import Deliver, Fail, RedisLink, reply_error
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +100,14 @@ class RedisStickyResolver:
     """The service's sticky assignments: batched, atomic per unit, cached, degrading when
     Redis is away (the SDK's `assay.sticky` stores answer one lookup at a time)."""
 
-    def __init__(self, redis: aioredis.Redis, *, retry_seconds: float, cache_size: int = 200_000) -> None:
-        self.redis = redis
+    def __init__(self, link: RedisLink, *, retry_seconds: float, cache_size: int = 200_000) -> None:
+        self.link = link
         self.retry_seconds = retry_seconds
         self.unavailable_until = 0.0
         self.cache = StoredAssignments(cache_size)
-        self.batcher: TickBatcher[tuple[str, UnitLookups], list[str]] = TickBatcher(self._run)
+        self.batcher: TickBatcher[tuple[str, UnitLookups], list[str]] = TickBatcher(self._start)
         self._sha: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def available(self) -> bool:
@@ -154,26 +159,63 @@ class RedisStickyResolver:
                     self.cache.put(unit_id, lookups[j][0], result.variant)
         return True
 
-    async def _run(self, units: list[tuple[str, UnitLookups]]) -> list[list[str]]:
-        if self._sha is None:
-            self._sha = await self.redis.script_load(RESOLVE_SCRIPT)
-        try:
-            return await self._evaluate(units, self._sha)
-        except NoScriptError:
-            # Redis restarted (or was flushed) since we loaded the script.
-            self._sha = await self.redis.script_load(RESOLVE_SCRIPT)
-            return await self._evaluate(units, self._sha)
+    # --- one batch: written at once when connected, else connect and load the script first ---
 
-    async def _evaluate(self, units: Sequence[tuple[str, UnitLookups]], sha: str) -> list[list[str]]:
-        calls = [(sticky_key(unit_id), _flatten(lookups)) for unit_id, lookups in units]
-        if len(calls) == 1:
-            key, args = calls[0]
-            return [await self.redis.evalsha(sha, 1, key, *args)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, args in calls:
-                pipe.evalsha(sha, 1, key, *args)
-            replies: list[list[str]] = await pipe.execute()
-            return replies
+    def _start(self, units: list[tuple[str, UnitLookups]], deliver: Deliver, fail: Fail) -> None:
+        sha = self._sha
+        if sha is None or not self.link.connected:
+            self._in_task(units, deliver, fail)
+            return
+
+        def settle(replies: list[Any]) -> None:
+            error = _first_error(replies)
+            if error is None:
+                deliver(replies)
+            elif isinstance(error, NoScriptError):  # Redis restarted or was flushed
+                self._sha = None
+                self._in_task(units, deliver, fail)
+            else:
+                fail(error)
+
+        self.link.send(_commands(units, sha), settle, fail)
+
+    def _in_task(self, units: list[tuple[str, UnitLookups]], deliver: Deliver, fail: Fail) -> None:
+        async def run() -> None:
+            try:
+                replies = await self._run(units)
+            except Exception as exc:
+                fail(exc)
+                return
+            deliver(replies)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, units: list[tuple[str, UnitLookups]]) -> list[Any]:
+        for attempt in (1, 2):
+            if self._sha is None:
+                self._sha = str(await self.link.call("SCRIPT", "LOAD", RESOLVE_SCRIPT))
+            replies = await self.link.execute(_commands(units, self._sha))
+            error = _first_error(replies)
+            if error is None:
+                return replies
+            if not isinstance(error, NoScriptError) or attempt == 2:
+                raise error
+            self._sha = None
+        raise AssertionError("unreachable")
+
+
+def _commands(units: Sequence[tuple[str, UnitLookups]], sha: str) -> list[tuple[str | int, ...]]:
+    return [("EVALSHA", sha, 1, sticky_key(unit_id), *_flatten(lookups)) for unit_id, lookups in units]
+
+
+def _first_error(replies: list[Any]) -> RedisError | None:
+    for reply in replies:
+        error = reply_error(reply)
+        if error is not None:
+            return error
+    return None
 
 
 def _flatten(lookups: UnitLookups) -> list[str]:
