@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -24,6 +25,7 @@ log = logging.getLogger("assay.runtime")
 SUPERVISE_SECONDS = 0.5
 QUICK_DEATH_SECONDS = 5.0  # a worker that dies sooner than this counts as a failed start
 QUICK_DEATHS_TO_GIVE_UP = 3
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def tune_garbage_collector() -> None:
@@ -43,13 +45,15 @@ def serve(app: ASGIApp, host: str, port: int, *, graceful_seconds: int = 5) -> N
                 timeout_graceful_shutdown=graceful_seconds)  # fmt: skip
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound with SO_REUSEPORT: each worker has its own, and the kernel spreads new
-    connections over them. (One shared socket lets whichever worker wakes first accept a whole
-    burst of connections: measured, all six of a client's connections on one worker.)"""
+def _listening_socket(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A socket bound with SO_REUSEPORT (`shared`): each worker has its own, and the kernel
+    spreads new connections over them. (One shared socket lets whichever worker wakes first
+    accept a whole burst of connections: measured, all six of a client's connections on one
+    worker.) Unshared, the bind fails while any other socket holds the address."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -58,8 +62,18 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_worker(factory: str, host: str, port: int, graceful_seconds: int) -> None:
+def _die_with(supervisor: int) -> None:
+    """Have Linux send this worker SIGTERM when the supervisor dies, even by SIGKILL: an
+    orphaned worker would go on serving and hold its spool slot against the next start."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # gone before the request took effect
+        raise SystemExit(0)
+
+
+def _run_worker(factory: str, host: str, port: int, graceful_seconds: int, supervisor: int) -> None:
     """One worker process: its own listening socket, uvicorn serving `factory`'s app."""
+    _die_with(supervisor)
     config = uvicorn.Config(factory, factory=True, host=host, port=port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=graceful_seconds)  # fmt: skip
     uvicorn.Server(config).run(sockets=[_listening_socket(host, port)])
@@ -69,7 +83,7 @@ class _Workers:
     """The supervisor's view of its worker processes."""
 
     def __init__(self, factory: str, host: str, port: int, graceful_seconds: int) -> None:
-        self.args = (factory, host, port, graceful_seconds)
+        self.args = (factory, host, port, graceful_seconds, os.getpid())
         self.context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state shared
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self.started: list[float] = []
@@ -122,7 +136,9 @@ def serve_workers(factory: str, host: str, port: int, workers: int, *, graceful_
     so they see the variable at import), and `/metrics`, served by whichever worker takes the
     scrape, adds up all of them. The directory is removed on exit.
     """
-    _listening_socket(host, port).close()  # the address is free (else fail here, clearly)
+    # The address must be free: an unshared bind fails even against another program's
+    # SO_REUSEPORT socket (an old instance still running would otherwise take half the load).
+    _listening_socket(host, port, shared=False).close()
     directory = tempfile.mkdtemp(prefix="assay-prometheus-")
     os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
     stopping = threading.Event()

@@ -175,3 +175,25 @@ def test_a_dead_worker_is_replaced_and_nothing_accepted_is_lost(
     assert scrape(service.base_url, "assay_exposure_items_accepted_total", kind="exposure") == 2000
     assert scrape(service.base_url, "assay_exposure_broker_connected") == 1
     service.stop()
+
+
+def test_workers_stop_with_a_killed_supervisor_and_a_restart_gets_their_slots(
+    redis_server: RedisServer, own_broker: TansuBroker, start_exposure: Callable[..., ServiceProcess],
+    experiment: dict[str, Any], tmp_path: Path,
+) -> None:  # fmt: skip
+    """SIGKILL to the supervisor alone: its workers must not live on as orphans (they would
+    keep serving and hold their spool slots against the next start)."""
+    spool_dir = tmp_path / "spool"
+    service = start_exposure(redis_server.url, own_broker.bootstrap, spool_dir=spool_dir, ASSAY_WORKERS=WORKERS)
+    with one_client_per_worker(service.base_url) as clients:
+        accepted = post_through(clients, experiment["key"], batches=4)
+    assert service.process is not None
+    group = service.process.pid
+    os.kill(group, signal.SIGKILL)  # the supervisor only, not its group
+    service.process.wait(timeout=10)
+    eventually(lambda: not group_members(group), 20, message="workers outlived their supervisor")
+    service.start()  # same spool directory, ASSAY_SPOOL_SLOTS unset: both slots must be free again
+    with one_client_per_worker(service.base_url) as clients:
+        accepted += post_through(clients, experiment["key"], batches=4)
+    Tally.of(accepted, all_exposure_ids(own_broker.bootstrap)).report("supervisor killed").assert_exact()
+    service.stop()

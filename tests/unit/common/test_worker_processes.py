@@ -32,8 +32,12 @@ def test_the_supervisor_gives_up_when_workers_cannot_start() -> None:
     assert "workers keep dying at start-up" in finished.stderr
 
 
-def test_a_taken_address_is_refused_before_any_worker_starts() -> None:
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "so_reuseport"])
+def test_a_taken_address_is_refused_before_any_worker_starts(reuse_port: bool) -> None:
+    """Also against a socket that allows sharing (an old instance still running): the new
+    one must not quietly take half of its connections."""
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         finished = serve_workers_in_a_process("services.exposure.__main__:worker_app", taken.getsockname()[1])
