@@ -52,6 +52,8 @@ RUNNER_VARIABLES = (
     RunnerVariable("ASSAY_METRICS_INTERVAL_SECONDS", "900", "docker-compose",
                    "seconds between runs of the Spark job (`metrics-scheduler`)"),
     RunnerVariable("ASSAY_IMAGE", "assay:latest", "docker-compose", "the image every Assay service runs"),
+    RunnerVariable("ASSAY_EXPOSURE_WORKERS", "1", "docker-compose",
+                   "worker processes per exposure replica (its `ASSAY_WORKERS`)"),
 )  # fmt: skip
 
 
