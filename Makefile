@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install system-packages up down demo check test audit compose-test bench bench-metrics lint clean
 
-$(STAMP): pyproject.toml sdk/python/pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/python/setup.py sdk/python/assay/_speedups.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e sdk/python -e '.[dev,bench]'

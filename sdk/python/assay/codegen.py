@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 import mmh3
@@ -24,6 +24,12 @@ import mmh3
 from assay.bucketing import BUCKETS, LAYER_SEED, TRAFFIC_SEED, VARIANT_SEED
 from assay.decisions import LAYER_EXCLUDED, NOT_IN_TRAFFIC, NOT_TARGETED, Assignment
 from assay.semver import SemverVerdicts
+
+_speedups: ModuleType | None
+try:  # optional: compiled from _speedups.c when the SDK is installed with a C compiler at hand
+    from assay import _speedups
+except ImportError:  # pragma: no cover - the pure-Python build
+    _speedups = None
 
 Decide = Callable[[str, Mapping[str, Any]], Assignment]
 
@@ -163,9 +169,10 @@ def answer_table(variant_ends: tuple[int, ...], variant_keys: tuple[str, ...]) -
 def generate_decide(
     *, overrides: Mapping[str, str], conditions: Sequence[tuple[str, str, Any, Any]], hash_prefix: str,
     traffic_buckets: int, layer_prefix: str | None, layer_range: tuple[int, int] | None,
-    variant_ends: tuple[int, ...], variant_keys: tuple[str, ...],
+    variant_ends: tuple[int, ...], variant_keys: tuple[str, ...], speedups: bool = True,
 ) -> Decide:  # fmt: skip
-    """Decide for a running config; `conditions` are (op, attribute, value, closure).
+    """Decide for a running config; `conditions` are (op, attribute, value, closure). With
+    `speedups` (and the C module built), configs of the commonest shape get `c_decide`.
 
     Two twins are generated: `decide` for plain dicts (subscripts) hands any other mapping to
     `decide_any` (`.get`). The bound values are their globals, the fastest names after locals.
@@ -187,7 +194,31 @@ def generate_decide(
         # Its own copy of the code: the interpreter specializes the copy to this config's globals.
         function.__code__ = function.__code__.replace()
     decide: Decide = namespace["decide"]
+    answers = answer_table(variant_ends, variant_keys)
+    if speedups and not overrides and layer_prefix is None and traffic_buckets >= BUCKETS:
+        return c_decide(plans, hash_prefix, answers, decide) or decide
     return decide
+
+
+def c_decide(
+    plans: Sequence[ConditionPlan], hash_prefix: str, answers: tuple[Assignment, ...], fallback: Decide
+) -> Decide | None:
+    """The same decide in C (`assay._speedups`, when it was compiled) for a config with no
+    overrides, no layer and full traffic whose rules are all string memberships or semver
+    comparisons (the commonest shape); None for any other. Anything but a plain dict of
+    attributes and a plain str unit id goes to `fallback`, the generated Python decide."""
+    if _speedups is None or len(answers) != BUCKETS:
+        return None
+    conditions: list[tuple[int, str, Any]] = []
+    for plan in plans:
+        if plan.op == "in" and all(value.__class__ is str for value in plan.value):
+            conditions.append((_speedups.IN_STR, plan.attribute, plan.value))
+        elif plan.semver is not None:
+            conditions.append((_speedups.SEMVER, plan.attribute, plan.semver))
+        else:
+            return None
+    decider: Decide = _speedups.Decider(tuple(conditions), hash_prefix, mmh3.hash, answers, NOT_TARGETED, fallback)
+    return decider
 
 
 @lru_cache(maxsize=1024)

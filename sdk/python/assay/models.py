@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -150,6 +150,13 @@ class ExperimentConfig(BaseModel):
     def compiled(self) -> CompiledExperiment:
         """Closures, bucket bounds and the generated `decide` for fast evaluation, built once per config."""
         return compile_experiment(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose `compiled` is built afresh: pydantic copies the instance's cached
+        values too, so a copy with other fields would otherwise decide as the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("compiled", None)
+        return copy
 
 
 def is_valid_experiment_key(key: str) -> bool:

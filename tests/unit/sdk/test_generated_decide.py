@@ -206,3 +206,109 @@ def test_semver_verdicts_agree_with_compare_semver_and_stay_bounded() -> None:
         assert len(verdict.known) <= REMEMBERED_VERDICTS
     assert verdict(Tagged("9.9.9")) is True and "9.9.9" not in verdict.known  # only plain strings are remembered
     assert verdict(LooksLike("2.0.0")) is False and verdict(None) is False
+
+
+# --- the C decide (assay._speedups) against the generated Python one ---------------------
+
+MEMBERSHIP_AND_SEMVER = st.one_of(
+    st.builds(lambda attribute, values: {"attribute": attribute, "op": "in", "value": values},
+              st.sampled_from(ATTRIBUTES), st.lists(st.sampled_from(STRINGS), min_size=1, max_size=3)),
+    st.builds(lambda attribute, op, value: {"attribute": attribute, "op": op, "value": value},
+              st.sampled_from(ATTRIBUTES), st.sampled_from([op for op in OPS if op.startswith("semver")]),
+              st.sampled_from(["1.2.3", "2.0.0", "2.0.0-beta", "v3", "1.10"])),
+)  # fmt: skip
+
+
+class Sneaky(dict):  # type: ignore[type-arg]
+    """A dict subclass: the C decide hands it to the Python one."""
+
+
+def both_decides(config: ExperimentConfig) -> tuple[Any, Any]:
+    compiled = config.compiled
+    fields = {"overrides": compiled.overrides, "hash_prefix": compiled.hash_prefix,
+              "traffic_buckets": compiled.traffic_buckets, "layer_prefix": compiled.layer_prefix,
+              "layer_range": compiled.layer_range, "variant_ends": compiled.variant_ends,
+              "variant_keys": compiled.variant_keys,
+              "conditions": [(c.op, c.attribute, c.value, never_called) for c in config.targeting]}  # fmt: skip
+    return generate_decide(**fields, speedups=True), generate_decide(**fields, speedups=False)
+
+
+def outcome(decide: Any, unit_id: Any, attributes: Any) -> Any:
+    try:
+        return decide(unit_id, attributes)
+    except Exception as exc:  # the same error, from either
+        return type(exc)
+
+
+def test_the_c_decide_is_built_here_and_taken_for_the_common_shape_only() -> None:
+    """CI machines have a C compiler: the speedups must be there (else this aim's figure is
+    the pure-Python one without anyone noticing)."""
+    common: dict[str, Any] = {
+        "key": "c", "salt": "c", "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}],
+        "targeting": [{"attribute": "country", "op": "in", "value": ["US"]},
+                      {"attribute": "v", "op": "semver_gte", "value": "2.0.0"}],
+    }  # fmt: skip
+    assert type(ExperimentConfig.model_validate(common).compiled.decide).__name__ == "Decider"
+    for other in ({"overrides": {"u": "a"}}, {"traffic": 0.5}, {"layer": "l", "layer_range": (0, 10)},
+                  {"targeting": [{"attribute": "country", "op": "eq", "value": "US"}]}):  # fmt: skip
+        config = ExperimentConfig.model_validate({**common, **other})
+        assert type(config.compiled.decide).__name__ == "function", other
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(rules=st.lists(MEMBERSHIP_AND_SEMVER, max_size=3), weights=st.sampled_from(WEIGHTS),
+       salt=st.sampled_from(["s", "x'); raise SystemExit #\n\"{}", "ünïcødé"]),
+       units=st.lists(st.tuples(st.one_of(st.sampled_from(UNITS), st.sampled_from([Tagged("u1"), 7, None, "ü"])),
+                                st.dictionaries(st.sampled_from(ATTRIBUTES), attribute_values),
+                                st.sampled_from(["dict", "dict", "dict", "sneaky", "proxy", "defaultdict"])),
+                      min_size=1, max_size=30))  # fmt: skip
+def test_c_decide_answers_as_the_python_one(
+    rules: list[dict[str, Any]], weights: tuple[float, ...], salt: str, units: list[tuple[Any, dict[str, Any], str]]
+) -> None:
+    config = ExperimentConfig.model_validate({
+        "key": "c", "salt": salt, "targeting": rules,
+        "variants": [{"key": f"v{i}", "weight": weight} for i, weight in enumerate(weights)],
+    })  # fmt: skip
+    in_c, in_python = both_decides(config)
+    assert type(in_c).__name__ == "Decider"
+    for unit_id, attributes, shape in units:
+        given_attributes = Sneaky(attributes) if shape == "sneaky" else as_mapping(attributes, shape)
+        assert outcome(in_c, unit_id, given_attributes) == outcome(in_python, unit_id, given_attributes), (
+            unit_id, attributes, shape)  # fmt: skip
+
+
+def test_c_decide_remembers_semver_verdicts_like_the_python_one() -> None:
+    config = ExperimentConfig.model_validate({
+        "key": "c", "salt": "c", "variants": [{"key": "a", "weight": 1.0}, {"key": "b", "weight": 0.0}],
+        "targeting": [{"attribute": "v", "op": "semver_gte", "value": "2.0.0"}],
+    })  # fmt: skip
+    in_c, _ = both_decides(config)
+    for _ in range(3):
+        assert in_c("u", {"v": "2.1.0"}).reason == "hash"
+        assert in_c("u", {"v": "1.0.0"}) == NOT_TARGETED
+        assert in_c("u", {"v": Tagged("2.5.0")}).reason == "hash"
+        assert in_c("u", {"v": LooksLike("2.5.0")}) == NOT_TARGETED
+        assert in_c("u", {}) == NOT_TARGETED
+
+
+def test_c_decide_refuses_malformed_plans() -> None:
+    speedups = pytest.importorskip("assay._speedups")
+    answers = answer_table((BUCKETS,), ("only",))
+    with pytest.raises(TypeError):
+        speedups.Decider(((speedups.IN_STR, "a", ["US"]),), "s:", lambda *a: 0, answers, NOT_TARGETED, print)
+    with pytest.raises(ValueError):
+        speedups.Decider(((9, "a", frozenset()),), "s:", lambda *a: 0, answers, NOT_TARGETED, print)
+    with pytest.raises(TypeError):
+        speedups.Decider((), "s:", lambda *a: 0, (), NOT_TARGETED, print)
+
+
+def test_a_copy_with_other_fields_decides_by_its_own_fields() -> None:
+    """pydantic's model_copy carries cached values along; `compiled` must not be one of them."""
+    config = ExperimentConfig.model_validate({
+        "key": "c", "salt": "c", "variants": [{"key": "a", "weight": 1.0}, {"key": "b", "weight": 0.0}],
+        "targeting": [{"attribute": "country", "op": "in", "value": ["US"]}],
+    })  # fmt: skip
+    assert evaluate(config, "u", {"country": "DE"}) == NOT_TARGETED  # compiled now
+    paused = config.model_copy(update={"status": "paused"})
+    assert evaluate(paused, "u", {"country": "US"}) == NOT_RUNNING
+    assert evaluate(config, "u", {"country": "US"}).reason == "hash"
