@@ -68,8 +68,8 @@ class _Connection(asyncio.Protocol):
         while self.waiting:
             try:
                 reply = self.reader.gets()
-            except hiredis.ProtocolError as exc:
-                self.close(RedisConnectionError(f"Redis sent something that is not RESP: {exc}"))
+            except (hiredis.ProtocolError, UnicodeDecodeError) as exc:  # not RESP, or not UTF-8
+                self.close(RedisConnectionError(f"Redis sent a reply that cannot be read: {exc}"))
                 return
             if reply is False:
                 return

@@ -143,3 +143,20 @@ def test_a_lost_connection_fails_what_waits_and_a_restart_is_reached_again(own_r
             link.close()
 
     assert run(scenario) == "PONG"
+
+
+def test_an_unreadable_reply_fails_the_batch_and_the_next_one_reconnects(redis_server: RedisServer) -> None:
+    """A value that is not UTF-8 cannot be handed over as text: that batch fails as a lost
+    connection would (the sticky store then degrades), and the link reconnects after."""
+
+    async def scenario() -> str:
+        link = RedisLink(redis_server.url, timeout=5)
+        try:
+            await link.call("SET", "link-test-latin1", b"caf\xe9")
+            with pytest.raises(RedisConnectionError, match="cannot be read"):
+                await link.call("GET", "link-test-latin1")
+            return str(await link.call("PING"))
+        finally:
+            link.close()
+
+    assert run(scenario) == "PONG"
