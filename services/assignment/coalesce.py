@@ -25,6 +25,7 @@ from typing import Generic, TypeVar, cast
 
 Item = TypeVar("Item")
 Reply = TypeVar("Reply")
+Result = TypeVar("Result")
 RunBatch = Callable[[list[Item]], Awaitable[Sequence[Reply]]]
 StartBatch = Callable[[list[Item], Callable[[Sequence[Reply]], None], Callable[[BaseException], None]], None]
 
@@ -89,16 +90,26 @@ class TickBatcher(Generic[Item, Reply]):
         def start(
             items: list[Item], deliver: Callable[[Sequence[Reply]], None], fail: Callable[[BaseException], None]
         ) -> None:
-            async def run() -> None:
-                try:
-                    replies = await run_batch(items)
-                except Exception as exc:
-                    fail(exc)
-                    return
-                deliver(replies)
-
-            task = asyncio.get_running_loop().create_task(run())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            settle_in_task(run_batch(items), deliver, fail, self._tasks)
 
         return start
+
+
+def settle_in_task(
+    work: Awaitable[Result], deliver: Callable[[Result], None], fail: Callable[[BaseException], None],
+    running: set[asyncio.Task[None]],
+) -> None:  # fmt: skip
+    """Await `work` in a task of its own (kept in `running` until done), then `deliver` its
+    result or `fail` with its exception: how a starter hands a batch to a coroutine."""
+
+    async def run() -> None:
+        try:
+            result = await work
+        except Exception as exc:
+            fail(exc)
+            return
+        deliver(result)
+
+    task = asyncio.get_running_loop().create_task(run())
+    running.add(task)
+    task.add_done_callback(running.discard)

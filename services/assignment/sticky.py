@@ -31,7 +31,7 @@ from typing import Any
 from assay.sticky import sticky_key
 from redis.exceptions import NoScriptError, RedisError
 
-from services.assignment.coalesce import TickBatcher
+from services.assignment.coalesce import TickBatcher, settle_in_task
 from services.assignment.redis_link import Deliver, Fail, RedisLink, reply_error
 
 log = logging.getLogger(__name__)
@@ -180,17 +180,7 @@ class RedisStickyResolver:
         self.link.send(_commands(units, sha), settle, fail)
 
     def _in_task(self, units: list[tuple[str, UnitLookups]], deliver: Deliver, fail: Fail) -> None:
-        async def run() -> None:
-            try:
-                replies = await self._run(units)
-            except Exception as exc:
-                fail(exc)
-                return
-            deliver(replies)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        settle_in_task(self._run(units), deliver, fail, self._tasks)
 
     async def _run(self, units: list[tuple[str, UnitLookups]]) -> list[Any]:
         for attempt in (1, 2):
