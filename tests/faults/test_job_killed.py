@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +26,9 @@ import pytest
 
 from services.common.catalog import load_catalog
 from services.common.results import ResultsDocument
+from services.metrics.job.runlock import lock_path, run_lock
 from services.metrics.job.state import STAGING_PREFIX, LoadedState, StateStore
+from services.metrics.job.timeline import parse_instant
 from services.metrics.settings import DEFAULT_CATALOG
 from tests.generator import Generated, Record, generate
 from tests.support.eventually import eventually
@@ -353,3 +356,35 @@ def test_reruns_killed_at_any_point_leave_results_and_state_usable(tmp_path: Pat
           f"(from scratch: {from_scratch.finished()['seconds']}s)")  # fmt: skip
     assert comparable(document) == expected != comparable(first_published["latest.json"])
     assert all(comparable(killed) == expected for killed in killed_documents), "a killed run published other numbers"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_run_waits_for_the_one_holding_the_data_directory(tmp_path: Path, jobs: StartJob) -> None:
+    """Two runs over one data directory (the scheduler and a run by hand) never overlap: the
+    second waits for the run lock before it fixes its as-of or reads the lake, so it counts
+    what landed while it waited, and no earlier reading of the lake can replace its document."""
+    data, (early_exposures, early_events), (late_exposures, late_events) = two_waves(23)
+    truth = data.truth
+    data_dir = tmp_path / "assay"
+    lake_dir, results = data_dir / "lake", data_dir / "results" / truth.experiment
+    written = write_lake(lake_dir, early_exposures, early_events)
+    args = ["--experiment", truth.experiment, "--variants", ",".join(VARIANTS)]
+    with run_lock(lock_path(data_dir / "state"), timeout=5) as waited:  # another run at work
+        assert waited < 1
+        waiting = jobs(args, "waiting-job")
+        waiting.wait_for_log('"msg": "waiting for another metrics run to finish"')
+        assert f"pid {os.getpid()}" in waiting.log(), "the waiting run does not name the holder"
+        write_lake(lake_dir, late_exposures, late_events, first_offset=written)  # lands meanwhile
+        assert '"msg": "computing results"' not in waiting.log() and not results.exists()
+        released_us = time.time_ns() // 1000
+    assert waiting.wait() == 0, waiting.log()[-3000:]
+    assert '"msg": "another metrics run finished; this one starts"' in waiting.log()
+    document = json.loads((results / "latest.json").read_bytes())
+    assert parse_instant(document["as_of"]) >= released_us - 1_000_000, "the as-of was fixed while waiting"
+    reference = reference_results(
+        data.exposures, data.events, experiment=truth.experiment, metrics=CATALOG.metrics, variants=VARIANTS,
+        as_of=document["as_of"],
+    )  # fmt: skip
+    assert document["data_quality"] == reference["data_quality"], "the run did not count what landed while it waited"
+    assert_statistics_equal(document["metrics"], reference["metrics"])

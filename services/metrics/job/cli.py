@@ -15,6 +15,7 @@ from services.common.catalog import Catalog, load_catalog
 from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.registry import registered_specs, running_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
+from services.metrics.job.runlock import RunLockAbandoned, RunLockTimeout, lock_path, run_lock
 from services.metrics.job.spark import build_session, wait_for_master
 from services.metrics.job.status import SchedulerStatus, round_finished, round_started, write_status
 from services.metrics.job.timeline import HOUR_US, parse_instant
@@ -65,31 +66,44 @@ def job_options(args: argparse.Namespace, settings: MetricsSettings) -> JobOptio
 
 
 def run_round(
-    args: argparse.Namespace, settings: MetricsSettings, catalog: Catalog, spark: SparkSession
-) -> tuple[int, RunStats]:
+    args: argparse.Namespace, settings: MetricsSettings, catalog: Catalog, spark: SparkSession,
+    stop: threading.Event | None = None,
+) -> tuple[int, RunStats | None]:  # fmt: skip
     """One pass over the requested experiments (one Spark job for all of them); returns how
     many failed (others still publish) and the run's figures (experiments, partitions, files
-    and rows read, seconds, full or incremental), also logged as "metrics run finished"."""
-    options = job_options(args, settings)
-    specs = experiment_specs(args, settings)
-    _, failures, stats = run_experiments(
-        spark, settings.lake_dir, settings.results_path, specs, catalog, options,
-        state_dir=settings.state_path, force_full=getattr(args, "full", False),
-    )  # fmt: skip
+    and rows read, seconds, full or incremental), also logged as "metrics run finished".
+
+    The pass holds the data directory's run lock (`runlock`) from before it fixes its as-of
+    until its state is kept; when another run holds it longer than the round timeout, or the
+    scheduler is stopped while waiting, nothing is computed: one failure, no figures."""
+    try:
+        with run_lock(lock_path(settings.state_path), settings.scheduler_round_timeout_seconds, stop):
+            options = job_options(args, settings)
+            specs = experiment_specs(args, settings)
+            _, failures, stats = run_experiments(
+                spark, settings.lake_dir, settings.results_path, specs, catalog, options,
+                state_dir=settings.state_path, force_full=getattr(args, "full", False),
+            )  # fmt: skip
+    except RunLockTimeout as exc:
+        log.error("metrics run not started", extra={"error": str(exc)})
+        return 1, None
+    except RunLockAbandoned as exc:
+        log.info("metrics run not started", extra={"reason": str(exc)})
+        return 1, None
     return failures, stats
 
 
 def scheduled_round(
     args: argparse.Namespace, settings: MetricsSettings, catalog: Catalog, spark: SparkSession,
-    status: SchedulerStatus | None,
+    status: SchedulerStatus | None, stop: threading.Event | None = None,
 ) -> tuple[int, SchedulerStatus | None]:  # fmt: skip
     """`run_round`, recorded in the status file when running on a schedule."""
     path = settings.scheduler_status_path
     if status is not None:
         status = round_started(path, status, time.time())
-    failures, stats = run_round(args, settings, catalog, spark)
+    failures, stats = run_round(args, settings, catalog, spark, stop)
     if status is not None:
-        status = round_finished(path, status, time.time(), failures, asdict(stats))
+        status = round_finished(path, status, time.time(), failures, asdict(stats) if stats else None)
     return failures, status
 
 
@@ -124,9 +138,9 @@ def run_command(args: argparse.Namespace, settings: MetricsSettings, spark: Spar
         log_level=settings.spark_log_level,
     )  # fmt: skip
     try:
-        failures, status = scheduled_round(args, settings, catalog, session, status)
+        failures, status = scheduled_round(args, settings, catalog, session, status, stop)
         while args.every is not None and not stop.wait(args.every):
-            failures, status = scheduled_round(args, settings, catalog, session, status)
+            failures, status = scheduled_round(args, settings, catalog, session, status, stop)
     finally:
         if spark is None:
             session.stop()
