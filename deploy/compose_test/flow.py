@@ -9,7 +9,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -121,7 +121,13 @@ def without_timestamps(document: bytes) -> bytes:
 
 
 def as_of_now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The next whole second, once it has passed: an as-of after the receipt of everything
+    sent so far. (The current second, truncated, could precede a batch received earlier in
+    that same second, and the job would rightly leave the batch out: a run once counted no
+    conversions because every event had arrived a fraction of a second before as-of.)"""
+    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max((moment - datetime.now(UTC)).total_seconds(), 0) + 0.01)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_document(document: bytes, sent: Sent) -> None:
@@ -130,7 +136,8 @@ def check_document(document: bytes, sent: Sent) -> None:
     assert {key: value["units"] for key, value in parsed["variants"].items()} == sent.units, parsed["variants"]
     conversion = next(metric for metric in parsed["metrics"] if metric["name"] == "conversion")
     sums = {variant["key"]: (variant["n"], variant["sum"]) for variant in conversion["variants"]}
-    assert sums == {key: (sent.units[key], float(sent.conversions[key])) for key in VARIANTS}, sums
+    expected = {key: (sent.units[key], float(sent.conversions[key])) for key in VARIANTS}
+    assert sums == expected, (sums, parsed["as_of"], parsed["data_quality"])
 
 
 def check_scorecard(stack: Stack, sent: Sent) -> dict[str, float]:
