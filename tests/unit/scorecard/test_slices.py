@@ -100,7 +100,11 @@ def test_the_slice_family_is_every_primary_and_secondary_comparison_corrected_to
     p_values = np.array(raw)
     expected = reference(p_values, correction)
     assert [c.p_value for c in corrected] == pytest.approx(list(expected), rel=1e-12)
-    assert [c.significant for c in corrected] == [p < 0.05 for p in expected]
+    # Significance is the corrected p against alpha; a p-value that equals alpha up to the last
+    # bits (BH's p m / k can land on 0.05 exactly) may fall either side in two implementations.
+    decided = [(c.significant, p < 0.05) for c, p in zip(corrected, expected, strict=True)
+               if abs(p - 0.05) > 1e-12 * 0.05]  # fmt: skip
+    assert all(ours == theirs for ours, theirs in decided)
 
 
 def test_the_slice_correction_is_holm_unless_bh_is_asked_for():
