@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from pyspark.errors import ArithmeticException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -247,6 +248,27 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSou
     return counts
 
 
+def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame,
+                      micros: bool | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """`tf.contribution_deltas` over the classified events, collected. In 64-bit millionths
+    when the session runs in ANSI mode (an overflow then raises instead of wrapping), and in
+    decimals otherwise or after such an overflow (values or sums beyond what longs hold):
+    the same rows either way. `micros` forces one way (True still falls back)."""
+    spark = classified.sparkSession
+    if micros is None:
+        micros = str(spark.conf.get("spark.sql.ansi.enabled", "false")).lower() == "true"
+    if micros:
+        increments = tf.metric_increments(classified, segments, kinds, micros=True)
+        try:
+            return [tf.from_micros(row) for row in _rows(
+                tf.contribution_deltas(tf.unit_metric_values(increments, micros=True), micros=True)
+            )]  # fmt: skip
+        except ArithmeticException as exc:
+            log.info("64-bit sums would overflow; computing in decimals", extra={"error": str(exc)[:300]})
+    increments = tf.metric_increments(classified, segments, kinds)
+    return _rows(tf.contribution_deltas(tf.unit_metric_values(increments)))
+
+
 def compute_statistics(
     exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan], options: JobOptions
 ) -> dict[str, tuple[Totals, LatestRows]]:
@@ -263,8 +285,7 @@ def compute_statistics(
     seg_events = tf.in_segment(tf.with_entry_index(exposed, timelines))
     classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics)).persist()
     try:
-        increments = tf.metric_increments(classified, segments, tf.metric_kinds(spark, metrics))
-        deltas = _by_experiment(_rows(tf.contribution_deltas(tf.unit_metric_values(increments))))
+        deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics)))
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
         counts = _quality_counts(segments, classified, events, exposed, timelines, starts, options)
         latest = latest_statistics(exposures, segments, classified, plans)

@@ -22,6 +22,8 @@ summation order: re-running on the same lake gives the same digits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -34,6 +36,15 @@ from services.metrics.job.timeline import DAY_US, HOUR_US, Timeline
 EVENT_VALUE = T.DecimalType(20, 6)  # one event's value (|value| < 1e12 is enforced at ingest)
 UNIT_VALUE = T.DecimalType(28, 6)  # one unit's metric value
 SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
+# The same fixed point as 64-bit integers of millionths (`micros=True` below): Spark keeps
+# decimals wider than 18 digits as objects, longs as longs. Every value is the decimal's
+# unscaled integer and every product is rounded to millionths half away from zero, as Spark
+# rounds decimal(38,6) products, so both give the same digits; with ANSI mode (Spark 4's
+# default) a long that would overflow raises instead of wrapping, and the caller then
+# computes in decimals (`batch.contribution_rows`). Sums over units are taken in two 32-bit
+# halves (`_HI`, `_LO`) that cannot overflow below 2^31 rows and are joined in Python.
+MICROS = 1_000_000
+LOW_BITS = 32
 ATTRIBUTE_ENTRIES = T.ArrayType(
     T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.StringType())])
 )
@@ -295,12 +306,18 @@ def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     return classified.select(*CLASSIFIED)
 
 
-def role_amounts() -> list[Column]:
+def role_amounts(micros: bool = False) -> list[Column]:
     """What a classified event adds to its unit's numerator (`num`), denominator (`den`) and
-    pre-period (`pre`) sums: its value (0 when it has none) or 1 for counting measures."""
-    value = F.coalesce(F.col("value").try_cast(EVENT_VALUE), F.lit(0).cast(EVENT_VALUE))
-    amount = F.when(F.col("use_value"), value).otherwise(F.lit(1).cast(EVENT_VALUE))
-    zero = F.lit(0).cast(EVENT_VALUE)
+    pre-period (`pre`) sums: its value (0 when it has none) or 1 for counting measures
+    (as EVENT_VALUE decimals, or their unscaled longs with `micros`)."""
+    decimal = F.col("value").try_cast(EVENT_VALUE)
+    if micros:  # exact: the decimal times 10^6 is an integer below 10^18 (ingest bounds values)
+        value = F.coalesce((decimal * F.lit(MICROS)).cast("long"), F.lit(0).cast("long"))
+        one, zero = F.lit(MICROS).cast("long"), F.lit(0).cast("long")
+    else:
+        value = F.coalesce(decimal, F.lit(0).cast(EVENT_VALUE))
+        one, zero = F.lit(1).cast(EVENT_VALUE), F.lit(0).cast(EVENT_VALUE)
+    amount = F.when(F.col("use_value"), value).otherwise(one)
 
     def part(condition: Column) -> Column:
         return F.when(condition, amount).otherwise(zero)
@@ -312,12 +329,13 @@ def role_amounts() -> list[Column]:
     ]
 
 
-def unit_value(total: Column) -> Column:
+def unit_value(total: Column, micros: bool = False) -> Column:
     """A unit's metric value from its summed amounts: for proportion metrics 1 when it has any
     matching event, otherwise the sum itself (mean, ratio, and a quantile metric's `sum`)."""
-    one, nothing = F.lit(1).cast(UNIT_VALUE), F.lit(0).cast(UNIT_VALUE)
+    kind = "long" if micros else UNIT_VALUE
+    one, nothing = F.lit(MICROS if micros else 1).cast(kind), F.lit(0).cast(kind)
     any_event = F.when(total > 0, one).otherwise(nothing)
-    return F.when(F.col("kind") == "proportion", any_event).otherwise(total).cast(UNIT_VALUE)
+    return F.when(F.col("kind") == "proportion", any_event).otherwise(total).cast(kind)
 
 
 def unit_vector(y: Column, x: Column, d: Column) -> dict[str, Column]:
@@ -329,15 +347,40 @@ def unit_vector(y: Column, x: Column, d: Column) -> dict[str, Column]:
     }  # fmt: skip
 
 
-def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame) -> DataFrame:
+LONG_FACTOR = 3_037_000_499  # the largest |a| with a * a + MICROS / 2 below 2^63
+
+
+def micro_product(left: str, right: str) -> Column:
+    """left x right of two columns of millionths, in millionths: the exact product rounded
+    half away from zero (Spark's rounding of a decimal(38,6) product). In longs when both are
+    at most LONG_FACTOR (values up to about 3,037), else in decimal(38,0) for that row."""
+    product = f"({left} * {right})"
+    small = f"abs({left}) <= {LONG_FACTOR} AND abs({right}) <= {LONG_FACTOR}"
+    wide = f"CAST(ROUND(CAST({left} AS DECIMAL(19,0)) * CAST({right} AS DECIMAL(19,0)) / {MICROS}, 0) AS BIGINT)"
+    return F.expr(f"CASE WHEN {small} THEN (CASE WHEN {product} >= 0 THEN ({product} + {MICROS // 2}) div {MICROS} "
+                  f"ELSE -(({MICROS // 2} - {product}) div {MICROS}) END) ELSE {wide} END")  # fmt: skip
+
+
+def micro_vector() -> dict[str, Column]:
+    """`unit_vector` of the columns y, x and d held as millionths."""
+    return {
+        "n": F.lit(1), "sum": F.col("y"), "sum_squares": micro_product("y", "y"), "cov_sum": F.col("x"),
+        "cov_sum_squares": micro_product("x", "x"), "cov_sum_products": micro_product("y", "x"),
+        "den_sum": F.col("d"), "den_sum_squares": micro_product("d", "d"),
+        "den_sum_products": micro_product("y", "d"), "cov_den_products": micro_product("d", "x"),
+    }  # fmt: skip
+
+
+def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataFrame,
+                      micros: bool = False) -> DataFrame:  # fmt: skip
     """What each classified event adds to its unit segment's numerator, denominator and
     pre-period sums at entry c, plus a zero row at the start of each segment after a unit's
     first (so a unit whose new segment has no events for a metric takes back what it added in
     the previous one), hash-partitioned by unit: every later grouping and window includes
     `unit_id`, so Spark needs no further exchange until the final per-variant sums. A unit
     without events for a metric has no row (it adds only to `n`: see SUMS)."""
-    zero = F.lit(0).cast(EVENT_VALUE)
-    moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts())
+    zero = F.lit(0).cast("long" if micros else EVENT_VALUE)
+    moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts(micros))
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
     later = segments.where(~F.col("first_segment"))
     starts = later.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
@@ -346,7 +389,7 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     return moved.unionByName(starts).repartition("unit_id")
 
 
-def unit_metric_values(increments: DataFrame) -> DataFrame:
+def unit_metric_values(increments: DataFrame, micros: bool = False) -> DataFrame:
     """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
     anything changed (cumulative within the segment)."""
     merged = increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
@@ -358,30 +401,34 @@ def unit_metric_values(increments: DataFrame) -> DataFrame:
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
     return merged.select(
         "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c",
-        unit_value(num).alias("y"), unit_value(pre).alias("x"), ratio_denominator(den).alias("d"),
+        unit_value(num, micros).alias("y"), unit_value(pre, micros).alias("x"),
+        ratio_denominator(den, micros).alias("d"),
     )  # fmt: skip
 
 
-def ratio_denominator(total: Column) -> Column:
-    return F.when(F.col("kind") == "ratio", total).otherwise(F.lit(0)).cast(UNIT_VALUE)
+def ratio_denominator(total: Column, micros: bool = False) -> Column:
+    return F.when(F.col("kind") == "ratio", total).otherwise(F.lit(0)).cast("long" if micros else UNIT_VALUE)
 
 
-def _contribution(values: DataFrame) -> DataFrame:
-    terms = unit_vector(F.col("y"), F.col("x"), F.col("d"))
-    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(SUM_VALUE).alias(name) for name in SUMS]
+def _contribution(values: DataFrame, micros: bool) -> DataFrame:
+    terms = micro_vector() if micros else unit_vector(F.col("y"), F.col("x"), F.col("d"))
+    kind = "long" if micros else SUM_VALUE
+    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(kind).alias(name) for name in SUMS]
     return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *gated)
 
 
-def contribution_deltas(values: DataFrame) -> DataFrame:
+def contribution_deltas(values: DataFrame, micros: bool = False) -> DataFrame:
     """(experiment, metric, variant, c) -> change of every sufficient statistic but `n` (see
     SUMS) at snapshot c.
 
     A unit whose value changes at c adds its new contribution and takes back its previous
     one (from the variant it was in), so cumulative sums over c give each snapshot exactly.
     Both come from one pass (explode), not from a union that would run the window twice, and
-    in one row (the difference) while the unit stays in its variant.
+    in one row (the difference) while the unit stays in its variant. With `micros` the values
+    are millionths and each sum comes as two columns `<sum>_hi`, `<sum>_lo` (`from_micros`).
     """
-    contribution = _contribution(values)
+    contribution = _contribution(values, micros)
+    kind = "long" if micros else SUM_VALUE
     # A unit's segments cover disjoint ranges of c in order, so (seg_start, c) orders its rows
     # as c does; saying so lets Spark reuse the sort of `unit_metric_values`' window.
     order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("seg_start", "c")
@@ -396,14 +443,29 @@ def contribution_deltas(values: DataFrame) -> DataFrame:
     moved = F.col("prev_variant").isNotNull() & (F.col("prev_variant") != F.col("variant"))
     added = F.struct(
         F.col("variant").alias("variant"),
-        *[F.when(same, F.col(n) - F.col(f"prev_{n}")).otherwise(F.col(n)).cast(SUM_VALUE).alias(n) for n in SUMS],
+        *[F.when(same, F.col(n) - F.col(f"prev_{n}")).otherwise(F.col(n)).cast(kind).alias(n) for n in SUMS],
     )
     taken_back = F.when(moved, F.struct(
-        F.col("prev_variant").alias("variant"), *[(-F.col(f"prev_{n}")).cast(SUM_VALUE).alias(n) for n in SUMS]
+        F.col("prev_variant").alias("variant"), *[(-F.col(f"prev_{n}")).cast(kind).alias(n) for n in SUMS]
     ))  # fmt: skip
     changes = with_previous.select("experiment", "metric", "c", F.explode(F.array(added, taken_back)).alias("change"))
     rows = changes.where(F.col("change").isNotNull()).select("experiment", "metric", "c", "change.*")
-    return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in SUMS])
+    if not micros:
+        return rows.groupBy("experiment", "metric", "variant", "c").agg(*[F.sum(n).alias(n) for n in SUMS])
+    halves = [part for n in SUMS for part in (
+        F.sum(F.shiftright(n, LOW_BITS)).alias(f"{n}_hi"),
+        F.sum(F.col(n).bitwiseAND(F.lit((1 << LOW_BITS) - 1).cast("long"))).alias(f"{n}_lo"),
+    )]  # fmt: skip
+    return rows.groupBy("experiment", "metric", "variant", "c").agg(*halves)
+
+
+def from_micros(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of `contribution_deltas(..., micros=True)` as the decimal path gives it: each sum
+    hi * 2^32 + lo millionths, as a Decimal of scale 6 (the same value and exponent)."""
+    for name in SUMS:
+        sign, digits, _ = Decimal((row.pop(f"{name}_hi") << LOW_BITS) + row.pop(f"{name}_lo")).as_tuple()
+        row[name] = Decimal((sign, digits, -6))  # no context: exact at any width
+    return row
 
 
 def unit_count_deltas(segments: DataFrame) -> DataFrame:
