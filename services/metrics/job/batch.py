@@ -248,6 +248,12 @@ def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSou
     return counts
 
 
+def ansi_mode(spark: SparkSession) -> bool:
+    """Whether integer overflow raises in this session (Spark 4's default). Asked without a
+    default of our own: `conf.get(key, default)` answers that default for a key never set."""
+    return str(spark.conf.get("spark.sql.ansi.enabled")).lower() == "true"
+
+
 def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame,
                       micros: bool | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """`tf.contribution_deltas` over the classified events, collected. In 64-bit millionths
@@ -256,7 +262,7 @@ def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFra
     the same rows either way. `micros` forces one way (True still falls back)."""
     spark = classified.sparkSession
     if micros is None:
-        micros = str(spark.conf.get("spark.sql.ansi.enabled", "false")).lower() == "true"
+        micros = ansi_mode(spark)
     if micros:
         increments = tf.metric_increments(classified, segments, kinds, micros=True)
         try:

@@ -60,6 +60,16 @@ def test_products_round_like_spark_decimals(spark: SparkSession) -> None:
     assert all(row.p * tf.MICROS == rounded_product(row.a, row.b) for row in spark_rows)
 
 
+def test_the_job_computes_in_longs_when_overflow_raises(spark: SparkSession) -> None:
+    assert batch.ansi_mode(spark), "Spark 4 runs in ANSI mode unless told otherwise"
+    spark.conf.set("spark.sql.ansi.enabled", "false")
+    try:
+        assert not batch.ansi_mode(spark)
+    finally:
+        spark.conf.unset("spark.sql.ansi.enabled")
+    assert batch.ansi_mode(spark)
+
+
 def test_sums_in_halves_give_back_any_long() -> None:
     values = [0, 1, -1, 2**31, -(2**31), 2**32 - 1, 2**62 + 12345, -(2**63) + 1, 2**63 - 1]
     row: dict[str, int] = {}
@@ -81,9 +91,9 @@ ORIGINAL_CONTRIBUTION_ROWS = batch.contribution_rows
 
 
 def one_pass(spark: SparkSession, lake_dir: Path, data: Generated, monkeypatch: pytest.MonkeyPatch,
-             micros: bool) -> batch.Pass:  # fmt: skip
+             micros: bool | None) -> batch.Pass:  # fmt: skip
     """The experiment's pass with its contribution rows computed in longs (falling back to
-    decimals on overflow) or in decimals."""
+    decimals on overflow), in decimals, or (None) as the job chooses."""
     with monkeypatch.context() as patched:
         patched.setattr(batch, "contribution_rows", partial(ORIGINAL_CONTRIBUTION_ROWS, micros=micros))
         spec = ExperimentSpec(data.truth.experiment, ("control", "treatment"), ADDITIVE)
@@ -125,6 +135,6 @@ def test_values_beyond_longs_are_computed_in_decimals(spark: SparkSession, tmp_p
     assert snapshots(in_longs, key) == snapshots(one_pass(spark, tmp_path / "rich", data, monkeypatch, False), key)
 
     write_lake(tmp_path / "big", data.exposures, [*data.events, *big])
-    fallen_back = one_pass(spark, tmp_path / "big", data, monkeypatch, True)
+    fallen_back = one_pass(spark, tmp_path / "big", data, monkeypatch, None)  # the job's own choice: longs first
     assert "64-bit sums would overflow; computing in decimals" in caplog.messages
     assert snapshots(fallen_back, key) == snapshots(one_pass(spark, tmp_path / "big", data, monkeypatch, False), key)
