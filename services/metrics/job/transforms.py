@@ -42,7 +42,8 @@ SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
 # rounds decimal(38,6) products, so both give the same digits; with ANSI mode (Spark 4's
 # default) a long that would overflow raises instead of wrapping, and the caller then
 # computes in decimals (`batch.contribution_rows`). Sums over units are taken in two 32-bit
-# halves (`_HI`, `_LO`) that cannot overflow below 2^31 rows and are joined in Python.
+# halves (columns `<sum>_hi`, `<sum>_lo`) that cannot overflow below 2^31 rows and are joined
+# in Python (`from_micros`).
 MICROS = 1_000_000
 LOW_BITS = 32
 ATTRIBUTE_ENTRIES = T.ArrayType(
