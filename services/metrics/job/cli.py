@@ -30,6 +30,14 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def experiment_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    """The experiments named by `--experiment` / `--experiments`; ValueError for a malformed key."""
+    keys = (args.experiment,) if args.experiment else _names(args.experiments) or ()
+    for key in keys:
+        ExperimentSpec(key)
+    return keys
+
+
 def experiment_specs(args: argparse.Namespace, settings: MetricsSettings) -> list[ExperimentSpec]:
     """What to compute this round; ValueError for a malformed experiment key.
 
@@ -39,9 +47,7 @@ def experiment_specs(args: argparse.Namespace, settings: MetricsSettings) -> lis
     timeout_ms = max(settings.redis_timeout_ms, 2000)
     if args.all_running:
         return running_experiments(settings.redis_url, timeout_ms)
-    keys = (args.experiment,) if args.experiment else _names(args.experiments) or ()
-    for key in keys:
-        ExperimentSpec(key)  # a malformed key fails before the registry is asked about it
+    keys = experiment_keys(args)  # a malformed key fails before the registry is asked about it
     registered = registered_specs(settings.redis_url, keys, timeout_ms)
     variants, metrics = _names(args.variants), _names(args.metrics)
     dimensions = _names(getattr(args, "dimensions", None))
@@ -116,7 +122,7 @@ def run_command(args: argparse.Namespace, settings: MetricsSettings, spark: Spar
         return 2
     if not args.all_running:
         try:
-            experiment_specs(args, settings)
+            experiment_keys(args)  # the keys only: the registry is asked once, by the round
         except ValueError as exc:
             log.error("bad experiment key", extra={"error": str(exc)})
             return 2

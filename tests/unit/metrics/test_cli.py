@@ -1,4 +1,4 @@
-"""Command line and registry reading (no Spark session is started by these tests)."""
+"""Command line and registry reading (one test runs a round on the shared Spark session)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from pyspark.sql import SparkSession
 
 from deploy.embedded import RedisServer
 from services.common.registry.keys import EXPERIMENTS
 from services.metrics.__main__ import parse_args
-from services.metrics.job.cli import experiment_specs, run_command
+from services.metrics.job.cli import experiment_keys, experiment_specs, run_command
 from services.metrics.job.registry import running_experiments, running_specs, spec_from_document
 from services.metrics.job.run import ExperimentSpec
 from services.metrics.settings import MetricsSettings
@@ -119,3 +120,17 @@ def test_named_experiments_take_the_registry_definition_and_flags_override_it(tm
     # No registry: the flags are all there is.
     alone = experiment_specs(parse_args(["run", "--experiment", "exp-a"]), settings)
     assert alone == [ExperimentSpec("exp-a")]
+
+
+def test_a_run_asks_the_registry_once(spark: SparkSession, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """Checking the keys before Spark starts does not ask the registry: with none reachable,
+    a run says so once (the round's own question), not twice."""
+    settings = MetricsSettings(env="test", data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    args = parse_args(["run", "--experiment", "exp-a", "--as-of", "2026-11-20T00:00:00Z"])
+    assert experiment_keys(args) == ("exp-a",)
+    with caplog.at_level(logging.INFO, logger="services.metrics.job"):
+        assert run_command(args, settings, spark) == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        "registry not reachable; computing with the command's flags only"
+    ) == 1
