@@ -219,23 +219,32 @@ def scopes_frame(spark: SparkSession, plans: Mapping[str, ExperimentPlan]) -> Da
 
 def event_source(relevant: DataFrame, plans: Mapping[str, ExperimentPlan]) -> EventSource:
     """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource."""
-    scopes = scopes_frame(relevant.sparkSession, plans)
-    distinct = tf.distinct_events(relevant).persist()
-    conflicting = distinct.where(~F.col("consistent")).select("event_id")
+    spark = relevant.sparkSession
+    scopes = scopes_frame(spark, plans)
+    distinct = tf.distinct_events(relevant, shuffle_partitions(spark)).persist()
+    disagreeing = distinct.where(~F.col("consistent")).select("event_id")
+    conflicting = disagreeing.unionByName(tf.ids_across_units(distinct))
     rows = None
+    consistent = distinct.where(F.col("consistent")).drop("consistent")
     if conflicting.limit(1).count():
         rows = tf.first_received(tf.experiment_events(relevant.join(conflicting, "event_id", "left_semi"), scopes))
-    consistent = distinct.where(F.col("consistent")).drop("consistent")
+        consistent = consistent.join(conflicting, "event_id", "left_anti")
     return EventSource(consistent, rows, scopes, distinct)
 
 
-def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSource, exposed: DataFrame,
+def shuffle_partitions(spark: SparkSession) -> int:
+    """The session's `spark.sql.shuffle.partitions`: the events and the segments are both
+    hash-partitioned by unit into this many, so Spark joins them where they are."""
+    return int(str(spark.conf.get("spark.sql.shuffle.partitions")))
+
+
+def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSource, seg_events: DataFrame,
                     timelines: DataFrame, starts: DataFrame, options: JobOptions
                     ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per experiment: the latest snapshot's data-quality counts, in one collect."""
     units = quality.unit_summary(segments)
     used = quality.used_event_summary(classified, timelines, options.late_threshold_us)
-    seen = quality.event_summary(events.scoped(), exposed, starts)
+    seen = quality.event_summary(events.scoped(), seg_events, starts)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
     joined = units.join(used, "experiment", "left").join(seen.select("experiment", nested), "experiment", "left")
     counts: dict[str, dict[str, Any]] = {}
@@ -275,6 +284,14 @@ def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFra
     return _rows(tf.contribution_deltas(tf.unit_metric_values(increments)))
 
 
+def materialized(frame: DataFrame) -> DataFrame:
+    """`frame`, persisted and computed now. Spark knows a cached frame's partitioning (here: by
+    unit) only once it is computed; planned before, every later query would shuffle it again."""
+    frame = frame.persist()
+    frame.count()
+    return frame
+
+
 def compute_statistics(
     exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan], options: JobOptions
 ) -> dict[str, tuple[Totals, LatestRows]]:
@@ -286,17 +303,21 @@ def compute_statistics(
     metrics = {key: plan.metrics for key, plan in plans.items()}
     starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in plans.items()],
                             "experiment string, start_us long")  # fmt: skip
-    segments = tf.unit_segments(tf.with_entry_index(exposures, timelines)).persist()
-    exposed = events.exposed(segments)
-    seg_events = tf.in_segment(tf.with_entry_index(exposed, timelines))
-    classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics)).persist()
+    by_unit = exposures.repartition(shuffle_partitions(spark), "unit_id")
+    segments = materialized(tf.unit_segments(tf.with_entry_index(by_unit, timelines)))
+    seg_events = None
     try:
+        # Persisted rather than the classified rows, which are more (an event feeds several
+        # metrics) and cheap to derive again: the data-quality counts read these as they are.
+        seg_events = materialized(tf.in_segment(tf.with_entry_index(events.exposed(segments), timelines)))
+        classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics))
         deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics)))
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
-        counts = _quality_counts(segments, classified, events, exposed, timelines, starts, options)
+        counts = _quality_counts(segments, classified, events, seg_events, timelines, starts, options)
         latest = latest_statistics(exposures, segments, classified, plans)
     finally:
-        classified.unpersist()
+        if seg_events is not None:
+            seg_events.unpersist()
         segments.unpersist()
     return {
         key: (Totals.collected(deltas.get(key, []), unit_deltas.get(key, []), counts.get(key)),

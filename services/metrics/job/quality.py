@@ -54,9 +54,10 @@ def unit_summary(segments: DataFrame) -> DataFrame:
 def event_summary(scoped: DataFrame, exposed: DataFrame, starts: DataFrame) -> DataFrame:
     """Per experiment: events_without_exposure, events_before_exposure, duplicates,
     watermark_us. `scoped`: one row per (experiment, de-duplicated relevant event); `exposed`:
-    one row per (segment, event) of exposed units; `starts`: (experiment, start_us), the
-    experiment's first exposure. Events without exposure are the experiment's events from its
-    start less those of exposed units, so the scoped rows need no join to the segments."""
+    (segment, event) rows of exposed units, every one of the latest segments'; `starts`:
+    (experiment, start_us), the experiment's first exposure. Events without exposure are the
+    experiment's events from its start less those of exposed units, so the scoped rows need no
+    join to the segments."""
     in_experiment = F.col("ts_us") >= F.col("start_us")
     totals = (
         scoped.join(F.broadcast(starts), "experiment")
@@ -89,8 +90,8 @@ def used_event_summary(classified: DataFrame, timelines: DataFrame, late_thresho
     """Classified event rows -> per experiment: late_events_included, late_after_freeze
     (distinct events); `timelines` gives each experiment's `frozen_days`."""
     used = classified.where(F.col("seg_end").isNull() & F.col("included") & F.col("post"))
-    events = used.select("experiment", "event_id", "ts_us", "received_us", "k_time", "k_received")
-    events = events.dropDuplicates(["experiment", "event_id"]).join(
+    events = used.select("experiment", "unit_id", "event_id", "ts_us", "received_us", "k_time", "k_received")
+    events = events.dropDuplicates(["experiment", "unit_id", "event_id"]).join(
         F.broadcast(timelines.select("experiment", "frozen_days")), "experiment"
     )
     late = (F.col("received_us") - F.col("ts_us")) > late_threshold_us

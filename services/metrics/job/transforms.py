@@ -148,17 +148,32 @@ def experiment_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
 CONTENT = ("name", "ts_us", "unit_id")  # what every copy of one event_id should share
 
 
-def distinct_events(relevant: DataFrame) -> DataFrame:
-    """Relevant event rows -> one row per `event_id` (see `first_received`), plus
-    `consistent`: every copy has the same CONTENT. Hash-partitioned by `unit_id`, so its
-    join to the segments (`exposed_events`) moves only the segments.
+def distinct_events(relevant: DataFrame, partitions: int) -> DataFrame:
+    """Relevant event rows -> one row per (`unit_id`, `event_id`) (see `first_received`), plus
+    `consistent`: every copy has the same name and time. One exchange, by `unit_id` into
+    `partitions`: the de-duplication groups within it and leaves each partition sorted by
+    unit, so the join to the segments (`exposed_events`, partitioned the same way) needs no
+    exchange and no sort of the events, and nothing downstream moves them again.
 
-    For a consistent event every experiment sees all of its copies or none (its scope is by
-    name and event time), so this one de-duplication gives each experiment exactly the winner,
-    `copies` and `last_received_us` of de-duplicating its own rows; inconsistent ones (copies
-    that disagree, never produced by the SDKs) go through `experiment_events` instead."""
-    deduped = first_received(relevant.withColumn("content", F.struct(*CONTENT)), check="content")
-    return deduped.repartition("unit_id")
+    Copies of one event_id under different units land in different groups: `ids_across_units`
+    finds those. For a consistent event (one unit, one content) every experiment sees all of its
+    copies or none (its scope is by name and event time), so this one de-duplication gives each
+    experiment exactly the winner, `copies` and `last_received_us` of de-duplicating its own
+    rows; inconsistent ones (copies that disagree, never produced by the SDKs) go through
+    `experiment_events` instead."""
+    content = F.struct(*[name for name in CONTENT if name != "unit_id"])  # the unit is a key here
+    by_unit = relevant.repartition(partitions, "unit_id").withColumn("content", content)
+    return first_received(by_unit, check="content", keys=("unit_id", "event_id"))
+
+
+def ids_across_units(distinct: DataFrame) -> DataFrame:
+    """`distinct_events` rows -> the event_ids found under more than one unit. Grouped first by
+    a 64-bit hash of the id (an exchange of longs, not of strings); only ids whose hash repeats,
+    normally none, are then compared exactly, so a hash collision costs time, never a result."""
+    hashed = F.xxhash64("event_id")
+    repeated = distinct.groupBy(hashed.alias("id_hash")).count().where(F.col("count") > 1).select("id_hash")
+    candidates = distinct.join(F.broadcast(repeated), hashed == F.col("id_hash"), "left_semi")
+    return candidates.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
 
 
 def scoped_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
@@ -177,15 +192,16 @@ def exposed_events(events: DataFrame, segments: DataFrame, scopes: DataFrame) ->
     return joined.where(F.col("ts_us") >= F.col("since_us")).drop("since_us")
 
 
-def first_received(frame: DataFrame, check: str | None = None) -> DataFrame:
+def first_received(frame: DataFrame, check: str | None = None, keys: Sequence[str] | None = None) -> DataFrame:
     """One row per (`experiment`, `event_id`) (per `event_id` when there is no experiment
-    column): the copy received first wins (ties: Kafka partition, offset).
+    column; per `keys` when given): the copy received first wins (ties: Kafka partition, offset).
 
     Adds `copies` (rows that had this id) and `last_received_us` (latest copy's receipt), and
     with `check` (a column, dropped) `consistent`: every copy has the same value in it.
     """
     order = ["received_us", "kafka_partition", "kafka_offset"]
-    keys = ["experiment", "event_id"] if "experiment" in frame.columns else ["event_id"]
+    if keys is None:
+        keys = ["experiment", "event_id"] if "experiment" in frame.columns else ["event_id"]
     rest = [c for c in frame.columns if c not in (*keys, *order, check)]
     consistent = [] if check is None else [F.min(check).eqNullSafe(F.max(check)).alias("consistent")]
     grouped = frame.groupBy(*keys).agg(
@@ -387,7 +403,7 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     starts = later.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
         *SEGMENT_KEYS, F.col("seg_start").alias("c"), *zeros
     )
-    return moved.unionByName(starts).repartition("unit_id")
+    return moved.unionByName(starts)
 
 
 def unit_metric_values(increments: DataFrame, micros: bool = False) -> DataFrame:

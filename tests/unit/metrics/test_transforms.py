@@ -71,11 +71,48 @@ def test_distinct_events_flags_copies_that_disagree(spark: SparkSession) -> None
         ("unit", "u2", "purchase", 5.0, t(0, 1), t(0, 5)),
         ("once", "u3", "purchase", 1.0, t(0, 1), t(0, 1)),
     ])  # fmt: skip
-    rows = {r["event_id"]: r for r in tf.distinct_events(frame.drop("experiment")).collect()}
+    distinct = tf.distinct_events(frame.drop("experiment"), 3)
+    rows = {(r["unit_id"], r["event_id"]): r for r in distinct.collect()}
     assert {key: row["consistent"] for key, row in rows.items()} == {
-        "same": True, "name": False, "time": False, "unit": False, "once": True,
+        ("u1", "same"): True, ("u1", "name"): False, ("u1", "time"): False, ("u3", "once"): True,
+        ("u1", "unit"): True, ("u2", "unit"): True,  # one copy each: only `ids_across_units` sees them
     }  # fmt: skip
-    assert (rows["same"]["value"], rows["same"]["copies"], rows["same"]["last_received_us"]) == (7.0, 2, t(0, 3))
+    same = rows[("u1", "same")]
+    assert (same["value"], same["copies"], same["last_received_us"]) == (7.0, 2, t(0, 3))
+    assert [r["event_id"] for r in tf.ids_across_units(distinct).collect()] == ["unit"]
+
+
+def test_distinct_events_are_partitioned_by_unit_and_sorted_for_the_join(spark: SparkSession) -> None:
+    """The events reach the join to the segments where they are: no exchange, no sort of them."""
+    frame = events(spark, [(f"e{i}", f"u{i % 7}", "purchase", 1.0, t(0, 1), t(0, 1 + i % 3)) for i in range(50)])
+    distinct = tf.distinct_events(frame.drop("experiment"), 4).persist()
+    try:
+        assert distinct.rdd.getNumPartitions() == 4
+        partitions = distinct.rdd.glom().collect()
+        homes: dict[str, set[int]] = {}
+        for index, partition in enumerate(partitions):
+            keys = [(row["unit_id"], row["event_id"]) for row in partition]
+            assert keys == sorted(keys)
+            for unit, _ in keys:
+                homes.setdefault(unit, set()).add(index)
+        assert len(homes) == 7 and all(len(found) == 1 for found in homes.values())
+    finally:
+        distinct.unpersist()
+
+
+def test_ids_across_units_finds_every_id_under_two_units_or_more(spark: SparkSession) -> None:
+    frame = events(spark, [
+        ("two", "u1", "purchase", 1.0, t(0, 1), t(0, 1)),
+        ("two", "u2", "purchase", 1.0, t(0, 1), t(0, 1)),
+        ("three", "u1", "purchase", 1.0, t(0, 1), t(0, 1)),
+        ("three", "u2", "purchase", 1.0, t(0, 1), t(0, 2)),
+        ("three", "u3", "purchase", 1.0, t(0, 1), t(0, 3)),
+        ("retried", "u4", "purchase", 1.0, t(0, 1), t(0, 1)),
+        ("retried", "u4", "purchase", 1.0, t(0, 1), t(0, 2)),
+        ("alone", "u5", "purchase", 1.0, t(0, 1), t(0, 1)),
+    ])  # fmt: skip
+    found = tf.ids_across_units(tf.distinct_events(frame.drop("experiment"), 2))
+    assert sorted(r["event_id"] for r in found.collect()) == ["three", "two"]
 
 
 def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) -> None:
