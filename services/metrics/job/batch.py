@@ -147,7 +147,7 @@ class EventSource:
     """The events of a pass, read and de-duplicated once (see `load_events`)."""
 
     distinct: DataFrame  # persisted: one row per event_id whose copies agree, by unit
-    conflicting: DataFrame | None  # (experiment, event) rows of events whose copies disagree
+    conflicting: DataFrame | None  # (experiment, event) rows of events whose copies disagree (`tf.conflicting_rows`)
     scopes: DataFrame  # experiment -> (name, since_us)
     cached: DataFrame | None  # what `load_events` persisted (`release` unpersists it)
 
@@ -221,14 +221,16 @@ def event_source(relevant: DataFrame, plans: Mapping[str, ExperimentPlan]) -> Ev
     """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource."""
     spark = relevant.sparkSession
     scopes = scopes_frame(spark, plans)
-    distinct = tf.distinct_events(relevant, shuffle_partitions(spark)).persist()
-    disagreeing = distinct.where(~F.col("consistent")).select("event_id")
-    conflicting = disagreeing.unionByName(tf.ids_across_units(distinct))
+    partitions = shuffle_partitions(spark)
+    distinct = tf.distinct_events(relevant, partitions).persist()
+    disagreeing = distinct.where(~F.col("consistent")).select("id_hash")
+    conflicting = disagreeing.unionByName(tf.hashes_across_units(distinct, 4 * partitions))
     rows = None
     consistent = distinct.where(F.col("consistent")).drop("consistent")
     if conflicting.limit(1).count():
-        rows = tf.first_received(tf.experiment_events(relevant.join(conflicting, "event_id", "left_semi"), scopes))
-        consistent = consistent.join(conflicting, "event_id", "left_anti")
+        hashes = conflicting.distinct()
+        rows = tf.conflicting_rows(relevant, hashes, scopes)
+        consistent = consistent.join(F.broadcast(hashes), "id_hash", "left_anti")
     return EventSource(consistent, rows, scopes, distinct)
 
 
@@ -238,15 +240,15 @@ def shuffle_partitions(spark: SparkSession) -> int:
     return int(str(spark.conf.get("spark.sql.shuffle.partitions")))
 
 
-def _quality_counts(segments: DataFrame, classified: DataFrame, events: EventSource, seg_events: DataFrame,
+def _quality_counts(segments: DataFrame, seg_events: DataFrame, events: EventSource, uses: DataFrame,
                     timelines: DataFrame, starts: DataFrame, options: JobOptions
                     ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per experiment: the latest snapshot's data-quality counts, in one collect."""
     units = quality.unit_summary(segments)
-    used = quality.used_event_summary(classified, timelines, options.late_threshold_us)
-    seen = quality.event_summary(events.scoped(), seg_events, starts)
+    latest = quality.latest_event_summary(seg_events, starts, uses, timelines, options.late_threshold_us)
+    seen = quality.event_summary(quality.scoped_summary(events.scoped(), starts), latest)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
-    joined = units.join(used, "experiment", "left").join(seen.select("experiment", nested), "experiment", "left")
+    joined = units.join(seen.select("experiment", *NO_USED_EVENTS, nested), "experiment", "left")
     counts: dict[str, dict[str, Any]] = {}
     for row in _rows(joined):
         key, events_row = str(row.pop("experiment")), row.pop("events")
@@ -309,11 +311,12 @@ def compute_statistics(
     try:
         # Persisted rather than the classified rows, which are more (an event feeds several
         # metrics) and cheap to derive again: the data-quality counts read these as they are.
-        seg_events = materialized(tf.in_segment(tf.with_entry_index(events.exposed(segments), timelines)))
-        classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics))
+        seg_events = materialized(tf.segment_event_rows(tf.with_entry_index(events.exposed(segments), timelines)))
+        roles = tf.metric_roles(spark, metrics)
+        classified = tf.classify_events(seg_events, roles)
         deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics)))
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
-        counts = _quality_counts(segments, classified, events, seg_events, timelines, starts, options)
+        counts = _quality_counts(segments, seg_events, events, tf.event_uses(roles), timelines, starts, options)
         latest = latest_statistics(exposures, segments, classified, plans)
     finally:
         if seg_events is not None:

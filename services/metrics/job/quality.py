@@ -51,15 +51,12 @@ def unit_summary(segments: DataFrame) -> DataFrame:
     )
 
 
-def event_summary(scoped: DataFrame, exposed: DataFrame, starts: DataFrame) -> DataFrame:
-    """Per experiment: events_without_exposure, events_before_exposure, duplicates,
-    watermark_us. `scoped`: one row per (experiment, de-duplicated relevant event); `exposed`:
-    (segment, event) rows of exposed units, every one of the latest segments'; `starts`:
-    (experiment, start_us), the experiment's first exposure. Events without exposure are the
-    experiment's events from its start less those of exposed units, so the scoped rows need no
-    join to the segments."""
+def scoped_summary(scoped: DataFrame, starts: DataFrame) -> DataFrame:
+    """Per experiment: `in_experiment`, its de-duplicated relevant events at or after its first
+    exposure (exposed units or not), and their watermark_us. `scoped`: one row per
+    (experiment, de-duplicated relevant event); `starts`: (experiment, start_us)."""
     in_experiment = F.col("ts_us") >= F.col("start_us")
-    totals = (
+    return (
         scoped.join(F.broadcast(starts), "experiment")
         .groupBy("experiment")
         .agg(
@@ -67,36 +64,47 @@ def event_summary(scoped: DataFrame, exposed: DataFrame, starts: DataFrame) -> D
             F.max("last_received_us").alias("watermark_us"),
         )
     )
-    latest = exposed.where(F.col("seg_end").isNull()).join(F.broadcast(starts), "experiment")
-    before = in_experiment & (F.col("ts_us") < F.col("first_us"))
-    seen = latest.groupBy("experiment").agg(
-        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("exposed_in_experiment"),
-        F.coalesce(_count_when(before), F.lit(0)).alias("events_before_exposure"),
-        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
+
+
+def latest_event_summary(seg_events: DataFrame, starts: DataFrame, uses: DataFrame, timelines: DataFrame,
+                         late_threshold_us: int) -> DataFrame:  # fmt: skip
+    """(segment, event) rows of exposed units -> per experiment, over its latest snapshot's
+    events (one row each: a unit has one latest segment): `exposed_in_experiment`,
+    events_before_exposure, duplicates, and of the events counted in a metric for an analysed
+    unit (see `transforms.event_uses`), late_events_included and late_after_freeze. One
+    aggregation over the rows as they are (no join to the segments, no de-duplication)."""
+    latest = (
+        seg_events.where(F.col("seg_end").isNull())
+        .join(F.broadcast(starts), "experiment")
+        .join(F.broadcast(uses), ["experiment", "name"], "left")
+        .join(F.broadcast(timelines.select("experiment", "frozen_days")), "experiment")
     )
-    joined = totals.join(seen, "experiment", "left")
+    ts, first = F.col("ts_us"), F.col("first_us")
+    in_experiment = ts >= F.col("start_us")
+    in_window = F.coalesce(F.col("unbounded"), F.lit(False)) | (ts < first + F.col("window_us"))
+    used = F.col("included") & (ts >= first) & F.coalesce(in_window, F.lit(False))
+    late = (F.col("received_us") - ts) > late_threshold_us
+    after_freeze = (F.col("k_time") < F.col("frozen_days")) & (F.col("k_received") > F.col("k_time"))
+    return latest.groupBy("experiment").agg(
+        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("exposed_in_experiment"),
+        F.coalesce(_count_when(in_experiment & (ts < first)), F.lit(0)).alias("events_before_exposure"),
+        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
+        F.coalesce(_count_when(used & late), F.lit(0)).alias("late_events_included"),
+        F.coalesce(_count_when(used & after_freeze), F.lit(0)).alias("late_after_freeze"),
+    )
+
+
+def event_summary(scoped: DataFrame, latest: DataFrame) -> DataFrame:
+    """`scoped_summary` and `latest_event_summary` -> per experiment: events_without_exposure
+    (its events from its start less those of exposed units, so the scoped rows need no join
+    to the segments), events_before_exposure, duplicates, watermark_us, late_events_included,
+    late_after_freeze."""
+    joined = scoped.join(latest, "experiment", "left")
+    zero = F.lit(0)
     return joined.select(
         "experiment",
-        (F.col("in_experiment") - F.coalesce(F.col("exposed_in_experiment"), F.lit(0))).alias(
-            "events_without_exposure"
-        ),
-        F.coalesce(F.col("events_before_exposure"), F.lit(0)).alias("events_before_exposure"),
-        F.coalesce(F.col("duplicates"), F.lit(0)).alias("duplicates"),
+        (F.col("in_experiment") - F.coalesce(F.col("exposed_in_experiment"), zero)).alias("events_without_exposure"),
+        *[F.coalesce(F.col(name), zero).alias(name) for name in (
+            "events_before_exposure", "duplicates", "late_events_included", "late_after_freeze")],
         "watermark_us",
-    )
-
-
-def used_event_summary(classified: DataFrame, timelines: DataFrame, late_threshold_us: int) -> DataFrame:
-    """Classified event rows -> per experiment: late_events_included, late_after_freeze
-    (distinct events); `timelines` gives each experiment's `frozen_days`."""
-    used = classified.where(F.col("seg_end").isNull() & F.col("included") & F.col("post"))
-    events = used.select("experiment", "unit_id", "event_id", "ts_us", "received_us", "k_time", "k_received")
-    events = events.dropDuplicates(["experiment", "unit_id", "event_id"]).join(
-        F.broadcast(timelines.select("experiment", "frozen_days")), "experiment"
-    )
-    late = (F.col("received_us") - F.col("ts_us")) > late_threshold_us
-    after_freeze = (F.col("k_time") < F.col("frozen_days")) & (F.col("k_received") > F.col("k_time"))
-    return events.groupBy("experiment").agg(
-        F.coalesce(_count_when(late), F.lit(0)).alias("late_events_included"),
-        F.coalesce(_count_when(after_freeze), F.lit(0)).alias("late_after_freeze"),
-    )
+    )  # fmt: skip

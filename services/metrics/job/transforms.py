@@ -146,41 +146,59 @@ def experiment_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
 
 
 CONTENT = ("name", "ts_us", "unit_id")  # what every copy of one event_id should share
+# What a de-duplicated event carries on (the pass persists these): `id_hash` stands for the
+# event_id, which nothing after de-duplication compares (see `conflicting_rows`).
+DISTINCT_EVENT = ("unit_id", "id_hash", "name", "value", "ts_us", "received_us", "copies", "last_received_us")
+
+
+def id_hash() -> Column:
+    """A 64-bit hash of `event_id`."""
+    return F.xxhash64("event_id")
 
 
 def distinct_events(relevant: DataFrame, partitions: int) -> DataFrame:
-    """Relevant event rows -> one row per (`unit_id`, `event_id`) (see `first_received`), plus
-    `consistent`: every copy has the same name and time. One exchange, by `unit_id` into
-    `partitions`: the de-duplication groups within it and leaves each partition sorted by
-    unit, so the join to the segments (`exposed_events`, partitioned the same way) needs no
-    exchange and no sort of the events, and nothing downstream moves them again.
+    """Relevant event rows -> one row per (`unit_id`, `event_id`) (see `first_received`) with
+    the DISTINCT_EVENT columns, plus `consistent`: every copy has the same name and time. One
+    exchange, by `unit_id` into `partitions`: the de-duplication groups within it and leaves
+    each partition sorted by unit, so the join to the segments (`exposed_events`, partitioned
+    the same way) needs no exchange and no sort of the events, and nothing downstream moves
+    them again.
 
-    Copies of one event_id under different units land in different groups: `ids_across_units`
-    finds those. For a consistent event (one unit, one content) every experiment sees all of its
-    copies or none (its scope is by name and event time), so this one de-duplication gives each
-    experiment exactly the winner, `copies` and `last_received_us` of de-duplicating its own
-    rows; inconsistent ones (copies that disagree, never produced by the SDKs) go through
-    `experiment_events` instead."""
+    Copies of one event_id under different units land in different groups:
+    `hashes_across_units` finds those. For a consistent event (one unit, one content) every
+    experiment sees all of its copies or none (its scope is by name and event time), so this
+    one de-duplication gives each experiment exactly the winner, `copies` and
+    `last_received_us` of de-duplicating its own rows; inconsistent ones (copies that
+    disagree, never produced by the SDKs) go through `conflicting_rows` instead."""
     content = F.struct(*[name for name in CONTENT if name != "unit_id"])  # the unit is a key here
     by_unit = relevant.repartition(partitions, "unit_id").withColumn("content", content)
-    return first_received(by_unit, check="content", keys=("unit_id", "event_id"))
+    deduped = first_received(by_unit, check="content", keys=("unit_id", "event_id"))
+    return deduped.withColumn("id_hash", id_hash()).select(*DISTINCT_EVENT, "consistent")
 
 
-def ids_across_units(distinct: DataFrame) -> DataFrame:
-    """`distinct_events` rows -> the event_ids found under more than one unit. Grouped first by
-    a 64-bit hash of the id (an exchange of longs, not of strings); only ids whose hash repeats,
-    normally none, are then compared exactly, so a hash collision costs time, never a result."""
-    hashed = F.xxhash64("event_id")
-    repeated = distinct.groupBy(hashed.alias("id_hash")).count().where(F.col("count") > 1).select("id_hash")
-    candidates = distinct.join(F.broadcast(repeated), hashed == F.col("id_hash"), "left_semi")
-    return candidates.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
+def hashes_across_units(distinct: DataFrame, partitions: int) -> DataFrame:
+    """`distinct_events` rows -> the `id_hash` values found under more than one unit: every
+    event_id under two units or more, and any two ids whose hashes collide (those lose only
+    time: `conflicting_rows` de-duplicates them exactly). An exchange of longs, not strings,
+    into `partitions`, enough that each hash map stays small."""
+    by_hash = distinct.select("id_hash").repartition(partitions, "id_hash")
+    return by_hash.groupBy("id_hash").count().where(F.col("count") > 1).select("id_hash")
+
+
+def conflicting_rows(relevant: DataFrame, hashes: DataFrame, scopes: DataFrame) -> DataFrame:
+    """Relevant event rows whose `id_hash` is one of `hashes` -> de-duplicated per experiment
+    by event_id, as in a run of its own (exact for any event, whatever its copies say), with
+    `experiment` and the DISTINCT_EVENT columns."""
+    rows = relevant.join(F.broadcast(hashes), id_hash() == F.col("id_hash"), "left_semi")
+    deduped = first_received(experiment_events(rows, scopes))
+    return deduped.withColumn("id_hash", id_hash()).select("experiment", *DISTINCT_EVENT)
 
 
 def scoped_events(events: DataFrame, scopes: DataFrame) -> DataFrame:
     """De-duplicated events (no `experiment`) -> one row per experiment whose scope holds the
     event (its names; event time from its start): a narrow broadcast join, no exchange."""
     rows = events.join(F.broadcast(scopes), "name").where(F.col("ts_us") >= F.col("since_us"))
-    return rows.select("experiment", *EVENT_COLUMNS, "copies", "last_received_us")
+    return rows.select("experiment", *DISTINCT_EVENT)
 
 
 def exposed_events(events: DataFrame, segments: DataFrame, scopes: DataFrame) -> DataFrame:
@@ -277,10 +295,20 @@ def segment_events(events: DataFrame, segments: DataFrame) -> DataFrame:
     return in_segment(events.join(segments, ["experiment", "unit_id"]))
 
 
+# What later steps read of a (segment, event) row (the pass persists only these).
+SEGMENT_EVENT = ("experiment", "unit_id", "name", "value", "ts_us", "received_us", "copies", "seg_start", "seg_end",
+                 "first_us", "variant", "included", "k_time", "k_received", "c")  # fmt: skip
+
+
 def in_segment(joined: DataFrame) -> DataFrame:
     """(segment, event) rows with `k` -> those whose entry `c` falls inside the segment."""
     rows = joined.withColumn("c", F.greatest("k", "seg_start"))
     return rows.where(F.col("seg_end").isNull() | (F.col("c") < F.col("seg_end")))
+
+
+def segment_event_rows(joined: DataFrame) -> DataFrame:
+    """`in_segment`, keeping the SEGMENT_EVENT columns."""
+    return in_segment(joined).select(*SEGMENT_EVENT)
 
 
 def metric_roles(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefinition]]) -> DataFrame:
@@ -307,8 +335,7 @@ def metric_kinds(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefin
 
 # What later steps read of a classified row (the pass persists only these).
 CLASSIFIED = ("experiment", "unit_id", "metric", "kind", "seg_start", "seg_end", "variant", "included", "c",
-              "event_id", "value", "ts_us", "received_us", "k_time", "k_received", "role", "use_value", "post",
-              "pre")  # fmt: skip
+              "value", "role", "use_value", "post", "pre")  # fmt: skip
 
 
 def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
@@ -321,6 +348,16 @@ def classify_events(seg_events: DataFrame, roles: DataFrame) -> DataFrame:
     pre = (ts >= first - F.col("lookback_us")) & (ts < first) & (F.col("role") == "num")
     classified = rows.withColumn("post", post).withColumn("pre", pre).where(F.col("post") | F.col("pre"))
     return classified.select(*CLASSIFIED)
+
+
+def event_uses(roles: DataFrame) -> DataFrame:
+    """`metric_roles` -> (experiment, name, unbounded, window_us): the widest metric window an
+    event of that name can count in (`unbounded`: some metric has none). An event counts in a
+    metric of its unit's latest snapshot exactly when its time falls inside that window from
+    the unit's first exposure (`classify_events`' `post` for some role)."""
+    return roles.groupBy("experiment", "name").agg(
+        F.max(F.col("window_us").isNull()).alias("unbounded"), F.max("window_us").alias("window_us")
+    )
 
 
 def role_amounts(micros: bool = False) -> list[Column]:

@@ -20,8 +20,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from services.common.catalog import parse_catalog
+from services.metrics.job import transforms as tf
 from services.metrics.job.batch import RunStats, run_experiments
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import HOUR_US, parse_instant
@@ -96,6 +98,20 @@ def together(spark: SparkSession, lake: Path, options: JobOptions,
     _, failures, stats = run_experiments(spark, lake, results, SPECS, CATALOG, options)
     assert failures == 0
     return results, stats
+
+
+def test_event_ids_whose_hashes_collide_cost_time_not_results(
+    spark: SparkSession, lake: Path, options: JobOptions, together: tuple[Path, RunStats], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Every event_id hashed alike, as if all of them collided: every event is then
+    de-duplicated per experiment by its id (`tf.conflicting_rows`), and every document is
+    still the one the pass publishes with real hashes."""
+    monkeypatch.setattr(tf, "id_hash", lambda: F.lit(7).cast("long"))
+    _, failures, _ = run_experiments(spark, lake, tmp_path, SPECS, CATALOG, options)
+    assert failures == 0
+    for spec in SPECS:
+        assert published(tmp_path, spec.key) == published(together[0], spec.key), spec.key
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[spec.key for spec in SPECS])

@@ -72,14 +72,21 @@ def test_distinct_events_flags_copies_that_disagree(spark: SparkSession) -> None
         ("once", "u3", "purchase", 1.0, t(0, 1), t(0, 1)),
     ])  # fmt: skip
     distinct = tf.distinct_events(frame.drop("experiment"), 3)
-    rows = {(r["unit_id"], r["event_id"]): r for r in distinct.collect()}
+    ids = event_ids(spark, ["same", "name", "time", "unit", "once"])
+    rows = {(r["unit_id"], ids[r["id_hash"]]): r for r in distinct.collect()}
     assert {key: row["consistent"] for key, row in rows.items()} == {
         ("u1", "same"): True, ("u1", "name"): False, ("u1", "time"): False, ("u3", "once"): True,
-        ("u1", "unit"): True, ("u2", "unit"): True,  # one copy each: only `ids_across_units` sees them
+        ("u1", "unit"): True, ("u2", "unit"): True,  # one copy each: only `hashes_across_units` sees them
     }  # fmt: skip
     same = rows[("u1", "same")]
     assert (same["value"], same["copies"], same["last_received_us"]) == (7.0, 2, t(0, 3))
-    assert [r["event_id"] for r in tf.ids_across_units(distinct).collect()] == ["unit"]
+    assert [ids[r["id_hash"]] for r in tf.hashes_across_units(distinct, 2).collect()] == ["unit"]
+
+
+def event_ids(spark: SparkSession, ids: Sequence[str]) -> dict[int, str]:
+    """id_hash -> event_id, for these ids."""
+    frame = spark.createDataFrame([(i,) for i in ids], "event_id string")
+    return {row["h"]: row["event_id"] for row in frame.select("event_id", tf.id_hash().alias("h")).collect()}
 
 
 def test_distinct_events_are_partitioned_by_unit_and_sorted_for_the_join(spark: SparkSession) -> None:
@@ -88,19 +95,18 @@ def test_distinct_events_are_partitioned_by_unit_and_sorted_for_the_join(spark: 
     distinct = tf.distinct_events(frame.drop("experiment"), 4).persist()
     try:
         assert distinct.rdd.getNumPartitions() == 4
-        partitions = distinct.rdd.glom().collect()
         homes: dict[str, set[int]] = {}
-        for index, partition in enumerate(partitions):
-            keys = [(row["unit_id"], row["event_id"]) for row in partition]
-            assert keys == sorted(keys)
-            for unit, _ in keys:
+        for index, partition in enumerate(distinct.rdd.glom().collect()):
+            units = [row["unit_id"] for row in partition]
+            assert units == sorted(units)
+            for unit in units:
                 homes.setdefault(unit, set()).add(index)
         assert len(homes) == 7 and all(len(found) == 1 for found in homes.values())
     finally:
         distinct.unpersist()
 
 
-def test_ids_across_units_finds_every_id_under_two_units_or_more(spark: SparkSession) -> None:
+def test_hashes_across_units_finds_every_id_under_two_units_or_more(spark: SparkSession) -> None:
     frame = events(spark, [
         ("two", "u1", "purchase", 1.0, t(0, 1), t(0, 1)),
         ("two", "u2", "purchase", 1.0, t(0, 1), t(0, 1)),
@@ -111,8 +117,27 @@ def test_ids_across_units_finds_every_id_under_two_units_or_more(spark: SparkSes
         ("retried", "u4", "purchase", 1.0, t(0, 1), t(0, 2)),
         ("alone", "u5", "purchase", 1.0, t(0, 1), t(0, 1)),
     ])  # fmt: skip
-    found = tf.ids_across_units(tf.distinct_events(frame.drop("experiment"), 2))
-    assert sorted(r["event_id"] for r in found.collect()) == ["three", "two"]
+    found = tf.hashes_across_units(tf.distinct_events(frame.drop("experiment"), 2), 3)
+    ids = event_ids(spark, ["two", "three", "retried", "alone"])
+    assert sorted(ids[r["id_hash"]] for r in found.collect()) == ["three", "two"]
+
+
+def test_conflicting_rows_are_de_duplicated_per_experiment_by_event_id(spark: SparkSession) -> None:
+    """Whatever brings an id there (copies that disagree, or a hash it shares with another id),
+    each experiment gets the first-received copy of each event_id in its scope."""
+    frame = events(spark, [
+        ("a", "u1", "purchase", 1.0, t(0, 1), t(0, 2)),
+        ("a", "u2", "purchase", 2.0, t(0, 1), t(0, 1)),  # received first: wins, with its unit
+        ("b", "u3", "purchase", 3.0, t(0, 1), t(0, 1)),
+        ("c", "u4", "purchase", 4.0, t(0, 1), t(0, 1)),  # not among the hashes
+    ]).drop("experiment")  # fmt: skip
+    ids = event_ids(spark, ["a", "b", "c"])
+    hashes = spark.createDataFrame([(h,) for h, i in ids.items() if i != "c"], "id_hash long")
+    scopes = tf.event_scopes(spark, {EXPERIMENT: (["purchase"], t(-1))})
+    rows = {ids[r["id_hash"]]: r for r in tf.conflicting_rows(frame, hashes, scopes).collect()}
+    assert {key: (r["experiment"], r["unit_id"], r["value"], r["copies"]) for key, r in rows.items()} == {
+        "a": (EXPERIMENT, "u2", 2.0, 2), "b": (EXPERIMENT, "u3", 3.0, 1),
+    }  # fmt: skip
 
 
 def test_entry_index_takes_the_later_of_time_and_receipt(spark: SparkSession) -> None:
@@ -176,17 +201,18 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
     timeline = Timeline.build(t(2), t(5), LATENESS)
     segments = tf.unit_segments(entry_index(exposures(spark, [("x", "u", "control", t(2), t(2))]), timeline))
     first = t(2)
-    frame = events(spark, [
+    names = ["at-first", "window-last", "window-end", "pre-last", "pre-first", "pre-before"]
+    frame = events(spark, [  # the value tells them apart
         ("at-first", "u", "purchase", 1.0, first, first),
-        ("window-last", "u", "purchase", 1.0, first + 24 * HOUR_US - 1, first),
-        ("window-end", "u", "purchase", 1.0, first + 24 * HOUR_US, first),
-        ("pre-last", "u", "purchase", 1.0, first - 1, first),
-        ("pre-first", "u", "purchase", 1.0, first - DAY_US, first),
-        ("pre-before", "u", "purchase", 1.0, first - DAY_US - 1, first),
+        ("window-last", "u", "purchase", 2.0, first + 24 * HOUR_US - 1, first),
+        ("window-end", "u", "purchase", 3.0, first + 24 * HOUR_US, first),
+        ("pre-last", "u", "purchase", 4.0, first - 1, first),
+        ("pre-first", "u", "purchase", 5.0, first - DAY_US, first),
+        ("pre-before", "u", "purchase", 6.0, first - DAY_US - 1, first),
     ])  # fmt: skip
     seg_events = tf.segment_events(entry_index(frame, timeline), segments)
     classified = tf.classify_events(seg_events, tf.metric_roles(spark, {EXPERIMENT: CATALOG.metrics[:1]}))
-    got = {r["event_id"]: (r["post"], r["pre"]) for r in classified.collect()}
+    got = {names[int(r["value"]) - 1]: (r["post"], r["pre"]) for r in classified.collect()}
     assert got == {
         "at-first": (True, False), "window-last": (True, False), "pre-last": (False, True),
         "pre-first": (False, True),
