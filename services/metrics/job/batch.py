@@ -309,9 +309,12 @@ def compute_statistics(
     segments = materialized(tf.unit_segments(tf.with_entry_index(by_unit, timelines)))
     seg_events = None
     try:
-        # Persisted rather than the classified rows, which are more (an event feeds several
-        # metrics) and cheap to derive again: the data-quality counts read these as they are.
-        seg_events = materialized(tf.segment_event_rows(tf.with_entry_index(events.exposed(segments), timelines)))
+        # The (segment, event) rows: the deltas and the data-quality counts each join them
+        # again from the persisted events (measured: as fast as persisting them, in less
+        # memory); when the slices and quantile blocks read them too, they are persisted.
+        seg_events = tf.segment_event_rows(tf.with_entry_index(events.exposed(segments), timelines))
+        if any(plan.dimensions or plan.quantile_metrics for plan in plans.values()):
+            seg_events = materialized(seg_events)
         roles = tf.metric_roles(spark, metrics)
         classified = tf.classify_events(seg_events, roles)
         deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics)))
