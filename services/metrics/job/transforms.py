@@ -3,9 +3,14 @@
 Pipeline (names are the functions below):
     lake rows -> with_micros -> experiment_exposures -> first_received -> with_entry_index
     -> unit_segments (exposures); relevant_events -> distinct_events -> exposed_events (joined
-    by unit to the segments; `experiment_events` + `first_received` for copies that disagree)
-    -> with_entry_index -> in_segment -> classify_events -> metric_increments
+    by unit to the segments; `conflicting_rows` for ids whose copies disagree or whose hashes
+    repeat) -> with_entry_index -> segment_event_rows -> classify_events -> metric_increments
     -> unit_metric_values -> contribution_deltas
+
+The events and the segments are hash-partitioned by `unit_id` into the same number of
+partitions (`distinct_events`; the caller partitions the exposures), and every later grouping
+and window key includes `unit_id`, so after the events' one exchange nothing moves until the
+per-variant sums.
 
 One pass computes any number of experiments: every frame from `experiment_exposures` and
 `exposed_events` on carries `experiment`, every grouping and window key includes it, and
