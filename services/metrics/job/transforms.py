@@ -300,7 +300,7 @@ def segment_events(events: DataFrame, segments: DataFrame) -> DataFrame:
     return in_segment(events.join(segments, ["experiment", "unit_id"]))
 
 
-# What later steps read of a (segment, event) row (the pass persists only these).
+# What later steps read of a (segment, event) row (and all a persisted one holds).
 SEGMENT_EVENT = ("experiment", "unit_id", "name", "value", "ts_us", "received_us", "copies", "seg_start", "seg_end",
                  "first_us", "variant", "included", "k_time", "k_received", "c")  # fmt: skip
 
@@ -338,7 +338,7 @@ def metric_kinds(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefin
     return local_frame(spark, rows, "experiment string, metric string, kind string")
 
 
-# What later steps read of a classified row (the pass persists only these).
+# What later steps read of a classified row.
 CLASSIFIED = ("experiment", "unit_id", "metric", "kind", "seg_start", "seg_end", "variant", "included", "c",
               "value", "role", "use_value", "post", "pre")  # fmt: skip
 
@@ -435,9 +435,10 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     """What each classified event adds to its unit segment's numerator, denominator and
     pre-period sums at entry c, plus a zero row at the start of each segment after a unit's
     first (so a unit whose new segment has no events for a metric takes back what it added in
-    the previous one), hash-partitioned by unit: every later grouping and window includes
-    `unit_id`, so Spark needs no further exchange until the final per-variant sums. A unit
-    without events for a metric has no row (it adds only to `n`: see SUMS)."""
+    the previous one). Both come hash-partitioned by unit (the events' and the segments'
+    layout), and every later grouping and window includes `unit_id`, so Spark needs no
+    exchange until the final per-variant sums. A unit without events for a metric has no row
+    (it adds only to `n`: see SUMS)."""
     zero = F.lit(0).cast("long" if micros else EVENT_VALUE)
     moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts(micros))
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
