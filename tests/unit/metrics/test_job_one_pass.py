@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from services.common.catalog import parse_catalog
@@ -108,8 +108,17 @@ def test_event_ids_whose_hashes_collide_cost_time_not_results(
     de-duplicated per experiment by its id (`tf.conflicting_rows`), and every document is
     still the one the pass publishes with real hashes."""
     monkeypatch.setattr(tf, "id_hash", lambda: F.lit(7).cast("long"))
+    hashes_seen: list[int] = []
+    conflicting_rows = tf.conflicting_rows
+
+    def recorded(relevant: DataFrame, hashes: DataFrame, scopes: DataFrame) -> DataFrame:
+        hashes_seen.extend(row["id_hash"] for row in hashes.collect())
+        return conflicting_rows(relevant, hashes, scopes)
+
+    monkeypatch.setattr(tf, "conflicting_rows", recorded)
     _, failures, _ = run_experiments(spark, lake, tmp_path, SPECS, CATALOG, options)
     assert failures == 0
+    assert hashes_seen == [7]  # every event took the exact path
     for spec in SPECS:
         assert published(tmp_path, spec.key) == published(together[0], spec.key), spec.key
 
