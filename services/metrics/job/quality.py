@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 
 def _count_when(condition: F.Column) -> F.Column:
+    """Rows where `condition` holds; never null in a grouped aggregation (a group has rows)."""
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
@@ -36,7 +37,7 @@ def exposure_summary(exposures: DataFrame) -> DataFrame:
     return exposures.groupBy("experiment").agg(
         F.count(F.lit(1)).alias("exposures"),
         F.sort_array(F.collect_set("variant")).alias("variants"),
-        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
+        F.sum(F.col("copies") - 1).alias("duplicates"),
         F.min("ts_us").alias("first_us"),
         F.max("last_received_us").alias("watermark_us"),
         *checked,
@@ -46,8 +47,8 @@ def exposure_summary(exposures: DataFrame) -> DataFrame:
 def unit_summary(segments: DataFrame) -> DataFrame:
     latest = segments.where(F.col("seg_end").isNull())
     return latest.groupBy("experiment").agg(
-        F.coalesce(_count_when(F.col("included")), F.lit(0)).alias("units"),
-        F.coalesce(_count_when(~F.col("included")), F.lit(0)).alias("multiple_variant_units"),
+        _count_when(F.col("included")).alias("units"),
+        _count_when(~F.col("included")).alias("multiple_variant_units"),
     )
 
 
@@ -60,7 +61,7 @@ def scoped_summary(scoped: DataFrame, starts: DataFrame) -> DataFrame:
         scoped.join(F.broadcast(starts), "experiment")
         .groupBy("experiment")
         .agg(
-            F.coalesce(_count_when(in_experiment), F.lit(0)).alias("in_experiment"),
+            _count_when(in_experiment).alias("in_experiment"),
             F.max("last_received_us").alias("watermark_us"),
         )
     )
@@ -86,11 +87,11 @@ def latest_event_summary(seg_events: DataFrame, starts: DataFrame, uses: DataFra
     late = (F.col("received_us") - ts) > late_threshold_us
     after_freeze = (F.col("k_time") < F.col("frozen_days")) & (F.col("k_received") > F.col("k_time"))
     return latest.groupBy("experiment").agg(
-        F.coalesce(_count_when(in_experiment), F.lit(0)).alias("exposed_in_experiment"),
-        F.coalesce(_count_when(in_experiment & (ts < first)), F.lit(0)).alias("events_before_exposure"),
-        F.coalesce(F.sum(F.col("copies") - 1), F.lit(0)).alias("duplicates"),
-        F.coalesce(_count_when(used & late), F.lit(0)).alias("late_events_included"),
-        F.coalesce(_count_when(used & after_freeze), F.lit(0)).alias("late_after_freeze"),
+        _count_when(in_experiment).alias("exposed_in_experiment"),
+        _count_when(in_experiment & (ts < first)).alias("events_before_exposure"),
+        F.sum(F.col("copies") - 1).alias("duplicates"),
+        _count_when(used & late).alias("late_events_included"),
+        _count_when(used & after_freeze).alias("late_after_freeze"),
     )
 
 

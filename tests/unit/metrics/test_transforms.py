@@ -90,7 +90,8 @@ def event_ids(spark: SparkSession, ids: Sequence[str]) -> dict[int, str]:
 
 
 def test_distinct_events_are_partitioned_by_unit_and_sorted_for_the_join(spark: SparkSession) -> None:
-    """The events reach the join to the segments where they are: no exchange, no sort of them."""
+    """The layout the join to the segments relies on (no exchange, no sort of the events):
+    every unit in one partition, each partition sorted by unit."""
     frame = events(spark, [(f"e{i}", f"u{i % 7}", "purchase", 1.0, t(0, 1), t(0, 1 + i % 3)) for i in range(50)])
     distinct = tf.distinct_events(frame.drop("experiment"), 4).persist()
     try:
