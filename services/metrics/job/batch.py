@@ -13,12 +13,10 @@ when any experiment has dimensions or quantile metrics, the latest slices and qu
 blocks of all of them (see `latest`). Each experiment's numbers are exactly those of a run
 of its own.
 
-Incremental reruns (see `incremental` and `unitstate`): with a state directory, a rerun reads
-only the rows the kept run did not, updates the units whose new rows are only new events from
-their kept per-unit rows, recomputes the other changed units from the lake (twice: as they are
-now, and as the kept run saw them), and updates the kept totals; anything that would make that
-inexact sends the experiment back to a full recompute, logged with the reason and counted in
-RunStats.
+Incremental reruns (see `incremental`): with a state directory, a rerun recomputes only the
+units whose rows changed since the kept run (twice: as they are now, and as the kept run saw
+them) and updates the kept totals; anything that would make that inexact sends the
+experiment back to a full recompute, logged with the reason and counted in RunStats.
 """
 
 from __future__ import annotations

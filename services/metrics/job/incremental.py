@@ -17,10 +17,6 @@ its as-of, restricted to the affected units, give exactly what they contributed 
 state is therefore small (the totals, a few hundred rows per experiment), and both views of
 the affected units go through the same code as a full run.
 
-With the per-unit state (`unitstate`), most affected units skip both recomputations: a unit
-whose new rows are only events it never had takes "then" from its kept per-unit rows and "now"
-from the same rows plus the new events' increments, so no old event is read again.
-
 Exactness conditions, each checked, each sending the experiment back to a full recompute
 (`batch.compute_pass` logs and counts why):
 - the timeline is the kept one (same first exposure, latest day and frozen days): a row's
