@@ -109,7 +109,7 @@ def test_late_rows_updated_when_they_enter_from_the_horizon_on(
 def test_unreadable_per_unit_state_recomputes_changed_units_from_the_lake(
     spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for path in (_current(kept) / us.UNITS_DIR).rglob("*.parquet"):
+    for path in (_current(kept) / us.UNITS_DIR).glob("*.parquet"):
         path.write_bytes(b"not parquet")
     (unit,) = units_of("inc-a", 1)
     at = DAY + timedelta(hours=6, minutes=10)
