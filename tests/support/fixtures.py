@@ -65,12 +65,10 @@ def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One SparkSession for the whole session: local[2], two shuffle partitions, no UI, and the
-    job's default driver memory (a rerun holds more broadcast hash tables at once than a full
-    pass, each at least one 32 MB memory page; 1g ran out)."""
+    """One SparkSession for the whole session: local[2], two shuffle partitions, no UI."""
     from services.metrics.job.spark import build_session  # Spark starts only for the tests that use it
 
-    session = build_session("local[2]", app_name="assay-metrics-tests", shuffle_partitions=2, driver_memory="2g")
+    session = build_session("local[2]", app_name="assay-metrics-tests", shuffle_partitions=2, driver_memory="1g")
     yield session
     session.stop()
 
