@@ -631,9 +631,7 @@ def _split(exposures: DataFrame, new_exposures: DataFrame, new_events: DataFrame
     since_us = min(plan.since_us for plan in plans.values())
     relevant = tf.relevant_events(new_events, names, since_us, options.as_of_us)
     new = tf.distinct_events(relevant, partitions).persist()
-    # An inner join, so Spark can build its hash table from whichever side is smaller (a semi
-    # join builds from the kept hashes, which grow with the lake).
-    seen = us.read_hashes(spark, state.directory).join(new.select("id_hash", "unit_id"), "id_hash")
+    seen = new.join(us.read_hashes(spark, state.directory), "id_hash", "left_semi")
     repeated = new.join(tf.hashes_across_units(new, partitions), "id_hash", "left_semi")
     suspects = [seen, repeated, new.where(~F.col("consistent")), new_exposures]
     hard = suspects[0].select("unit_id")
@@ -669,10 +667,10 @@ def _additive(
     roles = tf.metric_roles(spark, {key: plan.metrics for key, plan in steps.items()})
     increments = tf.event_increments(tf.classify_events(seg_events, roles), micros=True)
     kept_units = us.read_units(spark, state.directory, keys)
-    old = materialized(kept_units.join(touched, "unit_id", "left_semi"))
+    old = kept_units.join(touched, "unit_id", "left_semi")
     updated = materialized(tf.merged_increments(old.unionByName(increments.select(*us.UNIT_COLUMNS))))
     try:
-        then = _by_experiment(micro_deltas(old))
+        then = _by_experiment(micro_deltas(old, merged_rows=False))
         now = _by_experiment(micro_deltas(updated))
         starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in steps.items()],
                                 "experiment string, start_us long")  # fmt: skip
@@ -682,15 +680,10 @@ def _additive(
         source = EventSource(easy, None, scopes_frame(spark, steps), None)
         summary = quality.event_summary(quality.scoped_summary(source.scoped(), starts), latest)
         counts = {str(row.pop("experiment")): _event_counts(row) for row in _rows(summary)}
-        replaced = touched.unionByName(hard)
-        if tables.carry(state.directory, replaced):
-            tables.add_hashes(split.new)
-        else:
-            tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
-            tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
+        tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
+        tables.add_units(kept_units.join(touched.unionByName(hard), "unit_id", "left_anti"))
         tables.add_units(updated)
     finally:
-        old.unpersist()
         updated.unpersist()
     result = {
         key: kept[key].totals.updated(Totals.collected(now.get(key, []), [], counts.get(key)),

@@ -28,7 +28,6 @@ the kept run read it, additive too.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,53 +67,23 @@ def horizon_rows(merged: DataFrame, horizons: DataFrame) -> DataFrame:
     return tf.merged_increments(rows.select(*UNIT_COLUMNS)).select(*UNIT_COLUMNS)
 
 
-MAX_LAYERS = 8  # a rerun adds a layer of changed units' rows; past this many it rewrites them all
-
-
 @dataclass
 class UnitTables:
     """Where a pass writes its per-unit tables (a staging directory) and whether they are whole:
     a part that could not be written (the decimal path, an overflow) leaves the state without
-    them, and the next rerun recomputes its units from the lake.
-
-    `units/` is a stack of layers `units/<n>/rows` (n = 0, 1, ...): layer 0 holds every unit's
-    rows, and each later one, written by a rerun, the rows of the units listed in its
-    `units/<n>/replaced`, which replace theirs in every earlier layer (`read_units`). A rerun
-    that changes a fifth of the units therefore writes a fifth of the rows; the earlier
-    layers, like the kept hashes, are hard links to the previous version's files."""
+    them, and the next rerun recomputes its units from the lake."""
 
     staging: Path
     complete: bool = True
     written: set[str] = field(default_factory=set)
-    layer: int = 0
 
     def add_units(self, frame: DataFrame) -> None:
-        target = self.staging / UNITS_DIR / f"{self.layer:04d}" / "rows"
-        frame.select(*UNIT_COLUMNS).write.mode("append").parquet(str(target))
+        frame.select(*UNIT_COLUMNS).write.mode("append").parquet(str(self.staging / UNITS_DIR))
         self.written.add(UNITS_DIR)
 
     def add_hashes(self, frame: DataFrame) -> None:
         frame.select("id_hash").write.mode("append").parquet(str(self.staging / HASHES_DIR))
         self.written.add(HASHES_DIR)
-
-    def carry(self, previous: Path, replaced: DataFrame) -> bool:
-        """Link the previous version's layers and hashes here and open a new layer replacing
-        the `replaced` units (a frame of `unit_id`); False (nothing done) when the previous
-        version already has MAX_LAYERS layers: then the caller rewrites the rows."""
-        layers = _layers(previous)
-        if len(layers) >= MAX_LAYERS:
-            return False
-        for name in (UNITS_DIR, HASHES_DIR):
-            for path in (previous / name).rglob("*.parquet"):
-                target = self.staging / path.relative_to(previous)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, target)
-        self.layer = len(layers)
-        replaced.select("unit_id").distinct().write.parquet(
-            str(self.staging / UNITS_DIR / f"{self.layer:04d}" / "replaced")
-        )
-        self.written.update((UNITS_DIR, HASHES_DIR))
-        return True
 
     def incomplete(self, why: str) -> None:
         if self.complete:
@@ -129,48 +98,23 @@ class UnitTables:
                 shutil.rmtree(self.staging / name, ignore_errors=True)
 
 
-def _layers(directory: Path) -> list[Path]:
-    units = directory / UNITS_DIR
-    return sorted(path for path in units.iterdir() if path.is_dir()) if units.is_dir() else []
-
-
 def usable(directory: Path) -> str | None:
-    """Why the kept per-unit tables cannot be read (None: they can): both present, layers
-    numbered from 0 without a gap, and every Parquet footer readable."""
-    layers = _layers(directory)
-    if not layers or not (directory / HASHES_DIR).is_dir():
-        return "no per-unit state"
-    if [path.name for path in layers] != [f"{n:04d}" for n in range(len(layers))]:
-        return "per-unit state unreadable: its layers are not numbered 0, 1, ..."
-    try:
-        for name in (UNITS_DIR, HASHES_DIR):
-            for path in (directory / name).rglob("*.parquet"):
+    """Why the kept per-unit tables cannot be read (None: they can): both present, and every
+    Parquet footer readable."""
+    for name in (UNITS_DIR, HASHES_DIR):
+        table = directory / name
+        if not table.is_dir():
+            return f"no per-unit state ({name})"
+        try:
+            for path in table.glob("*.parquet"):
                 pq.read_metadata(path)
-    except (OSError, ValueError) as exc:
-        return f"per-unit state unreadable: {type(exc).__name__}: {str(exc)[:200]}"
+        except (OSError, ValueError) as exc:
+            return f"per-unit state unreadable: {type(exc).__name__}: {str(exc)[:200]}"
     return None
 
 
 def read_units(spark: SparkSession, directory: Path, keys: list[str]) -> DataFrame:
-    """The kept rows of these experiments: each unit's from the last layer that has it."""
-    layers = _layers(directory)
-    rows = spark.read.schema(UNIT_DDL).parquet(str(layers[0] / "rows"))
-    if len(layers) > 1:
-        tagged = rows.withColumn("layer", F.lit(0))
-        replaced = None
-        for index, layer in enumerate(layers[1:], start=1):
-            found = spark.read.schema(UNIT_DDL).parquet(str(layer / "rows")).withColumn("layer", F.lit(index))
-            tagged = tagged.unionByName(found)
-            units = spark.read.schema("unit_id string").parquet(str(layer / "replaced"))
-            units = units.withColumn("last", F.lit(index))
-            replaced = units if replaced is None else replaced.unionByName(units)
-        assert replaced is not None
-        last = replaced.groupBy("unit_id").agg(F.max("last").alias("last"))
-        rows = (
-            tagged.join(F.broadcast(last), "unit_id", "left")
-            .where(F.col("layer") == F.coalesce(F.col("last"), F.lit(0)))
-            .select(*UNIT_COLUMNS)
-        )
+    rows = spark.read.schema(UNIT_DDL).parquet(str(directory / UNITS_DIR))
     return rows.where(F.col("experiment").isin(keys))
 
 

@@ -150,22 +150,3 @@ def test_horizon_rows_give_every_value_from_the_horizon_on(spark: SparkSession) 
     assert values(kept) == values(merged)
     assert sorted((r.unit_id, r.c) for r in kept.collect()) == [
         ("u1", 3), ("u1", 5), ("u2", 3), ("u2", 4), ("u2", 6)]  # fmt: skip
-
-
-def test_a_rerun_past_the_last_layer_rewrites_the_rows(tmp_path: Path) -> None:
-    """A state with MAX_LAYERS layers is not stacked on: `carry` declines (the caller then
-    rewrites every kept row into one layer), and nothing is linked into the staging."""
-    previous, staging = tmp_path / "v-old", tmp_path / "staging"
-    for n in range(us.MAX_LAYERS):
-        (previous / us.UNITS_DIR / f"{n:04d}" / "rows").mkdir(parents=True)
-    staging.mkdir()
-    tables = us.UnitTables(staging)
-    assert not tables.carry(previous, None)  # type: ignore[arg-type]  # declined before the frame is read
-    assert list(staging.iterdir()) == [] and tables.layer == 0
-
-
-def test_layers_must_be_numbered_without_a_gap(tmp_path: Path) -> None:
-    for name in ("0000", "0002"):
-        (tmp_path / us.UNITS_DIR / name / "rows").mkdir(parents=True)
-    (tmp_path / us.HASHES_DIR).mkdir()
-    assert (us.usable(tmp_path) or "").startswith("per-unit state unreadable: its layers")
