@@ -13,10 +13,12 @@ when any experiment has dimensions or quantile metrics, the latest slices and qu
 blocks of all of them (see `latest`). Each experiment's numbers are exactly those of a run
 of its own.
 
-Incremental reruns (see `incremental`): with a state directory, a rerun recomputes only the
-units whose rows changed since the kept run (twice: as they are now, and as the kept run saw
-them) and updates the kept totals; anything that would make that inexact sends the
-experiment back to a full recompute, logged with the reason and counted in RunStats.
+Incremental reruns (see `incremental` and `unitstate`): with a state directory, a rerun reads
+only the rows the kept run did not, updates the units whose new rows are only new events from
+their kept per-unit rows, recomputes the other changed units from the lake (twice: as they are
+now, and as the kept run saw them), and updates the kept totals; anything that would make that
+inexact sends the experiment back to a full recompute, logged with the reason and counted in
+RunStats.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from services.metrics.job import incremental, io, quality
 from services.metrics.job import latest as lt
 from services.metrics.job import state as st
 from services.metrics.job import transforms as tf
+from services.metrics.job import unitstate as us
 from services.metrics.job.document import LatestRows, accumulate
 from services.metrics.job.incremental import KeptExperiment, Totals
 from services.metrics.job.run import Computation, ExperimentSpec, JobOptions, build_document, data_quality
@@ -265,23 +268,38 @@ def ansi_mode(spark: SparkSession) -> bool:
     return str(spark.conf.get("spark.sql.ansi.enabled")).lower() == "true"
 
 
-def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame,
-                      micros: bool | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def micro_deltas(merged: DataFrame, merged_rows: bool = True) -> list[dict[str, Any]]:
+    """`tf.contribution_deltas` of merged increments in millionths, collected as decimals
+    (`merged_rows` False: increments not yet one row per key)."""
+    values = tf.unit_metric_values(merged, micros=True, merged=merged_rows)
+    return [tf.from_micros(row) for row in _rows(tf.contribution_deltas(values, micros=True))]
+
+
+def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame, micros: bool | None = None,
+                      keep: Callable[[DataFrame], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """`tf.contribution_deltas` over the classified events, collected. In 64-bit millionths
     when the session runs in ANSI mode (an overflow then raises instead of wrapping), and in
     decimals otherwise or after such an overflow (values or sums beyond what longs hold):
-    the same rows either way. `micros` forces one way (True still falls back)."""
+    the same rows either way. `micros` forces one way (True still falls back). `keep` gets
+    the merged increments (millionths) once their deltas are collected; never on the decimal
+    path."""
     spark = classified.sparkSession
     if micros is None:
         micros = ansi_mode(spark)
     if micros:
         increments = tf.metric_increments(classified, segments, kinds, micros=True)
+        merged = tf.merged_increments(increments)
         try:
-            return [tf.from_micros(row) for row in _rows(
-                tf.contribution_deltas(tf.unit_metric_values(increments, micros=True), micros=True)
-            )]  # fmt: skip
+            if keep is None:
+                return micro_deltas(merged)
+            merged = materialized(merged)
+            rows = micro_deltas(merged)
+            keep(merged)
+            return rows
         except ArithmeticException as exc:
             log.info("64-bit sums would overflow; computing in decimals", extra={"error": str(exc)[:300]})
+        finally:
+            merged.unpersist()
     increments = tf.metric_increments(classified, segments, kinds)
     return _rows(tf.contribution_deltas(tf.unit_metric_values(increments)))
 
@@ -295,11 +313,16 @@ def materialized(frame: DataFrame) -> DataFrame:
 
 
 def compute_statistics(
-    exposures: DataFrame, events: EventSource, plans: Mapping[str, ExperimentPlan], options: JobOptions
+    exposures: DataFrame,
+    events: EventSource,
+    plans: Mapping[str, ExperimentPlan],
+    options: JobOptions,
+    tables: us.UnitTables | None = None,
 ) -> dict[str, tuple[Totals, LatestRows]]:
     """De-duplicated exposures (with `experiment`) and the pass's events -> per experiment:
     its additive totals (per-snapshot changes of the statistics and units, the latest
-    data-quality counts) and the latest slices and quantile blocks."""
+    data-quality counts) and the latest slices and quantile blocks. With `tables`, the units'
+    rows from each experiment's horizon on are written there (see `unitstate`)."""
     spark = exposures.sparkSession
     timelines = tf.timeline_frame(spark, {key: plan.timeline for key, plan in plans.items()})
     metrics = {key: plan.metrics for key, plan in plans.items()}
@@ -317,7 +340,10 @@ def compute_statistics(
             seg_events = materialized(seg_events)
         roles = tf.metric_roles(spark, metrics)
         classified = tf.classify_events(seg_events, roles)
-        deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics)))
+        keep, written = _unit_writer(tables, us.horizon_frame(spark, {k: p.timeline for k, p in plans.items()}))
+        deltas = _by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics), keep=keep))
+        if tables is not None and not written:
+            tables.incomplete("the pass summed in decimals")
         unit_deltas = _by_experiment(_rows(tf.unit_count_deltas(segments)))
         counts = _quality_counts(segments, seg_events, events, tf.event_uses(roles), timelines, starts, options)
         latest = latest_statistics(exposures, segments, classified, plans)
@@ -330,6 +356,22 @@ def compute_statistics(
               latest.get(key, LatestRows()))
         for key in plans
     }  # fmt: skip
+
+
+def _unit_writer(tables: us.UnitTables | None, horizons: DataFrame
+                 ) -> tuple[Callable[[DataFrame], None] | None, list[bool]]:  # fmt: skip
+    """What `contribution_rows` hands the merged increments to (None without tables), and a
+    list that is non-empty once it has written them."""
+    written: list[bool] = []
+    if tables is None:
+        return None, written
+    sink = tables
+
+    def keep(merged: DataFrame) -> None:
+        sink.add_units(us.horizon_rows(merged, horizons))
+        written.append(True)
+
+    return keep, written
 
 
 def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
@@ -363,7 +405,7 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
 
 def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[ExperimentSpec], catalog: Catalog,
                  options: JobOptions, state: st.LoadedState | st.Unusable | None = None,
-                 force_full: bool = False) -> Pass:  # fmt: skip
+                 force_full: bool = False, tables: us.UnitTables | None = None) -> Pass:  # fmt: skip
     """Every spec's computation in one pass (specs with the same key: the first is used).
 
     With `state` (what a state directory holds, or why nothing usable), experiments that can
@@ -398,7 +440,7 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
             outcome.manifest = st.stamp_files(lake_dir, files)
             outcome.experiments = {key: _experiment_state(plan) for key, plan in plans.items()}
             kept = _plan_modes(outcome, plans, conflicting, state, options, force_full)
-            statistics = _statistics(outcome, lake_dir, exposures, event_files, plans, kept, state, options)
+            statistics = _statistics(outcome, lake_dir, exposures, event_files, plans, kept, state, options, tables)
             for key, (totals, latest) in statistics.items():
                 plan = plans[key]
                 results[key].snapshots = accumulate(totals.metric_rows(), totals.unit_rows(), plan.timeline.days)
@@ -467,58 +509,213 @@ CONFLICTING_EVENTS = "copies of an event disagree on name, time or unit"
 def _statistics(
     outcome: Pass, lake_dir: Path, exposures: DataFrame, event_files: list[Path],
     plans: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment],
-    state: st.LoadedState | st.Unusable | None, options: JobOptions,
+    state: st.LoadedState | st.Unusable | None, options: JobOptions, tables: us.UnitTables | None = None,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
     """The full experiments from every event; the incremental ones from their kept totals and
-    the affected units, seen now and as the kept run saw them.
+    the affected units.
 
     When every experiment of the pass is incremental and they are the kept run's (so the
-    events in scope are the same), only the affected units' events are read and de-duplicated,
-    and copies that disagree are looked for among the new rows' event ids only: a committed
-    state never reflects copies that disagree (a pass that finds any keeps no state), so any
-    now must involve a new row. Otherwise every event in scope is read and checked."""
+    events in scope are the same), only the new rows and the affected units' events are read
+    (*quick*): with the kept per-unit state, units with only new events are updated from it
+    (`_additive`) and the others are recomputed from the lake, now and as the kept run saw
+    them (`_increment`). Copies that disagree are looked for among the new rows' event ids
+    only: a committed state never reflects copies that disagree (a pass that finds any keeps
+    no state), so any now must involve a new row. Otherwise every event in scope is read and
+    checked. With `tables`, the pass writes its per-unit state there."""
     spark = exposures.sparkSession
-    changed = None
+    changed = new_exposures = new_events = None
     kept_files: list[Path] = []
     if isinstance(state, st.LoadedState) and kept:
         steps = [key for key, mode in outcome.modes.items() if mode == "incremental"]
         names: set[str] = set().union(*(plans[key].event_names for key in steps))
         kept_files, added = _kept_and_added(lake_dir, outcome.files, state)
-        changed = incremental.changed_rows(spark, steps, names, added, kept_files, state.meta.as_of_us,
-                                           options.as_of_us).persist()  # fmt: skip
+        new_exposures, new_events = incremental.changed_frames(spark, steps, names, added, kept_files,
+                                                               state.meta.as_of_us, options.as_of_us)  # fmt: skip
+        changed = incremental.changed_rows(new_exposures, new_events).persist()
     events: EventSource | None = None
+    split: _Split | None = None
     try:
         quick = changed is not None and set(plans) == set(state.meta.experiments) == set(kept)  # type: ignore[union-attr]
-        if quick and _new_copies_disagree(spark, event_files, plans, options, changed):  # type: ignore[arg-type]
+        if quick and tables is not None and ansi_mode(spark):
+            why = us.usable(state.directory)  # type: ignore[union-attr]
+            if why is None:
+                split = _split(exposures, new_exposures, new_events, plans, state, options)  # type: ignore[arg-type]
+            else:
+                log.info("rerun recomputes the changed units from the lake", extra={"reason": why})
+        suspects = changed if split is None else split.hard_ids
+        if quick and _new_copies_disagree(spark, event_files, plans, options, suspects):  # type: ignore[arg-type]
             quick = False
+            if split is not None:
+                split.release()
+                split = None
         if not quick:
             events = read_events(spark, event_files, plans, options)
             if events.conflicting is not None:
                 outcome.conflicts = True
                 _all_full(outcome, CONFLICTING_EVENTS)
+            elif tables is not None:
+                tables.add_hashes(events.distinct)
         full = {key: plan for key, plan in plans.items() if outcome.modes[key] == "full"}
         steps_plans = {key: plan for key, plan in plans.items() if outcome.modes[key] == "incremental"}
         statistics: dict[str, tuple[Totals, LatestRows]] = {}
         if full:
             assert events is not None  # every experiment incremental is the only quick case
             chosen = exposures.where(F.col("experiment").isin(list(full)))
-            statistics.update(compute_statistics(chosen, events.subset(full), full, options))
+            statistics.update(compute_statistics(chosen, events.subset(full), full, options, tables))
         if steps_plans and changed is not None and isinstance(state, st.LoadedState):
-            units = changed.select("unit_id").where(F.col("unit_id").isNotNull()).distinct().persist()
-            try:
-                if units.isEmpty():  # nothing changed for any unit: the kept totals stand
-                    statistics.update({key: (kept[key].totals, LatestRows()) for key in steps_plans})
-                else:
-                    statistics.update(_increment(exposures, events, units, event_files, kept_files, steps_plans,
-                                                 kept, state, options))  # fmt: skip
-            finally:
-                units.unpersist()
+            if split is not None:
+                assert tables is not None
+                statistics.update(_additive(split, exposures, event_files, kept_files, steps_plans, kept, state,
+                                            options, tables))  # fmt: skip
+            else:
+                statistics.update(_recomputed(exposures, events, changed, event_files, kept_files, steps_plans, kept,
+                                              state, options, tables))  # fmt: skip
         return statistics
     finally:
+        if split is not None:
+            split.release()
         if events is not None:
             events.release()
         if changed is not None:
             changed.unpersist()
+
+
+def _recomputed(
+    exposures: DataFrame, events: EventSource | None, changed: DataFrame, event_files: list[Path],
+    kept_files: list[Path], steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment],
+    state: st.LoadedState, options: JobOptions, tables: us.UnitTables | None,
+) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
+    """The incremental experiments with every affected unit recomputed from the lake."""
+    spark = exposures.sparkSession
+    units = changed.select("unit_id").where(F.col("unit_id").isNotNull()).distinct().persist()
+    try:
+        if tables is not None:
+            if events is None:  # quick, without usable per-unit state: the hashes cannot be completed
+                tables.incomplete("no usable per-unit state to update")
+            elif us.usable(state.directory) is None:
+                kept_units = us.read_units(spark, state.directory, list(steps))
+                tables.add_units(kept_units.join(units, "unit_id", "left_anti"))
+            else:
+                tables.incomplete("no usable per-unit state to update")
+        if units.isEmpty():  # nothing changed for any unit: the kept totals stand
+            return {key: (kept[key].totals, LatestRows()) for key in steps}
+        return _increment(exposures, events, units, event_files, kept_files, steps, kept, state, options, tables)
+    finally:
+        units.unpersist()
+
+
+@dataclass
+class _Split:
+    """A quick rerun's new events, and which units cannot be updated from the per-unit state."""
+
+    new: DataFrame  # persisted: the new rows de-duplicated (`tf.distinct_events`)
+    hard: DataFrame  # persisted: unit_id of the units recomputed from the lake
+    hard_ids: DataFrame  # (unit_id, event_id) of their new event rows, checked for copies that disagree
+    segments: DataFrame  # persisted: the other units' segments
+    seg_events: DataFrame  # persisted: their (segment, event) rows
+    easy: DataFrame  # the other units' new events (DISTINCT_EVENT)
+    timelines: Mapping[str, Timeline]
+
+    def release(self) -> None:
+        for frame in (self.new, self.hard, self.segments, self.seg_events):
+            frame.unpersist()
+
+
+def _split(exposures: DataFrame, new_exposures: DataFrame, new_events: DataFrame,
+           plans: Mapping[str, ExperimentPlan], state: st.LoadedState, options: JobOptions) -> _Split:  # fmt: skip
+    """Which units with new rows `_additive` can update: a unit is *hard* (recomputed from the
+    lake) when it has a new exposure, a new event whose id hash the kept run counted or that
+    repeats among the new rows (under two units, or a collision), copies that disagree, or
+    a new (segment, event) row entering before its experiment's horizon."""
+    spark = exposures.sparkSession
+    partitions = shuffle_partitions(spark)
+    names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
+    since_us = min(plan.since_us for plan in plans.values())
+    relevant = tf.relevant_events(new_events, names, since_us, options.as_of_us)
+    new = tf.distinct_events(relevant, partitions).persist()
+    # An inner join, so Spark can build its hash table from whichever side is smaller (a semi
+    # join builds from the kept hashes, which grow with the lake).
+    seen = us.read_hashes(spark, state.directory).join(new.select("id_hash", "unit_id"), "id_hash")
+    repeated = new.join(tf.hashes_across_units(new, partitions), "id_hash", "left_semi")
+    suspects = [seen, repeated, new.where(~F.col("consistent")), new_exposures]
+    hard = suspects[0].select("unit_id")
+    for frame in suspects[1:]:
+        hard = hard.unionByName(frame.select("unit_id"))
+    candidates = new.where(F.col("consistent")).drop("consistent").join(hard, "unit_id", "left_anti")
+    timelines = {key: plan.timeline for key, plan in plans.items()}
+    frame = tf.timeline_frame(spark, timelines)
+    ours = exposures.where(F.col("experiment").isin(list(plans)))
+    ours = ours.join(candidates.select("unit_id").distinct(), "unit_id", "left_semi")
+    segments = materialized(tf.unit_segments(tf.with_entry_index(ours.repartition(partitions, "unit_id"), frame)))
+    source = EventSource(candidates, None, scopes_frame(spark, plans), None)
+    seg_events = materialized(tf.segment_event_rows(tf.with_entry_index(source.exposed(segments), frame)))
+    early = seg_events.join(F.broadcast(us.horizon_frame(spark, timelines)), "experiment")
+    hard = materialized(hard.unionByName(early.where(F.col("c") < F.col("horizon")).select("unit_id")).distinct())
+    hard_ids = relevant.join(hard, "unit_id", "left_semi").select("unit_id", "event_id")
+    return _Split(new, hard, hard_ids, segments, seg_events, candidates, timelines)
+
+
+def _additive(
+    split: _Split, exposures: DataFrame, event_files: list[Path], kept_files: list[Path],
+    steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment], state: st.LoadedState,
+    options: JobOptions, tables: us.UnitTables,
+) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
+    """Kept totals - the updatable units' kept rows + the same rows with their new events'
+    increments; the hard units through `_increment`. Writes the next per-unit state."""
+    spark = exposures.sparkSession
+    keys = list(steps)
+    hard = split.hard
+    easy = split.easy.join(hard, "unit_id", "left_anti")
+    touched = easy.select("unit_id").distinct()
+    seg_events = split.seg_events.join(hard, "unit_id", "left_anti")
+    roles = tf.metric_roles(spark, {key: plan.metrics for key, plan in steps.items()})
+    increments = tf.event_increments(tf.classify_events(seg_events, roles), micros=True)
+    kept_units = us.read_units(spark, state.directory, keys)
+    old = materialized(kept_units.join(touched, "unit_id", "left_semi"))
+    updated = materialized(tf.merged_increments(old.unionByName(increments.select(*us.UNIT_COLUMNS))))
+    try:
+        then = _by_experiment(micro_deltas(old))
+        now = _by_experiment(micro_deltas(updated))
+        starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in steps.items()],
+                                "experiment string, start_us long")  # fmt: skip
+        frame = tf.timeline_frame(spark, split.timelines)
+        latest = quality.latest_event_summary(seg_events, starts, tf.event_uses(roles), frame,
+                                              options.late_threshold_us)  # fmt: skip
+        source = EventSource(easy, None, scopes_frame(spark, steps), None)
+        summary = quality.event_summary(quality.scoped_summary(source.scoped(), starts), latest)
+        counts = {str(row.pop("experiment")): _event_counts(row) for row in _rows(summary)}
+        replaced = touched.unionByName(hard)
+        if tables.carry(state.directory, replaced):
+            tables.add_hashes(split.new)
+        else:
+            tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
+            tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
+        tables.add_units(updated)
+    finally:
+        old.unpersist()
+        updated.unpersist()
+    result = {
+        key: kept[key].totals.updated(Totals.collected(now.get(key, []), [], counts.get(key)),
+                                      Totals.collected(then.get(key, []), [], None))
+        for key in keys
+    }  # fmt: skip
+    recomputed = hard.count()
+    log.info("incremental units", extra={"updated": touched.count(), "recomputed": recomputed})
+    if recomputed:
+        later = _increment(exposures, None, hard, event_files, kept_files, steps,
+                           {key: KeptExperiment(kept[key].timeline, totals) for key, totals in result.items()},
+                           state, options, tables)  # fmt: skip
+        return later
+    return {key: (totals, LatestRows()) for key, totals in result.items()}
+
+
+def _event_counts(row: dict[str, Any]) -> dict[str, Any]:
+    """An `quality.event_summary` row in `_quality_counts`' shape, with no unit counts (the
+    units updated from their kept rows keep their exposures, so their unit counts stand)."""
+    events = {name: row.get(name) or 0 for name in NO_EVENTS if name != "watermark_us"}
+    events["watermark_us"] = row.get("watermark_us")
+    return {"units": 0, "multiple_variant_units": 0, **{name: row.get(name) or 0 for name in NO_USED_EVENTS},
+            "events": events}  # fmt: skip
 
 
 def _kept_and_added(lake_dir: Path, files: Sequence[Path], state: st.LoadedState) -> tuple[list[Path], list[Path]]:
@@ -530,6 +727,8 @@ def _new_copies_disagree(spark: SparkSession, event_files: Sequence[Path], plans
                          options: JobOptions, changed: DataFrame) -> bool:  # fmt: skip
     """Whether any relevant event that has a copy among the new rows has copies that disagree."""
     ids = changed.select("event_id").where(F.col("event_id").isNotNull()).distinct()
+    if ids.isEmpty():
+        return False
     names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
     since_us = min(plan.since_us for plan in plans.values())
     raw = tf.with_micros(io.read_parquet(spark, event_files, io.EVENT_DDL))
@@ -541,16 +740,16 @@ def _new_copies_disagree(spark: SparkSession, event_files: Sequence[Path], plans
 def _increment(
     exposures: DataFrame, events: EventSource | None, units: DataFrame, event_files: list[Path],
     kept_files: list[Path], steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment],
-    state: st.LoadedState, options: JobOptions,
+    state: st.LoadedState, options: JobOptions, tables: us.UnitTables | None = None,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
     """Kept totals - the affected units as the kept run saw them (`kept_files` at the kept
-    as-of) + as they are now."""
+    as-of) + as they are now (whose per-unit rows go to `tables`)."""
     spark = exposures.sparkSession
     ours = exposures.where(F.col("experiment").isin(list(steps))).join(F.broadcast(units), "unit_id", "left_semi")
     now_events = events.subset(steps, units) if events is not None else read_events(
         spark, event_files, steps, options, units)  # fmt: skip
     try:
-        now = compute_statistics(ours, now_events, steps, options)
+        now = compute_statistics(ours, now_events, steps, options, tables)
     finally:
         now_events.release()
     then_options = replace(options, as_of_us=state.meta.as_of_us)
@@ -615,9 +814,12 @@ def run_experiments(
         log.info("computing results", extra={"experiment": spec.key, "as_of": format_micros(options.as_of_us)})
     store = st.StateStore(state_dir) if state_dir is not None else None
     state = store.load() if store is not None else None
+    tables = us.UnitTables(store.stage()) if store is not None else None
     try:
-        outcome = compute_pass(spark, lake_dir, specs, catalog, options, state, force_full)
+        outcome = compute_pass(spark, lake_dir, specs, catalog, options, state, force_full, tables)
     except Exception:
+        if store is not None:
+            store.discard_staging()
         if len(specs) <= 1:
             log.exception("metrics job failed", extra={"experiments": [spec.key for spec in specs]})
             return [], len(specs), read_stats([], 0, time.monotonic() - started)
@@ -628,8 +830,10 @@ def run_experiments(
         if store is not None:
             log.info("full recompute", extra={"experiment": key, "reason": reason})
     documents, failures = publish_results(results_dir, specs, outcome.results, options)
-    if store is not None and outcome.kept and not outcome.conflicts:
-        _keep_state(store, outcome, options)
+    if store is not None and tables is not None and outcome.kept and not outcome.conflicts:
+        _keep_state(store, outcome, options, tables)
+    elif store is not None:
+        store.discard_staging()
     steps = sum(mode == "incremental" for mode in outcome.modes.values())
     stats = replace(
         read_stats(outcome.files, len(outcome.results), time.monotonic() - started,
@@ -640,11 +844,13 @@ def run_experiments(
     return documents, failures, stats
 
 
-def _keep_state(store: st.StateStore, outcome: Pass, options: JobOptions) -> None:
-    """Stage the pass's totals with its manifest and make them the current state. A failure
-    here is logged, never fatal: the next run then starts from the previous state."""
+def _keep_state(store: st.StateStore, outcome: Pass, options: JobOptions, tables: us.UnitTables) -> None:
+    """Add the pass's totals and manifest to its staged per-unit tables and make them the
+    current state. A failure here is logged, never fatal: the next run then starts from the
+    previous state."""
     try:
-        staging = store.stage()
+        staging = tables.staging
+        tables.seal()
         incremental.write_totals(staging / incremental.TOTALS_FILE, outcome.kept)
         meta = st.StateMeta(
             state_version=st.STATE_VERSION, run_id=staging.name.removeprefix(st.STAGING_PREFIX),

@@ -17,6 +17,10 @@ its as-of, restricted to the affected units, give exactly what they contributed 
 state is therefore small (the totals, a few hundred rows per experiment), and both views of
 the affected units go through the same code as a full run.
 
+With the per-unit state (`unitstate`), most affected units skip both recomputations: a unit
+whose new rows are only events it never had takes "then" from its kept per-unit rows and "now"
+from the same rows plus the new events' increments, so no old event is read again.
+
 Exactness conditions, each checked, each sending the experiment back to a full recompute
 (`batch.compute_pass` logs and counts why):
 - the timeline is the kept one (same first exposure, latest day and frozen days): a row's
@@ -177,40 +181,41 @@ def read_totals(path: Path) -> dict[str, KeptExperiment]:
         raise ValueError(f"malformed totals: {type(exc).__name__}: {exc}") from exc
 
 
-def changed_rows(
+def changed_frames(
     spark: SparkSession, keys: Sequence[str], names: Iterable[str], added: Sequence[Path],
     kept_files: Sequence[Path], kept_as_of_us: int, as_of_us: int,
-) -> DataFrame:  # fmt: skip
-    """(unit_id, event_id) of the rows the kept run did not read: any exposure of these
-    experiments or event with one of these names in an added file, or in a kept file with an
-    event time or receipt after the kept as-of (and by the new one); `event_id` is null for
-    exposures. Their units are the affected ones. A superset is harmless (those units'
-    contribution is recomputed twice and cancels); a missing unit would not be."""
-    exposures = [path for path in added if io.is_exposure_file(path)]
-    events = [path for path in added if not io.is_exposure_file(path)]
+) -> tuple[DataFrame, DataFrame]:  # fmt: skip
+    """The rows the kept run did not read: (exposure rows of these experiments, event rows with
+    one of these names), with micros, in an added file or in a kept file with an event time
+    or receipt after the kept as-of (and by the new one)."""
+    exposure_files = [path for path in added if io.is_exposure_file(path)]
+    event_files = [path for path in added if not io.is_exposure_file(path)]
     wanted = sorted(set(names))
-    no_id = F.lit(None).cast("string").alias("event_id")
-    parts = [
-        tf.with_micros(io.read_parquet(spark, exposures, io.EXPOSURE_DDL))
-        .where(F.col("experiment").isin(list(keys)))
-        .select("unit_id", no_id),
-        tf.with_micros(io.read_parquet(spark, events, io.EVENT_DDL)).where(F.col("name").isin(wanted))
-        .select("unit_id", "event_id"),
-    ]  # fmt: skip
+    exposures = [tf.with_micros(io.read_parquet(spark, exposure_files, io.EXPOSURE_DDL))
+                 .where(F.col("experiment").isin(list(keys)))]  # fmt: skip
+    events = [tf.with_micros(io.read_parquet(spark, event_files, io.EVENT_DDL)).where(F.col("name").isin(wanted))]
     if as_of_us > kept_as_of_us:
         newer = ((F.col("ts_us") > kept_as_of_us) | (F.col("received_us") > kept_as_of_us)) & (
             (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
         )
         kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
         kept_events = [path for path in kept_files if not io.is_exposure_file(path)]
-        parts.append(tf.with_micros(io.read_parquet(spark, kept_exposures, io.EXPOSURE_DDL))
-                     .where(F.col("experiment").isin(list(keys)) & newer).select("unit_id", no_id))  # fmt: skip
-        parts.append(tf.with_micros(io.read_parquet(spark, kept_events, io.EVENT_DDL))
-                     .where(F.col("name").isin(wanted) & newer).select("unit_id", "event_id"))  # fmt: skip
-    rows = parts[0]
-    for part in parts[1:]:
-        rows = rows.unionByName(part)
-    return rows.distinct()
+        exposures.append(tf.with_micros(io.read_parquet(spark, kept_exposures, io.EXPOSURE_DDL))
+                         .where(F.col("experiment").isin(list(keys)) & newer))  # fmt: skip
+        events.append(tf.with_micros(io.read_parquet(spark, kept_events, io.EVENT_DDL))
+                      .where(F.col("name").isin(wanted) & newer))  # fmt: skip
+    return exposures[0].unionByName(exposures[-1]) if len(exposures) > 1 else exposures[0], (
+        events[0].unionByName(events[-1]) if len(events) > 1 else events[0]
+    )
+
+
+def changed_rows(exposures: DataFrame, events: DataFrame) -> DataFrame:
+    """`changed_frames` -> (unit_id, event_id) of the rows the kept run did not read;
+    `event_id` is null for exposures. Their units are the affected ones. A superset is
+    harmless (those units' contribution is recomputed twice and cancels); a missing unit
+    would not be."""
+    no_id = F.lit(None).cast("string").alias("event_id")
+    return exposures.select("unit_id", no_id).unionByName(events.select("unit_id", "event_id")).distinct()
 
 
 def _add(left: tuple[Decimal, ...] | None, right: tuple[Decimal, ...]) -> tuple[Decimal, ...]:

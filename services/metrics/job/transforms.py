@@ -440,7 +440,7 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     exchange until the final per-variant sums. A unit without events for a metric has no row
     (it adds only to `n`: see SUMS)."""
     zero = F.lit(0).cast("long" if micros else EVENT_VALUE)
-    moved = classified.select(*SEGMENT_KEYS, "c", *role_amounts(micros))
+    moved = event_increments(classified, micros)
     zeros = [zero.alias(name) for name in ("num", "den", "pre")]
     later = segments.where(~F.col("first_segment"))
     starts = later.join(F.broadcast(metrics.select("experiment", "metric", "kind")), "experiment").select(
@@ -449,17 +449,29 @@ def metric_increments(classified: DataFrame, segments: DataFrame, metrics: DataF
     return moved.unionByName(starts)
 
 
-def unit_metric_values(increments: DataFrame, micros: bool = False) -> DataFrame:
+def event_increments(classified: DataFrame, micros: bool = False) -> DataFrame:
+    """What each classified event adds to its unit segment's sums at entry c (the SEGMENT_KEYS,
+    `c`, `num`, `den`, `pre`)."""
+    return classified.select(*SEGMENT_KEYS, "c", *role_amounts(micros))
+
+
+def merged_increments(increments: DataFrame) -> DataFrame:
+    """Increments summed per (SEGMENT_KEYS, c): one row per entry where a unit's sums change."""
+    return increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
+
+
+def unit_metric_values(increments: DataFrame, micros: bool = False, merged: bool = False) -> DataFrame:
     """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
-    anything changed (cumulative within the segment)."""
-    merged = increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
+    anything changed (cumulative within the segment). `merged`: the increments are already
+    one row per (SEGMENT_KEYS, c) (`merged_increments`)."""
+    merged_rows = increments if merged else merged_increments(increments)
     running = (
         Window.partitionBy("experiment", "unit_id", "metric", "seg_start")
         .orderBy("c")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
-    return merged.select(
+    return merged_rows.select(
         "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c",
         unit_value(num, micros).alias("y"), unit_value(pre, micros).alias("x"),
         ratio_denominator(den, micros).alias("d"),

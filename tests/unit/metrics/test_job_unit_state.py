@@ -1,0 +1,172 @@
+"""The per-unit state: a rerun adds new events to the kept units' rows instead of reading the
+lake's old events again, and publishes exactly what a from-scratch run publishes.
+
+Which way each unit went is read from the job's log line "incremental units" (`updated`:
+from the kept per-unit rows; `recomputed`: from the lake, now and as the kept run saw it).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from services.metrics.job import transforms as tf
+from services.metrics.job import unitstate as us
+from services.metrics.job.timeline import Timeline
+from tests.generator import rfc3339
+from tests.unit.metrics.test_job_incremental import DAY, SPECS, STARTS, Lake, _current, options_at, records
+
+Record = dict[str, Any]
+
+
+def units_of(key: str, count: int) -> list[str]:
+    exposures, _ = records(5)
+    return sorted({r["unit_id"] for r in exposures if r["experiment"] == key})[:count]
+
+
+def event(event_id: str, unit: str, name: str, at: Any, received: Any, value: float | None = None) -> Record:
+    return {"event_id": event_id, "name": name, "unit_id": unit, "value": value, "properties": {},
+            "timestamp": rfc3339(at), "received_at": rfc3339(received)}  # fmt: skip
+
+
+@pytest.fixture
+def kept(spark: SparkSession, tmp_path: Path) -> Lake:
+    """Every record of two experiments, a full run at 06:00 that keeps its state."""
+    lake = Lake(tmp_path, SPECS[:2])
+    lake.add(*records(5))
+    assert lake.rerun(spark, options_at(6)).mode == "full"
+    return lake
+
+
+def unit_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
+    return [(r.updated, r.recomputed) for r in caplog.records if r.getMessage() == "incremental units"]  # type: ignore[attr-defined]
+
+
+def test_the_state_keeps_per_unit_rows_and_event_hashes(kept: Lake) -> None:
+    current = _current(kept)
+    assert us.usable(current) is None
+    assert list((current / us.UNITS_DIR / "0000" / "rows").glob("*.parquet"))
+    assert list((current / us.HASHES_DIR).glob("*.parquet"))
+
+
+def test_new_events_update_their_units_from_the_state(
+    spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """New events of exposed units (and of a unit never exposed), received after the kept
+    run: every unit is updated from its kept rows, none is read from the lake again."""
+    at = DAY + timedelta(hours=6, minutes=20)
+    units = units_of("inc-a", 6) + units_of("inc-b", 6) + ["never-exposed"]
+    new = []
+    for index, unit in enumerate(units):
+        new.append(event(f"new-p-{index}", unit, "purchase", at, at + timedelta(seconds=5), 10.25 + index))
+        new.append(event(f"new-s-{index}", unit, "session_start", at, at + timedelta(seconds=5)))
+        new.append(event(f"new-l-{index}", unit, "page_load", at, at + timedelta(seconds=5), 250.0))
+        new.append(event(f"new-e-{index}", unit, "client_error", at, at + timedelta(seconds=5)))
+    new.append({**new[0], "received_at": rfc3339(at + timedelta(seconds=40))})  # an SDK retry among the new rows
+    kept.add([], new)
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    stats = kept.rerun(spark, options_at(7))
+    assert stats.incremental_experiments == 2
+    assert unit_lines(caplog) == [(len(set(units)), 0)]
+    kept.assert_equals_full(spark, options_at(7))
+
+
+def test_late_rows_updated_when_they_enter_from_the_horizon_on(
+    spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows received before the kept run's as-of that reached the lake after it: one entering
+    at the horizon is updated from the state; one entering before it, and a re-sent copy of a
+    kept event, send their units to the lake."""
+    timeline = Timeline.build(int(STARTS["inc-a"].timestamp() * 1e6), options_at(6).as_of_us, 72 * 3_600_000_000)
+    assert us.horizon(timeline) == 5  # day 0 is 2026-10-01: days 0-5 are frozen at 06:00 on the 10th
+    a, b, c = units_of("inc-a", 3)
+    old = STARTS["inc-a"] + timedelta(days=2, hours=12)
+    at_horizon = event("late-5", a, "purchase", old, DAY - timedelta(hours=20), 99.5)  # receipt index 5
+    before = event("late-4", b, "purchase", old, DAY - timedelta(days=2), 7.0)  # receipt index 4
+    _, events = records(5)
+    resent = next(e for e in events if e["unit_id"] == c and "2026-10-04" < e["timestamp"] < "2026-10-09"
+                  and e["received_at"] < "2026-10-09")  # fmt: skip
+    kept.add([], [at_horizon, before, {**resent, "received_at": rfc3339(DAY + timedelta(hours=6, minutes=30))}])
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    stats = kept.rerun(spark, options_at(7))
+    assert stats.incremental_experiments == 2
+    assert unit_lines(caplog) == [(1, 2)]
+    kept.assert_equals_full(spark, options_at(7))
+    # The state the rerun kept is whole: the next rerun updates from it again.
+    assert us.usable(_current(kept)) is None
+    kept.add([], [event("later", a, "purchase", DAY + timedelta(hours=7), DAY + timedelta(hours=7, minutes=1), 1.0)])
+    caplog.clear()
+    kept.rerun(spark, options_at(8))
+    assert unit_lines(caplog) == [(1, 0)]
+    kept.assert_equals_full(spark, options_at(8))
+
+
+def test_unreadable_per_unit_state_recomputes_changed_units_from_the_lake(
+    spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    for path in (_current(kept) / us.UNITS_DIR).rglob("*.parquet"):
+        path.write_bytes(b"not parquet")
+    (unit,) = units_of("inc-a", 1)
+    at = DAY + timedelta(hours=6, minutes=10)
+    kept.add([], [event("fresh", unit, "purchase", at, at, 3.0)])
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    stats = kept.rerun(spark, options_at(7))
+    assert stats.incremental_experiments == 2 and not unit_lines(caplog)
+    reasons = [r.reason for r in caplog.records if r.getMessage() == "rerun recomputes the changed units from the lake"]  # type: ignore[attr-defined]
+    assert reasons and reasons[0].startswith("per-unit state unreadable")
+    kept.assert_equals_full(spark, options_at(7))
+    # That rerun could not complete the state, so it kept none; the one after is whole again.
+    assert us.usable(_current(kept)) is not None
+    kept.rerun(spark, options_at(8), force_full=True)
+    assert us.usable(_current(kept)) is None
+
+
+def test_horizon_rows_give_every_value_from_the_horizon_on(spark: SparkSession) -> None:
+    """Collapsing the rows before the horizon changes no unit value at h - 1 or later."""
+    rows = [
+        # experiment, unit, metric, kind, seg_start, variant, included, c, num, den, pre
+        ("e", "u1", "m", "mean", 0, "a", True, 0, 5, 0, 1),
+        ("e", "u1", "m", "mean", 0, "a", True, 2, 7, 0, 0),
+        ("e", "u1", "m", "mean", 0, "a", True, 3, 1, 0, 0),
+        ("e", "u1", "m", "mean", 0, "a", True, 5, 2, 0, 0),
+        ("e", "u2", "m", "proportion", 1, "b", True, 1, 1, 0, 0),
+        ("e", "u2", "m", "proportion", 4, "a", False, 4, 0, 0, 0),
+        ("e", "u2", "m", "proportion", 4, "a", False, 6, 3, 0, 0),
+    ]
+    merged = spark.createDataFrame(rows, us.UNIT_DDL)
+    kept = us.horizon_rows(merged, us.horizon_frame(spark, {"e": Timeline(0, 0, 7, 5, 0)}))  # horizon 4
+
+    def values(frame: Any) -> dict[tuple[Any, ...], tuple[int, int]]:
+        """(unit, segment, snapshot) -> (y, x) at every snapshot from h - 1 = 3 on: the row of
+        the latest change at or before it (rows exist only where a value changes)."""
+        found = sorted((r.unit_id, r.seg_start, r.c, r.y, r.x) for r in tf.unit_metric_values(frame, True).collect())
+        return {(unit, seg, at): next((y, x) for u, s, c, y, x in reversed(found) if (u, s) == (unit, seg) and c <= at)
+                for unit, seg, *_ in found for at in range(max(3, seg), 7)}  # fmt: skip
+
+    assert values(kept) == values(merged)
+    assert sorted((r.unit_id, r.c) for r in kept.collect()) == [
+        ("u1", 3), ("u1", 5), ("u2", 3), ("u2", 4), ("u2", 6)]  # fmt: skip
+
+
+def test_a_rerun_past_the_last_layer_rewrites_the_rows(tmp_path: Path) -> None:
+    """A state with MAX_LAYERS layers is not stacked on: `carry` declines (the caller then
+    rewrites every kept row into one layer), and nothing is linked into the staging."""
+    previous, staging = tmp_path / "v-old", tmp_path / "staging"
+    for n in range(us.MAX_LAYERS):
+        (previous / us.UNITS_DIR / f"{n:04d}" / "rows").mkdir(parents=True)
+    staging.mkdir()
+    tables = us.UnitTables(staging)
+    assert not tables.carry(previous, None)  # type: ignore[arg-type]  # declined before the frame is read
+    assert list(staging.iterdir()) == [] and tables.layer == 0
+
+
+def test_layers_must_be_numbered_without_a_gap(tmp_path: Path) -> None:
+    for name in ("0000", "0002"):
+        (tmp_path / us.UNITS_DIR / name / "rows").mkdir(parents=True)
+    (tmp_path / us.HASHES_DIR).mkdir()
+    assert (us.usable(tmp_path) or "").startswith("per-unit state unreadable: its layers")
