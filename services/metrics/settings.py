@@ -22,6 +22,12 @@ class MetricsSettings(ServiceSettings):
     )
     spark_master: str = Field("local[*]", description="Spark master of the metrics job")
     spark_driver_memory: str = Field("2g", description="Spark driver memory")
+    spark_page_size: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,4}[kKmM]$",
+        description="spark.buffer.pageSize (e.g. `4m`); unset: Spark's, up to 64m from memory and cores. Smaller "
+        "pages hold less heap between the reruns of a long-lived session",
+    )
     spark_shuffle_partitions: int = Field(8, ge=1, le=100_000, description="spark.sql.shuffle.partitions of the job")
     spark_cores_max: int | None = Field(
         None, ge=1, description="spark.cores.max on a cluster: cores one job may hold (unset: all the cluster has)"

@@ -65,10 +65,16 @@ def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One SparkSession for the whole session: local[2], two shuffle partitions, no UI."""
+    """One SparkSession for the whole session: local[2], two shuffle partitions, no UI, the job's
+    default driver memory and 2m pages. At Spark's default 32m pages the whole `make test` ran out
+    of heap ("Failed to allocate a page (33554416 bytes)"): a rerun from the per-unit state holds
+    more broadcast hash tables at once than a full pass, each rounded up to whole pages, and the
+    heap held between runs was about twice what it is at 2m."""
     from services.metrics.job.spark import build_session  # Spark starts only for the tests that use it
 
-    session = build_session("local[2]", app_name="assay-metrics-tests", shuffle_partitions=2, driver_memory="1g")
+    session = build_session(
+        "local[2]", app_name="assay-metrics-tests", shuffle_partitions=2, driver_memory="2g", page_size="2m"
+    )
     yield session
     session.stop()
 

@@ -141,7 +141,7 @@ def run_command(args: argparse.Namespace, settings: MetricsSettings, spark: Spar
     session = spark or build_session(
         settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
         driver_memory=settings.spark_driver_memory, cores_max=settings.spark_cores_max,
-        log_level=settings.spark_log_level,
+        log_level=settings.spark_log_level, page_size=settings.spark_page_size,
     )  # fmt: skip
     try:
         failures, status = scheduled_round(args, settings, catalog, session, status, stop)
