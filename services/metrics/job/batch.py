@@ -671,11 +671,19 @@ def _additive(
     roles = tf.metric_roles(spark, {key: plan.metrics for key, plan in steps.items()})
     increments = tf.event_increments(tf.classify_events(seg_events, roles), micros=True)
     kept_units = us.read_units(spark, state.directory, keys)
-    old = materialized(kept_units.join(touched, "unit_id", "left_semi"))
-    updated = materialized(tf.merged_increments(old.unionByName(increments.select(*us.UNIT_COLUMNS))))
+    old = updated = None
     try:
-        then = _by_experiment(micro_deltas(old))
-        now = _by_experiment(micro_deltas(updated))
+        try:
+            old = materialized(kept_units.join(touched, "unit_id", "left_semi"))
+            updated = materialized(tf.merged_increments(old.unionByName(increments.select(*us.UNIT_COLUMNS))))
+            then = _by_experiment(micro_deltas(old))
+            now = _by_experiment(micro_deltas(updated))
+        except ArithmeticException as exc:
+            # Sums or squares past 64 bits: the lake recompute falls back to decimals on its own.
+            log.info("64-bit sums would overflow; recomputing the changed units from the lake",
+                     extra={"error": str(exc)[:300]})  # fmt: skip
+            return _overflowed(split, exposures, kept_units, event_files, kept_files, steps, kept, state, options,
+                               tables)  # fmt: skip
         starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in steps.items()],
                                 "experiment string, start_us long")  # fmt: skip
         frame = tf.timeline_frame(spark, split.timelines)
@@ -692,8 +700,9 @@ def _additive(
             tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
         tables.add_units(updated)
     finally:
-        old.unpersist()
-        updated.unpersist()
+        for persisted in (old, updated):
+            if persisted is not None:
+                persisted.unpersist()
     result = {
         key: kept[key].totals.updated(Totals.collected(now.get(key, []), [], counts.get(key)),
                                       Totals.collected(then.get(key, []), [], None))
@@ -707,6 +716,25 @@ def _additive(
                            state, options, tables)  # fmt: skip
         return later
     return {key: (totals, LatestRows()) for key, totals in result.items()}
+
+
+def _overflowed(
+    split: _Split, exposures: DataFrame, kept_units: DataFrame, event_files: list[Path], kept_files: list[Path],
+    steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment], state: st.LoadedState,
+    options: JobOptions, tables: us.UnitTables,
+) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
+    """`_additive` when its 64-bit sums overflow: every unit with new rows recomputed from the
+    lake (`_increment`, which sums in decimals when longs do not hold), the others' kept rows
+    and every hash carried into one new layer."""
+    spark = exposures.sparkSession
+    changed = split.new.select("unit_id").where(F.col("unit_id").isNotNull())
+    units = materialized(changed.unionByName(split.hard).distinct())
+    try:
+        tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
+        tables.add_units(kept_units.join(units, "unit_id", "left_anti"))
+        return _increment(exposures, None, units, event_files, kept_files, steps, kept, state, options, tables)
+    finally:
+        units.unpersist()
 
 
 def _event_counts(row: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,30 @@ def test_unreadable_per_unit_state_recomputes_changed_units_from_the_lake(
     assert us.usable(_current(kept)) is None
 
 
+def test_an_overflow_on_the_additive_path_recomputes_the_units_from_the_lake(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new purchase takes a unit's revenue past what its square holds in 64-bit millionths
+    (about 3.04 million): the update from the kept rows overflows, and the rerun, still
+    incremental, recomputes the changed units from the lake in decimals instead."""
+    lake = Lake(tmp_path, SPECS[:2])
+    exposures, events = records(5)
+    (unit,) = units_of("inc-a", 1)
+    at = DAY + timedelta(hours=5)
+    lake.add(exposures, [*events, event("big", unit, "purchase", at, at, 3_000_000.0)])
+    assert lake.rerun(spark, options_at(6)).mode == "full"
+    assert us.usable(_current(lake)) is None, "the kept run summed in longs and kept its per-unit rows"
+    later = DAY + timedelta(hours=6, minutes=10)
+    lake.add([], [event("bigger", unit, "purchase", later, later, 100_000.0)])
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    stats = lake.rerun(spark, options_at(7))
+    assert stats.incremental_experiments == 2
+    messages = [record.getMessage() for record in caplog.records]
+    assert "64-bit sums would overflow; recomputing the changed units from the lake" in messages
+    assert "the one-pass run failed; computing each experiment alone" not in messages
+    lake.assert_equals_full(spark, options_at(7))
+
+
 def test_horizon_rows_give_every_value_from_the_horizon_on(spark: SparkSession) -> None:
     """Collapsing the rows before the horizon changes no unit value at h - 1 or later."""
     rows = [
