@@ -77,7 +77,7 @@ class Totals:
     def collected(cls, deltas: Iterable[Mapping[str, Any]], unit_deltas: Iterable[Mapping[str, Any]],
                   quality: Mapping[str, Any] | None) -> Totals:  # fmt: skip
         """From the rows a pass collects (`contribution_deltas`, `unit_count_deltas`) and its
-        data-quality counts (`batch._quality_counts`' shape)."""
+        data-quality counts (`aggregate.quality_counts`' shape)."""
         totals = cls()
         for row in deltas:
             key = (row["metric"], row["variant"], int(row["c"]))
@@ -101,7 +101,7 @@ class Totals:
         return [{"variant": v, "c": c, "units": n} for (v, c), n in sorted(self.units.items())]
 
     def quality(self) -> dict[str, Any]:
-        """The data-quality counts in `batch._quality_counts`' shape."""
+        """The data-quality counts in `aggregate.quality_counts`' shape."""
         events: dict[str, Any] = {name: self.counts.get(name, 0) for name in EVENT_COUNTS}
         events["watermark_us"] = self.watermark_us
         return {**{name: self.counts.get(name, 0) for name in UNIT_COUNTS}, "events": events}
@@ -160,10 +160,14 @@ class KeptExperiment:
 
     timeline: list[int]
     totals: Totals
+    # The pass's exposure summary (`quality.exposure_summary`): a rerun whose exposure files
+    # are the kept run's takes it instead of reading every exposure (`batch.compute_pass`).
+    exposures: dict[str, Any] | None = None
 
 
 def write_totals(path: Path, kept: Mapping[str, KeptExperiment]) -> None:
-    data = {key: {"timeline": entry.timeline, "totals": entry.totals.to_json()} for key, entry in kept.items()}
+    data = {key: {"timeline": entry.timeline, "totals": entry.totals.to_json(), "exposures": entry.exposures}
+            for key, entry in kept.items()}  # fmt: skip
     path.write_text(json.dumps(data, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -174,11 +178,29 @@ def read_totals(path: Path) -> dict[str, KeptExperiment]:
         if not isinstance(data, dict):
             raise ValueError("the totals are not an object")
         return {
-            str(key): KeptExperiment([_integer(v) for v in entry["timeline"]], Totals.from_json(entry["totals"]))
+            str(key): KeptExperiment([_integer(v) for v in entry["timeline"]], Totals.from_json(entry["totals"]),
+                                     _exposure_summary(entry.get("exposures")))
             for key, entry in data.items()
-        }
+        }  # fmt: skip
     except (KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         raise ValueError(f"malformed totals: {type(exc).__name__}: {exc}") from exc
+
+
+SUMMARY_COUNTS = ("exposures", "duplicates", "first_us", "conflicting")
+
+
+def _exposure_summary(data: Any) -> dict[str, Any] | None:
+    """A kept exposure summary, checked field by field (TypeError or ValueError otherwise)."""
+    if data is None:
+        return None
+    summary: dict[str, Any] = {name: _integer(data[name]) for name in SUMMARY_COUNTS}
+    watermark = data["watermark_us"]
+    summary["watermark_us"] = None if watermark is None else _integer(watermark)
+    variants = data["variants"]
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise ValueError("the kept variants are not a list of strings")
+    summary["variants"] = list(variants)
+    return summary
 
 
 def changed_frames(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from services.common.durable import remove_stale_temps, write_bytes_atomic
@@ -43,6 +44,32 @@ def event_files(lake_dir: Path, first_exposure: date, lookback_days: int, as_of:
 def is_exposure_file(path: Path) -> bool:
     """Exposure partitions are per experiment (`.../experiment=<key>/part-*.parquet`)."""
     return path.parent.name.startswith("experiment=")
+
+
+INSTANT_COLUMNS = ("timestamp", "received_at")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def latest_instant_us(path: Path) -> int | None:
+    """The latest event time or receipt of any row of this lake file, from its Parquet
+    statistics (no row is read); None when the file cannot tell (no statistics, unreadable)."""
+    try:
+        metadata = pq.read_metadata(path)
+    except (OSError, ValueError):
+        return None
+    latest = None
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        columns = {group.column(j).path_in_schema: group.column(j) for j in range(group.num_columns)}
+        for name in INSTANT_COLUMNS:
+            column = columns.get(name)
+            statistics = column.statistics if column is not None else None
+            if statistics is None or not statistics.has_min_max or not isinstance(statistics.max, datetime):
+                return None
+            moment = statistics.max if statistics.max.tzinfo else statistics.max.replace(tzinfo=UTC)
+            value = (moment - EPOCH) // timedelta(microseconds=1)
+            latest = value if latest is None else max(latest, value)
+    return latest
 
 
 STALE_TEMP_SECONDS = 3600.0  # far longer than writing one document takes

@@ -46,7 +46,7 @@ SUM_VALUE = T.DecimalType(38, 6)  # sums over units and products
 # unscaled integer and every product is rounded to millionths half away from zero, as Spark
 # rounds decimal(38,6) products, so both give the same digits; with ANSI mode (Spark 4's
 # default) a long that would overflow raises instead of wrapping, and the caller then
-# computes in decimals (`batch.contribution_rows`). Sums over units are taken in two 32-bit
+# computes in decimals (`aggregate.contribution_rows`). Sums over units are taken in two 32-bit
 # halves (columns `<sum>_hi`, `<sum>_lo`) that cannot overflow below 2^31 rows and are joined
 # in Python (`from_micros`).
 MICROS = 1_000_000
@@ -460,19 +460,31 @@ def merged_increments(increments: DataFrame) -> DataFrame:
     return increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
 
 
+SIGN = "sign"  # an optional column of +1/-1 (see `unit_metric_values`)
+
+
+def _signed(frame: DataFrame) -> list[str]:
+    return [SIGN] if SIGN in frame.columns else []
+
+
 def unit_metric_values(increments: DataFrame, micros: bool = False, merged: bool = False) -> DataFrame:
     """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
     anything changed (cumulative within the segment). `merged`: the increments are already
-    one row per (SEGMENT_KEYS, c) (`merged_increments`)."""
+    one row per (SEGMENT_KEYS, c) (`merged_increments`).
+
+    With a SIGN column (merged increments only), the rows of each sign are a unit's rows of
+    their own (two versions of it), and `contribution_deltas` gives each sign's deltas times
+    it: one pass for "now minus then"."""
     merged_rows = increments if merged else merged_increments(increments)
+    signed = _signed(merged_rows)
     running = (
-        Window.partitionBy("experiment", "unit_id", "metric", "seg_start")
+        Window.partitionBy("experiment", "unit_id", "metric", "seg_start", *signed)
         .orderBy("c")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
     return merged_rows.select(
-        "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c",
+        "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c", *signed,
         unit_value(num, micros).alias("y"), unit_value(pre, micros).alias("x"),
         ratio_denominator(den, micros).alias("d"),
     )  # fmt: skip
@@ -485,8 +497,11 @@ def ratio_denominator(total: Column, micros: bool = False) -> Column:
 def _contribution(values: DataFrame, micros: bool) -> DataFrame:
     terms = micro_vector() if micros else unit_vector(F.col("y"), F.col("x"), F.col("d"))
     kind = "long" if micros else SUM_VALUE
-    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(kind).alias(name) for name in SUMS]
-    return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *gated)
+    gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(kind) for name in SUMS]
+    if SIGN in values.columns:
+        gated = [term * F.col(SIGN).cast(kind) for term in gated]
+    named = [term.alias(name) for term, name in zip(gated, SUMS, strict=True)]
+    return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *_signed(values), *named)
 
 
 def contribution_deltas(values: DataFrame, micros: bool = False) -> DataFrame:
@@ -503,7 +518,7 @@ def contribution_deltas(values: DataFrame, micros: bool = False) -> DataFrame:
     kind = "long" if micros else SUM_VALUE
     # A unit's segments cover disjoint ranges of c in order, so (seg_start, c) orders its rows
     # as c does; saying so lets Spark reuse the sort of `unit_metric_values`' window.
-    order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("seg_start", "c")
+    order = Window.partitionBy("experiment", "unit_id", "metric", *_signed(values)).orderBy("seg_start", "c")
     with_previous = contribution.select(
         "experiment", "metric", "c", "variant", *SUMS,
         F.lag("variant").over(order).alias("prev_variant"),

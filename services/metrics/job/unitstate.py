@@ -15,7 +15,7 @@ adds to its unit's sums at its entry c. When c >= h, the unit's contribution cha
 from h - 1 on, so the same transforms over the unit's kept rows, without and with the new
 events' increments, give exactly what the totals must lose and gain (the contributions
 before h - 1 are the same in both and cancel). That is the *additive* rerun
-(`batch._additive`); any other unit (a new exposure, an id the kept run saw or whose hash
+(`rerun._additive`); any other unit (a new exposure, an id the kept run saw or whose hash
 repeats, copies that disagree, a row entering before h) goes the way that recomputes it from
 the lake.
 

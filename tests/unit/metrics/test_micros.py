@@ -17,8 +17,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from services.common.catalog import load_catalog
-from services.metrics.job import batch
+from services.metrics.job import aggregate, batch
 from services.metrics.job import transforms as tf
+from services.metrics.job.plan import Pass
 from services.metrics.job.run import ExperimentSpec, JobOptions
 from services.metrics.job.timeline import parse_instant
 from services.metrics.settings import DEFAULT_CATALOG
@@ -61,13 +62,13 @@ def test_products_round_like_spark_decimals(spark: SparkSession) -> None:
 
 
 def test_the_job_computes_in_longs_when_overflow_raises(spark: SparkSession) -> None:
-    assert batch.ansi_mode(spark), "Spark 4 runs in ANSI mode unless told otherwise"
+    assert aggregate.ansi_mode(spark), "Spark 4 runs in ANSI mode unless told otherwise"
     spark.conf.set("spark.sql.ansi.enabled", "false")
     try:
-        assert not batch.ansi_mode(spark)
+        assert not aggregate.ansi_mode(spark)
     finally:
         spark.conf.unset("spark.sql.ansi.enabled")
-    assert batch.ansi_mode(spark)
+    assert aggregate.ansi_mode(spark)
 
 
 def test_sums_in_halves_give_back_any_long() -> None:
@@ -87,21 +88,21 @@ def data() -> Generated:
     return generate(seed=17, units=300)
 
 
-ORIGINAL_CONTRIBUTION_ROWS = batch.contribution_rows
+ORIGINAL_CONTRIBUTION_ROWS = aggregate.contribution_rows
 
 
 def one_pass(spark: SparkSession, lake_dir: Path, data: Generated, monkeypatch: pytest.MonkeyPatch,
-             micros: bool | None) -> batch.Pass:  # fmt: skip
+             micros: bool | None) -> Pass:  # fmt: skip
     """The experiment's pass with its contribution rows computed in longs (falling back to
     decimals on overflow), in decimals, or (None) as the job chooses."""
     with monkeypatch.context() as patched:
-        patched.setattr(batch, "contribution_rows", partial(ORIGINAL_CONTRIBUTION_ROWS, micros=micros))
+        patched.setattr(aggregate, "contribution_rows", partial(ORIGINAL_CONTRIBUTION_ROWS, micros=micros))
         spec = ExperimentSpec(data.truth.experiment, ("control", "treatment"), ADDITIVE)
         options = JobOptions(parse_instant(rfc3339(data.truth.final_as_of)))
         return batch.compute_pass(spark, lake_dir, [spec], CATALOG, options)
 
 
-def snapshots(outcome: batch.Pass, key: str) -> list[object]:
+def snapshots(outcome: Pass, key: str) -> list[object]:
     return list(outcome.results[key].snapshots)
 
 

@@ -223,9 +223,11 @@ def test_windows_include_their_start_and_exclude_their_end(spark: SparkSession) 
 @pytest.fixture(scope="module")
 def tiny(spark: SparkSession) -> tuple[list[Any], dict[str, Any], Timeline]:
     """Four units, hand-checkable: see the expected numbers in the tests below."""
-    from services.metrics.job.batch import ExperimentPlan, compute_statistics, event_source
+    from services.metrics.job.aggregate import compute_statistics
     from services.metrics.job.document import accumulate
+    from services.metrics.job.plan import ExperimentPlan
     from services.metrics.job.run import JobOptions
+    from services.metrics.job.sources import event_source
 
     options = JobOptions(as_of_us=t(5, 12), lateness_us=LATENESS, late_threshold_us=HOUR_US)
     raw_exposures = exposures(spark, [
