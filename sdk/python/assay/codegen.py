@@ -104,7 +104,11 @@ class ConditionPlan:
 
 def plan_condition(op: str, attribute: str, value: Any, closure: Callable[[Mapping[str, Any]], bool]) -> ConditionPlan:
     semver = SemverVerdicts(op, value) if op.startswith("semver_") else None
-    return ConditionPlan(op, attribute, frozenset(value) if op in ("in", "not_in") else value, closure, semver)
+    if op in ("in", "not_in"):
+        # A set only for one kind: `frozenset([0, False])` is {0}, which would lose the bool
+        # (mixed kinds go to the closure, which compares kind by kind).
+        value = frozenset(value) if len({kind_of(item) for item in value}) == 1 else tuple(value)
+    return ConditionPlan(op, attribute, value, closure, semver)
 
 
 def add_condition(source: DecideSource, condition: ConditionPlan) -> None:

@@ -43,6 +43,13 @@ def kept(spark: SparkSession, tmp_path: Path) -> Lake:
     return lake
 
 
+REUSED = "exposure files unchanged since the kept run: its exposure summaries stand"
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
 def unit_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
     return [(r.updated, r.recomputed) for r in caplog.records if r.getMessage() == "incremental units"]  # type: ignore[attr-defined]
 
@@ -73,7 +80,39 @@ def test_new_events_update_their_units_from_the_state(
     stats = kept.rerun(spark, options_at(7))
     assert stats.incremental_experiments == 2
     assert unit_lines(caplog) == [(len(set(units)), 0)]
+    assert REUSED in messages(caplog), "no exposure file changed: the kept exposure summaries stand"
     kept.assert_equals_full(spark, options_at(7))
+
+
+def test_exposure_rows_past_the_kept_as_of_make_the_rerun_summarise_exposures_again(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exposure already in a kept file but received after the kept run's as-of enters the
+    rerun at a later as-of: the files are unchanged, yet the kept summary is not the rerun's
+    (one more exposure), which the files' Parquet statistics tell. A new exposure file, too,
+    makes the rerun summarise every exposure."""
+    lake = Lake(tmp_path, SPECS[:2])
+    exposures, events = records(5)
+    template = next(r for r in exposures if r["experiment"] == "inc-a")
+    pending = {**template, "event_id": "pending", "unit_id": "pending-unit",
+               "timestamp": rfc3339(DAY + timedelta(hours=6, minutes=30)),
+               "received_at": rfc3339(DAY + timedelta(hours=6, minutes=40))}  # fmt: skip
+    lake.add([*exposures, pending], events)
+    assert lake.rerun(spark, options_at(6)).mode == "full"
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    assert lake.rerun(spark, options_at(6)).incremental_experiments == 2
+    assert REUSED in messages(caplog), "the same as-of and files: the summaries stand"
+    caplog.clear()
+    assert lake.rerun(spark, options_at(7)).incremental_experiments == 2
+    assert REUSED not in messages(caplog)
+    lake.assert_equals_full(spark, options_at(7))
+    caplog.clear()
+    later = DAY + timedelta(hours=7, minutes=30)
+    lake.add([{**template, "event_id": "another", "unit_id": "another-unit", "timestamp": rfc3339(later),
+               "received_at": rfc3339(later)}], [])  # fmt: skip
+    assert lake.rerun(spark, options_at(8)).incremental_experiments == 2
+    assert REUSED not in messages(caplog)
+    lake.assert_equals_full(spark, options_at(8))
 
 
 def test_late_rows_updated_when_they_enter_from_the_horizon_on(
@@ -144,9 +183,8 @@ def test_an_overflow_on_the_additive_path_recomputes_the_units_from_the_lake(
     caplog.set_level(logging.INFO, logger="services.metrics.job")
     stats = lake.rerun(spark, options_at(7))
     assert stats.incremental_experiments == 2
-    messages = [record.getMessage() for record in caplog.records]
-    assert "64-bit sums would overflow; recomputing the changed units from the lake" in messages
-    assert "the one-pass run failed; computing each experiment alone" not in messages
+    assert "64-bit sums would overflow; recomputing the changed units from the lake" in messages(caplog)
+    assert "the one-pass run failed; computing each experiment alone" not in messages(caplog)
     lake.assert_equals_full(spark, options_at(7))
 
 

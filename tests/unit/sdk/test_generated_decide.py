@@ -312,3 +312,19 @@ def test_a_copy_with_other_fields_decides_by_its_own_fields() -> None:
     paused = config.model_copy(update={"status": "paused"})
     assert evaluate(paused, "u", {"country": "US"}) == NOT_RUNNING
     assert evaluate(config, "u", {"country": "US"}).reason == "hash"
+
+
+@pytest.mark.parametrize("op", ["in", "not_in"])
+@pytest.mark.parametrize("values", [[0, False], [False, 0], [1, True, "1"], [1.0, 1], [True, 1.0]])
+def test_a_membership_of_equal_values_of_two_kinds_keeps_both(op: str, values: list[Any]) -> None:
+    """`0 == False` in Python, so a set of [0, False] holds only one of them; the reference
+    compares kind by kind, and a bool attribute must still match its bool (found by the
+    property test above: `in [0, False]` with False rejected the unit)."""
+    config = ExperimentConfig.model_validate({
+        "key": "generated", "salt": "s", "status": "running", "traffic": 1.0,
+        "variants": [{"key": "v0", "weight": 0.5}, {"key": "v1", "weight": 0.5}],
+        "targeting": [{"attribute": "country", "op": op, "value": values}],
+    })  # fmt: skip
+    for actual in (False, True, 0, 1, 1.0, "1", "0", None):
+        attributes = {"country": actual}
+        assert evaluate(config, "u0", attributes) == reference(config, "u0", attributes), actual
