@@ -80,7 +80,7 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
     files = exposure_listing(lake_dir, keys, options)
     reused = _kept_summaries(lake_dir, files, keys, state, options) if not force_full else None
     exposures = ExposureSource.read(spark, files, keys, options.as_of_us, sliced, cache=reused is None)
-    outcome = Pass(results, list(files))
+    outcome = Pass(results, list(files))  # the event files join them below
     try:
         if reused is None:
             summaries = {row.pop("experiment"): row for row in collected(quality.exposure_summary(exposures.frame))}
@@ -103,8 +103,8 @@ def compute_pass(spark: SparkSession, lake_dir: Path, specs: Sequence[Experiment
             results[key].variants_seen = set(summary.pop("variants"))
         if plans:
             event_files = event_listing(lake_dir, plans, options)
-            files += event_files
-            outcome.manifest = st.stamp_files(lake_dir, files)
+            outcome.files += event_files
+            outcome.manifest = st.stamp_files(lake_dir, outcome.files)
             outcome.experiments = {key: _experiment_state(plan) for key, plan in plans.items()}
             kept = _plan_modes(outcome, plans, conflicting, state, options, force_full)
             statistics = pass_statistics(outcome, lake_dir, exposures, event_files, plans, kept, state, options, tables)
