@@ -19,6 +19,7 @@ from typing import Any
 from pyspark.errors import ArithmeticException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from services.metrics.job import incremental, io, quality
 from services.metrics.job import state as st
@@ -161,11 +162,12 @@ class _Split:
     hard_ids: DataFrame  # (unit_id, event_id) of their new event rows, checked for copies that disagree
     segments: DataFrame  # persisted: the other units' segments
     seg_events: DataFrame  # persisted: their (segment, event) rows
-    easy: DataFrame  # the other units' new events (DISTINCT_EVENT)
+    easy: DataFrame  # persisted: the other units' new events (DISTINCT_EVENT)
     timelines: Mapping[str, Timeline]
+    cached: list[DataFrame]  # more frames to unpersist
 
     def release(self) -> None:
-        for frame in (self.new, self.hard, self.segments, self.seg_events):
+        for frame in (self.new, self.hard, self.segments, self.seg_events, self.easy, *self.cached):
             frame.unpersist()
 
 
@@ -189,7 +191,11 @@ def _split(exposures: ExposureSource, new_exposures: DataFrame, new_events: Data
     hard = suspects[0].select("unit_id")
     for frame in suspects[1:]:
         hard = hard.unionByName(frame.select("unit_id"))
-    candidates = new.where(F.col("consistent")).drop("consistent").join(hard, "unit_id", "left_anti")
+    # Both read more than once below: computed once (the kept hashes are joined here only).
+    suspected = materialized(hard.distinct())
+    candidates = materialized(
+        new.where(F.col("consistent")).drop("consistent").join(F.broadcast(suspected), "unit_id", "left_anti")
+    )
     timelines = {key: plan.timeline for key, plan in plans.items()}
     frame = tf.timeline_frame(spark, timelines)
     ours = exposures.of_units(list(plans), candidates.select("unit_id").distinct())
@@ -197,9 +203,9 @@ def _split(exposures: ExposureSource, new_exposures: DataFrame, new_events: Data
     source = EventSource(candidates, None, scopes_frame(spark, plans), None)
     seg_events = materialized(tf.segment_event_rows(tf.with_entry_index(source.exposed(segments), frame)))
     early = seg_events.join(F.broadcast(us.horizon_frame(spark, timelines)), "experiment")
-    hard = materialized(hard.unionByName(early.where(F.col("c") < F.col("horizon")).select("unit_id")).distinct())
+    hard = materialized(suspected.unionByName(early.where(F.col("c") < F.col("horizon")).select("unit_id")).distinct())
     hard_ids = relevant.join(hard, "unit_id", "left_semi").select("unit_id", "event_id")
-    return _Split(new, hard, hard_ids, segments, seg_events, candidates, timelines)
+    return _Split(new, hard, hard_ids, segments, seg_events, candidates, timelines, [suspected])
 
 
 def _additive(
@@ -219,14 +225,13 @@ def _additive(
     roles = tf.metric_roles(spark, {key: plan.metrics for key, plan in steps.items()})
     increments = tf.event_increments(tf.classify_events(seg_events, roles), micros=True)
     kept_units = us.read_units(spark, state.directory, keys)
-    old = updated = None
+    touched = materialized(touched)
+    merged = None
     try:
         try:
-            old = materialized(kept_units.join(touched, "unit_id", "left_semi"))
-            updated = materialized(tf.merged_increments(old.unionByName(increments.select(*us.UNIT_COLUMNS))))
-            # One pass over both versions of each unit: the deltas now minus those then.
-            versions = old.withColumn(tf.SIGN, F.lit(-1)).unionByName(updated.withColumn(tf.SIGN, F.lit(1)))
-            net = by_experiment(micro_deltas(versions))
+            merged = _versions(kept_units.join(F.broadcast(touched), "unit_id", "left_semi"),
+                               increments.select(*us.UNIT_COLUMNS))  # fmt: skip
+            net = by_experiment(micro_deltas(merged.where(F.col("changes")).drop("changes")))
         except ArithmeticException as exc:
             # Sums or squares past 64 bits: the lake recompute falls back to decimals on its own.
             log.info("64-bit sums would overflow; recomputing the changed units from the lake",
@@ -247,9 +252,10 @@ def _additive(
         else:
             tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
             tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
-        tables.add_units(updated)
+        tables.add_units(merged.where(F.col(tf.SIGN) == 1))
+        updated_units = touched.count()
     finally:
-        for persisted in (old, updated):
+        for persisted in (touched, merged):
             if persisted is not None:
                 persisted.unpersist()
     result = {
@@ -257,13 +263,31 @@ def _additive(
         for key in keys
     }  # fmt: skip
     recomputed = hard.count()
-    log.info("incremental units", extra={"updated": touched.count(), "recomputed": recomputed})
+    log.info("incremental units", extra={"updated": updated_units, "recomputed": recomputed})
     if recomputed:
         later = _increment(exposures, None, hard, event_files, kept_files, steps,
                            {key: KeptExperiment(kept[key].timeline, totals) for key, totals in result.items()},
                            state, options, tables)  # fmt: skip
         return later
     return {key: (totals, LatestRows()) for key, totals in result.items()}
+
+
+def _versions(kept_rows: DataFrame, moved: DataFrame) -> DataFrame:
+    """The touched units' kept rows and the new events' increments (both UNIT_COLUMNS) -> the
+    units' merged rows now (SIGN 1: what the next state keeps) and, for each (experiment,
+    unit, metric) the new events move (`changes`), also as the kept run had them (SIGN -1).
+    The others are the same then and now, so their contributions would cancel.
+
+    Persisted and laid out by unit: the one exchange; the flag, the merge and both windows of
+    the deltas all group by unit, so Spark runs them where the rows are."""
+    rows = kept_rows.withColumn("new", F.lit(False)).unionByName(moved.withColumn("new", F.lit(True)))
+    rows = rows.repartition(shuffle_partitions(rows.sparkSession), "unit_id")
+    changes = F.max("new").over(Window.partitionBy("experiment", "unit_id", "metric"))
+    both = F.array(F.lit(-1), F.lit(1))
+    signs = F.when(F.col("changes") & ~F.col("new"), both).otherwise(F.array(F.lit(1)))
+    exploded = rows.withColumn("changes", changes).withColumn(tf.SIGN, F.explode(signs))
+    sums = [F.sum(name).alias(name) for name in ("num", "den", "pre")]
+    return materialized(exploded.groupBy(*tf.SEGMENT_KEYS, "c", "changes", tf.SIGN).agg(*sums))
 
 
 def _overflowed(
