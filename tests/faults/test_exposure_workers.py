@@ -164,6 +164,8 @@ def test_a_dead_worker_is_replaced_and_nothing_accepted_is_lost(
                 pids = set(fresh)
         except AssertionError:  # only the survivor takes connections yet
             return None
+        except httpx.TransportError:  # a probe queued on the dead worker's socket was reset
+            return None
         return pids if victim not in pids else None
 
     survivors = eventually(replaced, 60, interval=0.5, message="the dead worker was not replaced")
