@@ -50,6 +50,14 @@ def one_client_per_worker(base_url: str, workers: int = 2) -> Iterator[dict[int,
             client.close()
 
 
+def every_worker_up(base_url: str) -> bool:
+    try:
+        with one_client_per_worker(base_url):
+            return True
+    except AssertionError:  # one of them is still starting
+        return False
+
+
 def post_through(clients: dict[int, httpx.Client], key: str, batches: int, size: int = 100) -> list[str]:
     """`batches` batches spread over the workers' connections, concurrently; the ids answered 202."""
 
@@ -127,6 +135,10 @@ def test_each_worker_spools_to_its_own_slot_and_a_restart_replays_both(
 ) -> None:  # fmt: skip
     spool_dir = tmp_path / "spool"
     service = start_exposure(redis_server.url, own_broker.bootstrap, spool_dir=spool_dir, ASSAY_WORKERS=WORKERS)
+    # Both workers up before the broker goes: the service is ready once one of them is, and a
+    # worker still starting when Kafka vanishes waits out the bootstrap timeout (30 s) before
+    # it takes connections.
+    eventually(lambda: every_worker_up(service.base_url), 60, interval=0.5, message="a worker never took connections")
     own_broker.stop()
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=20)
