@@ -76,10 +76,9 @@ def ansi_mode(spark: SparkSession) -> bool:
     return str(spark.conf.get("spark.sql.ansi.enabled")).lower() == "true"
 
 
-def micro_deltas(merged: DataFrame, merged_rows: bool = True) -> list[dict[str, Any]]:
-    """`tf.contribution_deltas` of merged increments in millionths, collected as decimals
-    (`merged_rows` False: increments not yet one row per key)."""
-    values = tf.unit_metric_values(merged, micros=True, merged=merged_rows)
+def micro_deltas(merged: DataFrame) -> list[dict[str, Any]]:
+    """`tf.contribution_deltas` of merged increments in millionths, collected as decimals."""
+    values = tf.unit_metric_values(merged, micros=True, merged=True)
     return [tf.from_micros(row) for row in collected(tf.contribution_deltas(values, micros=True))]
 
 

@@ -250,8 +250,7 @@ def _additive(
         if tables.carry(state.directory, replaced):
             tables.add_hashes(split.new)
         else:
-            tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
-            tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
+            _rewrite(tables, state, split, kept_units, replaced)
         tables.add_units(merged.where(F.col(tf.SIGN) == 1))
         updated_units = touched.count()
     finally:
@@ -298,15 +297,21 @@ def _overflowed(
     """`_additive` when its 64-bit sums overflow: every unit with new rows recomputed from the
     lake (`_increment`, which sums in decimals when longs do not hold), the others' kept rows
     and every hash carried into one new layer."""
-    spark = exposures.frame.sparkSession
     changed = split.new.select("unit_id").where(F.col("unit_id").isNotNull())
     units = materialized(changed.unionByName(split.hard).distinct())
     try:
-        tables.add_hashes(us.read_hashes(spark, state.directory).unionByName(split.new.select("id_hash")))
-        tables.add_units(kept_units.join(units, "unit_id", "left_anti"))
+        _rewrite(tables, state, split, kept_units, units)
         return _increment(exposures, None, units, event_files, kept_files, steps, kept, state, options, tables)
     finally:
         units.unpersist()
+
+
+def _rewrite(tables: us.UnitTables, state: st.LoadedState, split: _Split, kept_units: DataFrame,
+             replaced: DataFrame) -> None:  # fmt: skip
+    """A whole new layer 0 instead of a layer on the kept ones: every kept hash plus the new
+    ones, and the kept rows of every unit but the `replaced` (whose rows the caller adds)."""
+    tables.add_hashes(us.read_hashes(kept_units.sparkSession, state.directory).unionByName(split.new.select("id_hash")))
+    tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
 
 
 def _event_counts(row: dict[str, Any]) -> dict[str, Any]:

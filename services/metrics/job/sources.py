@@ -73,12 +73,12 @@ EXPOSURE_CONTENT = ("unit_id", "variant", "ts_us")  # what every copy of one exp
 
 @dataclass
 class EventSource:
-    """The events of a pass, read and de-duplicated once (see `load_events`)."""
+    """The events of a pass, read and de-duplicated once (see `read_events`, `event_source`)."""
 
     distinct: DataFrame  # persisted: one row per event_id whose copies agree, by unit
     conflicting: DataFrame | None  # (experiment, event) rows of events whose copies disagree (`tf.conflicting_rows`)
     scopes: DataFrame  # experiment -> (name, since_us)
-    cached: DataFrame | None  # what `load_events` persisted (`release` unpersists it)
+    cached: DataFrame | None  # what `event_source` persisted (`release` unpersists it)
 
     def release(self) -> None:
         if self.cached is not None:
@@ -129,25 +129,16 @@ def read_events(spark: SparkSession, files: Sequence[Path], plans: Mapping[str, 
     return event_source(relevant, plans)
 
 
-def load_events(spark: SparkSession, lake_dir: Path, plans: Mapping[str, ExperimentPlan], options: JobOptions
-                ) -> tuple[EventSource, list[Path]]:  # fmt: skip
-    """Every event partition any plan can use, read once and de-duplicated once (per
-    event_id, over the union of the plans' names and the earliest start); the caller
-    releases them.
-
-    Events whose copies disagree on name, time or unit (`tf.distinct_events`) are
-    de-duplicated per experiment from their raw rows instead, as in a run of its own; a
-    cheap check on the persisted frame skips that path when there are none."""
-    files = event_listing(lake_dir, plans, options)
-    return read_events(spark, files, plans, options), files
-
-
 def scopes_frame(spark: SparkSession, plans: Mapping[str, ExperimentPlan]) -> DataFrame:
     return tf.event_scopes(spark, {key: (plan.event_names, plan.since_us) for key, plan in plans.items()})
 
 
 def event_source(relevant: DataFrame, plans: Mapping[str, ExperimentPlan]) -> EventSource:
-    """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource."""
+    """Relevant event rows (with micros, no `experiment`) -> the pass's EventSource.
+
+    Events whose copies disagree on name, time or unit (`tf.distinct_events`) are
+    de-duplicated per experiment from their raw rows instead, as in a run of its own; a
+    cheap check on the persisted frame skips that path when there are none."""
     spark = relevant.sparkSession
     scopes = scopes_frame(spark, plans)
     partitions = shuffle_partitions(spark)
