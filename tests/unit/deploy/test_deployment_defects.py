@@ -33,6 +33,8 @@ def test_cluster_profile_and_scheduler() -> None:
     scheduler = SERVICES["metrics-scheduler"]
     assert scheduler["healthcheck"]["test"] == ["CMD", "python", "-m", "deploy.healthcheck"]
     assert "ASSAY_SPARK_CORES_MAX" in scheduler["environment"]
+    # The long-lived session runs with the small pages the test suite uses (see docs/deploy.md).
+    assert scheduler["environment"]["ASSAY_SPARK_PAGE_SIZE"] == "${ASSAY_SPARK_PAGE_SIZE:-2m}"
 
 
 def test_exposure_scales_out_and_cookie_is_a_setting() -> None:
