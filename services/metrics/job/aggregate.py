@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.errors import ArithmeticException
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 from services.metrics.job import latest as lt
 from services.metrics.job import quality
 from services.metrics.job import transforms as tf
+from services.metrics.job import unitmath as um
 from services.metrics.job import unitstate as us
 from services.metrics.job.document import LatestRows
 from services.metrics.job.incremental import Totals
@@ -51,12 +53,11 @@ def by_experiment(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
     return grouped
 
 
-def quality_counts(segments: DataFrame, seg_events: DataFrame, events: EventSource, uses: DataFrame,
-                    timelines: DataFrame, starts: DataFrame, options: JobOptions
-                    ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Per experiment: the latest snapshot's data-quality counts, in one collect."""
+def quality_counts(segments: DataFrame, latest: DataFrame, events: EventSource, starts: DataFrame
+                   ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per experiment: the latest snapshot's data-quality counts, in one collect. `latest`:
+    the counts over exposed units' events (`quality.latest_event_summary`'s columns)."""
     units = quality.unit_summary(segments)
-    latest = quality.latest_event_summary(seg_events, starts, uses, timelines, options.late_threshold_us)
     seen = quality.event_summary(quality.scoped_summary(events.scoped(), starts), latest)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
     joined = units.join(seen.select("experiment", *NO_USED_EVENTS, nested), "experiment", "left")
@@ -137,24 +138,43 @@ def compute_statistics(
                             "experiment string, start_us long")  # fmt: skip
     by_unit = exposures.repartition(shuffle_partitions(spark), "unit_id")
     segments = materialized(tf.unit_segments(tf.with_entry_index(by_unit, timelines)))
-    seg_events = None
+    seg_events = arrays = None
     try:
-        # The (segment, event) rows: the deltas and the data-quality counts each join them
-        # again from the persisted events (measured: as fast as persisting them, in less
-        # memory); when the slices and quantile blocks read them too, they are persisted.
+        # The (segment, event) rows. In ANSI mode the deltas, the quality counts, the quantile
+        # values and the per-unit state come from the per-unit arrays instead (`unitmath`);
+        # what else reads the rows (the slices; the deltas after an overflow) joins them
+        # again from the persisted events, and when several steps read them they are persisted.
         seg_events = tf.segment_event_rows(tf.with_entry_index(events.exposed(segments), timelines))
-        if any(plan.dimensions or plan.quantile_metrics for plan in plans.values()):
+        if options.unit_arrays and ansi_mode(spark):
+            arrays = unit_arrays(events, segments, plans, options, tables)
+        if any(plan.dimensions or (arrays is None and plan.quantile_metrics) for plan in plans.values()):
             seg_events = materialized(seg_events)
         roles = tf.metric_roles(spark, metrics)
         classified = tf.classify_events(seg_events, roles)
         keep, written = unit_writer(tables, us.horizon_frame(spark, {k: p.timeline for k, p in plans.items()}))
-        deltas = by_experiment(contribution_rows(classified, segments, tf.metric_kinds(spark, metrics), keep=keep))
+        rows = None
+        if arrays is not None and arrays.deltas is not None:
+            rows = arrays.deltas
+            if tables is not None:
+                tables.add_units(um.unit_rows(arrays.output))
+                written.append(True)
+        if rows is None:
+            rows = contribution_rows(classified, segments, tf.metric_kinds(spark, metrics), keep=keep)
+        deltas = by_experiment(rows)
         if tables is not None and not written:
             tables.incomplete("the pass summed in decimals")
         unit_deltas = by_experiment(collected(tf.unit_count_deltas(segments)))
-        counts = quality_counts(segments, seg_events, events, tf.event_uses(roles), timelines, starts, options)
-        latest = latest_statistics(exposures, segments, classified, plans)
+        if arrays is not None:
+            latest_events = arrays.quality
+        else:
+            latest_events = quality.latest_event_summary(seg_events, starts, tf.event_uses(roles), timelines,
+                                                         options.late_threshold_us)  # fmt: skip
+        counts = quality_counts(segments, latest_events, events, starts)
+        values = arrays.quantile_values if arrays is not None else None
+        latest = latest_statistics(exposures, segments, classified, plans, values)
     finally:
+        if arrays is not None:
+            arrays.release()
         if seg_events is not None:
             seg_events.unpersist()
         segments.unpersist()
@@ -163,6 +183,62 @@ def compute_statistics(
               latest.get(key, LatestRows()))
         for key in plans
     }  # fmt: skip
+
+
+@dataclass
+class UnitArrays:
+    """What the per-unit arrays (`unitmath`) give a pass: the deltas (None when some sum could
+    leave 64 bits: the caller computes them in Spark), the latest snapshot's quality counts of
+    exposed units per experiment (`quality.latest_event_summary`'s columns) and the counted
+    quantile values (`latest.quantile_values`' columns; None without quantile metrics)."""
+
+    deltas: list[dict[str, Any]] | None
+    quality: DataFrame
+    quantile_values: DataFrame | None
+    output: DataFrame  # persisted when the quantile values or the per-unit state read it after the collect
+
+    def release(self) -> None:
+        self.output.unpersist()
+
+
+SEGMENTS_PER_PARTITION = 250_000
+
+
+def array_partitions(segments: DataFrame) -> int:
+    """How many partitions of units the arrays run over: the session's shuffle partitions, times
+    one more per SEGMENTS_PER_PARTITION segments (persisted: counting them is cheap). A
+    partition's arrays hold all (segment, event) pairs of its units, and there are about
+    experiments x events of them: more partitions keep each worker's memory bounded."""
+    return shuffle_partitions(segments.sparkSession) * max(1, -(-segments.count() // SEGMENTS_PER_PARTITION))
+
+
+DELTA_COLUMNS = ("experiment", "metric", "variant", "c",
+                 *(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")))  # fmt: skip
+
+
+def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, ExperimentPlan],
+                options: JobOptions, tables: us.UnitTables | None) -> UnitArrays:  # fmt: skip
+    """The per-unit arrays of a pass, in one collect (see `UnitArrays`); with `tables`, they
+    also give the units' rows for the per-unit state (`um.unit_rows` of the output)."""
+    spark = segments.sparkSession
+    plan = um.UnitPlan.build(plans, options.late_threshold_us, keep_units=tables is not None)
+    rows = um.input_rows(events.distinct, events.conflicting, segments, array_partitions(segments))
+    output = um.output_rows(rows, plan)
+    quantiles = any(plan.quantile_metrics for plan in plans.values())
+    if quantiles or tables is not None:
+        output = output.persist()
+    parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in collected(um.totals_frame(output)):
+        parts[row.pop("part")].append(row)
+    deltas = None
+    if parts[um.OVERFLOW]:
+        log.info("64-bit sums would overflow; computing the deltas in Spark")
+    else:
+        deltas = [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
+    counts = [(row["experiment"], *(row[name] for name in um.QUALITY_COUNTS)) for row in parts[um.QUALITY]]
+    ddl = ", ".join(["experiment string", *(f"{name} long" for name in um.QUALITY_COUNTS)])
+    values = um.quantile_values(output) if quantiles else None
+    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), values, output)
 
 
 def unit_writer(tables: us.UnitTables | None, horizons: DataFrame
@@ -182,9 +258,11 @@ def unit_writer(tables: us.UnitTables | None, horizons: DataFrame
 
 
 def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
-                      plans: Mapping[str, ExperimentPlan]) -> dict[str, LatestRows]:  # fmt: skip
+                      plans: Mapping[str, ExperimentPlan], values: DataFrame | None = None
+                      ) -> dict[str, LatestRows]:  # fmt: skip
     """Slices and quantile blocks of the latest snapshot (see `latest`), for the experiments
-    with dimensions or quantile metrics; nothing runs for the others. Up to three collects."""
+    with dimensions or quantile metrics; nothing runs for the others. Up to three collects.
+    `values`: the counted quantile values when the per-unit arrays gave them."""
     spark = exposures.sparkSession
     dimensions = {key: plan.dimensions for key, plan in plans.items() if plan.dimensions}
     quantiles = {key: plan.quantile_metrics for key, plan in plans.items() if plan.quantile_metrics}
@@ -200,8 +278,9 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
             for key, found in by_experiment(collected(lt.slice_sums(classified, labels, dimensions))).items():
                 rows[key].slice_sums = found
         if quantiles:
-            values = lt.quantile_values(classified, labels, quantiles)
-            blocks = lt.quantile_blocks(values, lt.quantile_probabilities(spark, quantiles))
+            counted = values if values is not None else lt.quantile_values(classified, quantiles)
+            sliced = lt.sliced_values(counted.where(F.col("experiment").isin(sorted(quantiles))), labels)
+            blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(spark, quantiles))
             for key, found in by_experiment(collected(blocks)).items():
                 rows[key].quantiles = found
     finally:

@@ -137,20 +137,25 @@ def quantile_probabilities(spark: SparkSession, metrics: Mapping[str, Sequence[M
     return local_frame(spark, rows, "experiment string, metric string, p double, p_num string, p_den string")
 
 
-def quantile_values(classified: DataFrame, labels: DataFrame | None, experiments: Iterable[str]) -> DataFrame:
-    """QUANTILE_GROUP + (unit_id, v): every counted value once for the whole variant
-    (dimension and slice OVERALL) and once per slice of the unit."""
+def quantile_values(classified: DataFrame, experiments: Iterable[str]) -> DataFrame:
+    """(experiment, metric, variant, unit_id, v, count): every value counted in a quantile
+    metric at the latest snapshot, once per row (count 1)."""
     value = F.col("value").try_cast(EVENT_VALUE)
     counted = F.col("post") & (F.col("role") == "num") & (F.col("kind") == "quantile") & value.isNotNull()
-    rows = (
+    return (
         _latest(classified, experiments)
         .where(counted)
-        .select("experiment", "metric", "variant", "unit_id", value.alias("v"))
+        .select("experiment", "metric", "variant", "unit_id", value.alias("v"), F.lit(1).cast("long").alias("count"))
     )
-    overall = rows.select(*rows.columns, F.lit(OVERALL).alias("dimension"), F.lit(OVERALL).alias("slice"))
+
+
+def sliced_values(values: DataFrame, labels: DataFrame | None) -> DataFrame:
+    """`quantile_values` rows -> QUANTILE_GROUP + (unit_id, v, count): every counted value once
+    for the whole variant (dimension and slice OVERALL) and once per slice of the unit."""
+    overall = values.select(*values.columns, F.lit(OVERALL).alias("dimension"), F.lit(OVERALL).alias("slice"))
     if labels is None:
         return overall
-    sliced = rows.join(labels.select("experiment", "unit_id", "dimension", "slice"), ["experiment", "unit_id"])
+    sliced = values.join(labels.select("experiment", "unit_id", "dimension", "slice"), ["experiment", "unit_id"])
     return overall.unionByName(sliced)
 
 
@@ -174,7 +179,7 @@ def _window_rank(n_events: Column, probability: Column) -> Column:
 def quantile_blocks(values: DataFrame, probabilities: DataFrame) -> DataFrame:
     """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u sums."""
     group = list(QUANTILE_GROUP)
-    histogram = values.groupBy(*group, "v").agg(F.count(F.lit(1)).alias("count"))
+    histogram = values.groupBy(*group, "v").agg(F.sum("count").alias("count"))
     running = Window.partitionBy(*group).orderBy("v").rowsBetween(Window.unboundedPreceding, Window.currentRow)
     cumulative = histogram.select(
         *group,
@@ -201,7 +206,10 @@ def quantile_blocks(values: DataFrame, probabilities: DataFrame) -> DataFrame:
     per_unit = (
         values.join(picks.select(*group, F.col("value").alias("quantile")), group)
         .groupBy(*group, "unit_id")
-        .agg(F.count(F.lit(1)).alias("m"), F.sum(F.when(F.col("v") <= F.col("quantile"), 1).otherwise(0)).alias("s"))
+        .agg(
+            F.sum("count").alias("m"),
+            F.sum(F.when(F.col("v") <= F.col("quantile"), F.col("count")).otherwise(0)).alias("s"),
+        )
     )
     s, m = F.col("s"), F.col("m")
     sums = per_unit.groupBy(*group).agg(

@@ -58,6 +58,9 @@ class JobOptions:
     as_of_us: int
     lateness_us: int = 72 * HOUR_US
     late_threshold_us: int = HOUR_US
+    # The per-unit arithmetic of a full pass in numpy inside the Python workers (`unitmath`);
+    # False: all of it as Spark frames (`transforms`). Both give the same digits.
+    unit_arrays: bool = True
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import time
 
 from pyspark.sql import SparkSession
@@ -22,6 +24,9 @@ def build_session(
     power of two up to 64m from memory / cores / 16; 32m for 2g and 2 cores) rounds every hash
     table and sort buffer up to such pages, and a session that reruns from the per-unit state held
     about twice the heap at 32m than at 2m between runs."""
+    # The per-unit arithmetic runs in Python workers (`unitmath`): this interpreter, with numpy
+    # and pyarrow, unless the environment names another. PySpark reads only the variable.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(master).appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")

@@ -13,6 +13,7 @@ lake file once.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,24 @@ def test_each_experiment_gets_the_document_it_gets_alone(
         quality = want["data_quality"]
         assert quality["duplicate_events"] > 0 and quality["units"] > 0 and want["daily"]
         assert alone_stats.files_read < together[1].files_read  # the pass reads the union...
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "every-id-collides"])
+def test_the_unit_arrays_publish_what_the_spark_frames_publish(
+    spark: SparkSession, lake: Path, options: JobOptions, together: tuple[Path, RunStats], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, collide: bool,
+) -> None:  # fmt: skip
+    """The pass's per-unit arithmetic in numpy (`unitmath`, the default) and as Spark frames
+    (`unit_arrays=False`) publish the same documents: every daily statistic, data-quality
+    count, slice and quantile block, with late exposures that move units between segments,
+    units in both variants, copies that disagree (all of them, when every id collides)."""
+    if collide:
+        monkeypatch.setattr(tf, "id_hash", lambda: F.lit(7).cast("long"))
+    frames = replace(options, unit_arrays=False)
+    _, failures, _ = run_experiments(spark, lake, tmp_path, SPECS, CATALOG, frames)
+    assert failures == 0
+    for spec in SPECS:
+        assert published(tmp_path, spec.key) == published(together[0], spec.key), spec.key
 
 
 def test_the_pass_reads_each_file_once_and_reports_what_it_read(together: tuple[Path, RunStats],

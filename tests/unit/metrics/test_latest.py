@@ -17,15 +17,21 @@ metrics:
 """)
 
 
-def test_quantile_blocks_by_hand(spark: SparkSession) -> None:
+VALUES_DDL = ("experiment string, metric string, dimension string, slice string, variant string, unit_id string, "
+              "v decimal(20,6), count long")  # fmt: skip
+
+
+@pytest.mark.parametrize("counted", [False, True], ids=["one-row-each", "counted"])
+def test_quantile_blocks_by_hand(spark: SparkSession, counted: bool) -> None:
     # Ten values over three units, sorted 1 2 3 3 4 5 6 8 9 10: x_(ceil(10 * 0.3)) = x_(3) = 3
     # (in floating point 10 * 0.3 is 3.0000000000000004, whose ceiling would pick x_(4)).
+    # `counted`: a unit's equal values come as one row with their count, as the per-unit arrays give them.
     per_unit = {"u1": [1, 3, 3], "u2": [2, 5, 8, 9], "u3": [10, 4, 6]}
-    rows = [("e", "p30", "", "", "control", unit, Decimal(v)) for unit, values in per_unit.items() for v in values]
-    values = spark.createDataFrame(
-        rows, "experiment string, metric string, dimension string, slice string, variant string, unit_id string, "
-        "v decimal(20,6)",
-    )  # fmt: skip
+    rows = [("e", "p30", "", "", "control", unit, Decimal(v), 1) for unit, values in per_unit.items() for v in values]
+    if counted:
+        rows = [(*key, rows.count((*key, 1))) for key in dict.fromkeys(row[:-1] for row in rows)]
+        assert len(rows) == 9
+    values = spark.createDataFrame(rows, VALUES_DDL)
     probabilities = lt.quantile_probabilities(spark, {"e": CATALOG.metrics})
     [row] = [r.asDict() for r in lt.quantile_blocks(values, probabilities).collect()]
     lower, upper = lt.outer_window_probabilities(0.3, 10)
@@ -47,11 +53,8 @@ def test_the_quantile_rank_is_exact(spark: SparkSession, probability: float, n_e
 metrics:
   - {{name: q, type: quantile, quantile: {probability!r}, event: e, value: value, owner: test}}
 """)
-    rows = [("e", "q", "", "", "a", f"u{i}", Decimal(i + 1)) for i in range(n_events)]
-    values = spark.createDataFrame(
-        rows, "experiment string, metric string, dimension string, slice string, variant string, unit_id string, "
-        "v decimal(20,6)",
-    )  # fmt: skip
+    rows = [("e", "q", "", "", "a", f"u{i}", Decimal(i + 1), 1) for i in range(n_events)]
+    values = spark.createDataFrame(rows, VALUES_DDL)
     [row] = lt.quantile_blocks(values, lt.quantile_probabilities(spark, {"e": catalog.metrics})).collect()
     assert row["value"] == Decimal(rank)
 

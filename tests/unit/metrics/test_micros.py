@@ -92,13 +92,14 @@ ORIGINAL_CONTRIBUTION_ROWS = aggregate.contribution_rows
 
 
 def one_pass(spark: SparkSession, lake_dir: Path, data: Generated, monkeypatch: pytest.MonkeyPatch,
-             micros: bool | None) -> Pass:  # fmt: skip
-    """The experiment's pass with its contribution rows computed in longs (falling back to
-    decimals on overflow), in decimals, or (None) as the job chooses."""
+             micros: bool | None, arrays: bool = False) -> Pass:  # fmt: skip
+    """The experiment's pass with its contribution rows computed as Spark frames in longs
+    (falling back to decimals on overflow), in decimals, or (None) as the job chooses; with
+    `arrays`, first in numpy (`unitmath`), which hands them to the frames on overflow."""
     with monkeypatch.context() as patched:
         patched.setattr(aggregate, "contribution_rows", partial(ORIGINAL_CONTRIBUTION_ROWS, micros=micros))
         spec = ExperimentSpec(data.truth.experiment, ("control", "treatment"), ADDITIVE)
-        options = JobOptions(parse_instant(rfc3339(data.truth.final_as_of)))
+        options = JobOptions(parse_instant(rfc3339(data.truth.final_as_of)), unit_arrays=arrays)
         return batch.compute_pass(spark, lake_dir, [spec], CATALOG, options)
 
 
@@ -112,8 +113,9 @@ def test_longs_and_decimals_give_the_same_snapshots(spark: SparkSession, tmp_pat
     key = data.truth.experiment
     longs = one_pass(spark, tmp_path / "lake", data, monkeypatch, True)
     decimals = one_pass(spark, tmp_path / "lake", data, monkeypatch, False)
-    assert snapshots(longs, key) == snapshots(decimals, key) and snapshots(longs, key)
-    assert longs.results[key].quality == decimals.results[key].quality
+    arrays = one_pass(spark, tmp_path / "lake", data, monkeypatch, None, arrays=True)
+    assert snapshots(longs, key) == snapshots(decimals, key) == snapshots(arrays, key) and snapshots(longs, key)
+    assert longs.results[key].quality == decimals.results[key].quality == arrays.results[key].quality
 
 
 def test_values_beyond_longs_are_computed_in_decimals(spark: SparkSession, tmp_path: Path, data: Generated,
@@ -132,10 +134,18 @@ def test_values_beyond_longs_are_computed_in_decimals(spark: SparkSession, tmp_p
     write_lake(tmp_path / "rich", data.exposures, [*data.events, *rich])
     caplog.set_level(logging.INFO, logger="services.metrics.job")
     in_longs = one_pass(spark, tmp_path / "rich", data, monkeypatch, True)
-    assert "64-bit sums would overflow; computing in decimals" not in caplog.messages
-    assert snapshots(in_longs, key) == snapshots(one_pass(spark, tmp_path / "rich", data, monkeypatch, False), key)
+    in_arrays = one_pass(spark, tmp_path / "rich", data, monkeypatch, None, arrays=True)
+    assert not [message for message in caplog.messages if "64-bit sums would overflow" in message]
+    in_decimals = snapshots(one_pass(spark, tmp_path / "rich", data, monkeypatch, False), key)
+    assert snapshots(in_longs, key) == in_decimals == snapshots(in_arrays, key)
 
     write_lake(tmp_path / "big", data.exposures, [*data.events, *big])
     fallen_back = one_pass(spark, tmp_path / "big", data, monkeypatch, None)  # the job's own choice: longs first
     assert "64-bit sums would overflow; computing in decimals" in caplog.messages
-    assert snapshots(fallen_back, key) == snapshots(one_pass(spark, tmp_path / "big", data, monkeypatch, False), key)
+    caplog.clear()
+    from_arrays = one_pass(spark, tmp_path / "big", data, monkeypatch, None, arrays=True)  # numpy, then longs
+    assert caplog.messages.count("64-bit sums would overflow; computing the deltas in Spark") == 1
+    assert "64-bit sums would overflow; computing in decimals" in caplog.messages
+    in_decimals = snapshots(one_pass(spark, tmp_path / "big", data, monkeypatch, False), key)
+    assert snapshots(fallen_back, key) == in_decimals == snapshots(from_arrays, key)
+    assert from_arrays.results[key].quality == fallen_back.results[key].quality

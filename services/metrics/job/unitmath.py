@@ -1,0 +1,596 @@
+"""The per-unit arithmetic of a pass in numpy, one partition of units at a time.
+
+`transforms` states the statistics as Spark frames: every event joined to every segment of
+its unit (one row per experiment that exposed the unit), then to every metric role it feeds,
+then grouped, windowed twice and summed. With K experiments over the same population that is
+K rows per event through three sorts. Here the same arithmetic runs inside one Python worker
+per partition of units (`mapInArrow`): Spark moves each event and each segment once, and the
+join, the classification, the running sums and the per-variant deltas are numpy arrays, so
+the K-fold rows never leave the worker. The same pass gives the latest snapshot's
+data-quality counts of exposed units (`quality.latest_event_summary`) and the counted values
+of quantile metrics (`latest.quantile_values`, one row per unit and value with a count). The
+results are those of the Spark frames, digit for digit (tests compare them on random lakes).
+
+Values are 64-bit millionths as in `transforms`. Each partition checks that no running sum,
+product or difference can leave 64 bits; when one could, it says so (an `overflow` row) and
+the caller computes in Spark instead (`aggregate.contribution_rows`), which is exact at any
+width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from services.metrics.job import transforms as tf
+from services.metrics.job.plan import ExperimentPlan
+from services.metrics.job.timeline import DAY_US, HOUR_US
+from services.metrics.job.unitstate import UNIT_COLUMNS, horizon
+
+EVENT_TAG, SEGMENT_TAG = 0, 1
+# One frame carries both sides of the join, so both land in the partition of their unit.
+INPUT_DDL = (
+    "tag int, unit_id string, experiment string, name string, ts_us long, received_us long, amount long, "
+    "valued boolean, copies long, seg_start int, seg_end int, first_segment boolean, first_us long, "
+    "variant string, included boolean"
+)
+# What a partition gives: rows of one `part` each (see `partition_rows`).
+DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS = 0, 1, 2, 3, 4
+QUALITY_COUNTS = ("exposed_in_experiment", "events_before_exposure", "duplicates", "late_events_included",
+                  "late_after_freeze")  # fmt: skip
+OUTPUT_DDL = ", ".join([
+    "part int, experiment string, metric string, variant string, c int, unit_id string, v long, count long",
+    *(f"{name}_{half} long" for name in tf.SUMS for half in ("hi", "lo")),
+    *(f"{name} long" for name in QUALITY_COUNTS),
+    "kind string, seg_start int, included boolean, num long, den long, pre long",
+])  # fmt: skip
+KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
+SAFE = 1 << 62  # below this, a sum of two values (or a difference) stays inside 64 bits
+NONE = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """What the partitions need of the pass's experiments, as small arrays (shipped with the
+    function): experiment i's timeline and start, which events it reads (`since[i, name]`,
+    NONE: not in scope), its metrics, the metric roles each event name feeds, and the widest
+    window an event of each name counts in (`transforms.event_uses`)."""
+
+    experiments: tuple[str, ...]
+    names: tuple[str, ...]
+    day0: np.ndarray
+    latest: np.ndarray
+    frozen: np.ndarray
+    lateness: np.ndarray
+    start: np.ndarray  # the experiment's first exposure
+    since: np.ndarray  # [experiment, name]
+    use_unbounded: np.ndarray  # [experiment, name]: some metric of the name has no window
+    use_window: np.ndarray  # [experiment, name]: the widest window (-1: no metric reads the name)
+    metric_names: tuple[str, ...]  # one per (experiment, metric); m indexes these
+    metric_experiment: np.ndarray
+    metric_kind: np.ndarray
+    metric_types: tuple[str, ...]  # the catalog's type of each
+    metrics_from: np.ndarray  # [experiment]: its metrics are metrics_from[i] .. metrics_from[i + 1]
+    roles_from: np.ndarray  # [experiment, name] -> first role; roles of (i, name) are contiguous
+    roles_count: np.ndarray
+    role_metric: np.ndarray
+    role_num: np.ndarray
+    role_value: np.ndarray  # the event's value (else: 1 per event)
+    role_window: np.ndarray  # -1: no window
+    role_lookback: np.ndarray
+    late_threshold_us: int
+    horizon: np.ndarray | None  # [experiment]: with per-unit state to keep, its horizon
+
+    @classmethod
+    def build(cls, plans: Mapping[str, ExperimentPlan], late_threshold_us: int, keep_units: bool = False) -> UnitPlan:
+        """`keep_units`: the partitions also give each unit's rows for the per-unit state
+        (`unitstate.horizon_rows`)."""
+        experiments = tuple(sorted(plans))
+        names = tuple(sorted(set().union(*(plans[key].event_names for key in experiments))))
+        shape = (len(experiments), len(names))
+        since = np.full(shape, NONE, np.int64)
+        use_unbounded, use_window = np.zeros(shape, bool), np.full(shape, -1, np.int64)
+        metric_names: list[str] = []
+        metric_experiment: list[int] = []
+        metric_kind: list[int] = []
+        metric_types: list[str] = []
+        metrics_from = [0]
+        roles: list[tuple[int, int, int, bool, bool, int, int]] = []
+        kinds = {"proportion": KIND_PROPORTION, "ratio": KIND_RATIO, "quantile": KIND_QUANTILE}
+        for i, key in enumerate(experiments):
+            plan = plans[key]
+            for name in plan.event_names:
+                since[i, names.index(name)] = plan.since_us
+            for metric in plan.metrics:
+                m = len(metric_names)
+                metric_names.append(metric.name)
+                metric_experiment.append(i)
+                metric_kind.append(kinds.get(metric.type, KIND_MEAN))
+                metric_types.append(metric.type)
+                window = -1 if metric.window_hours is None else round(metric.window_hours * HOUR_US)
+                lookback = tf.covariate_lookback_days(metric) * DAY_US
+                measures = [(True, metric.numerator_measure)]
+                if metric.denominator is not None:
+                    measures.append((False, metric.denominator))
+                for num, measure in measures:
+                    n = names.index(measure.event)
+                    roles.append((i, n, m, num, measure.value is not None, window, lookback))
+                    use_unbounded[i, n] |= window < 0
+                    use_window[i, n] = max(use_window[i, n], window)
+            metrics_from.append(len(metric_names))
+        roles.sort(key=lambda role: (role[0], role[1]))
+        roles_from, roles_count = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        for index, (i, n, *_) in enumerate(roles):
+            if not roles_count[i, n]:
+                roles_from[i, n] = index
+            roles_count[i, n] += 1
+        role_columns = list(zip(*roles, strict=True)) if roles else [()] * 7
+
+        def timeline(attribute: str) -> np.ndarray:
+            return np.array([getattr(plans[key].timeline, attribute) for key in experiments], np.int64)
+
+        return cls(
+            experiments=experiments, names=names, day0=timeline("day0_us"), latest=timeline("latest"),
+            frozen=timeline("frozen_days"), lateness=timeline("lateness_us"),
+            start=np.array([plans[key].start_us for key in experiments], np.int64), since=since,
+            use_unbounded=use_unbounded, use_window=use_window, metric_names=tuple(metric_names),
+            metric_experiment=np.array(metric_experiment, np.int64), metric_kind=np.array(metric_kind, np.int64),
+            metric_types=tuple(metric_types),
+            metrics_from=np.array(metrics_from, np.int64), roles_from=roles_from, roles_count=roles_count,
+            role_metric=np.array(role_columns[2], np.int64), role_num=np.array(role_columns[3], bool),
+            role_value=np.array(role_columns[4], bool), role_window=np.array(role_columns[5], np.int64),
+            role_lookback=np.array(role_columns[6], np.int64), late_threshold_us=late_threshold_us,
+            horizon=np.array([horizon(plans[key].timeline) for key in experiments], np.int64) if keep_units else None,
+        )  # fmt: skip
+
+
+def amount() -> Column:
+    """An event's value as millionths (0 without one), as `transforms.role_amounts` reads it."""
+    decimal = F.col("value").try_cast(tf.EVENT_VALUE)
+    return F.coalesce((decimal * F.lit(tf.MICROS)).cast("long"), F.lit(0).cast("long"))
+
+
+INPUT_TYPES = dict(field.split(" ") for field in INPUT_DDL.split(", "))
+
+
+def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame, partitions: int) -> DataFrame:
+    """The events (de-duplicated; `conflicting` ones carry their experiment) and the segments
+    as one frame of INPUT_DDL, hash-partitioned by unit."""
+
+    def shaped(frame: DataFrame, given: Mapping[str, Column]) -> DataFrame:
+        columns = [given.get(name, F.lit(None)).cast(kind).alias(name) for name, kind in INPUT_TYPES.items()]
+        return frame.select(*columns)
+
+    def event_rows(frame: DataFrame, experiment: Column) -> DataFrame:
+        given = {name: F.col(name) for name in ("unit_id", "name", "ts_us", "received_us", "copies")}
+        valued = F.col("value").try_cast(tf.EVENT_VALUE).isNotNull()
+        return shaped(frame, {**given, "tag": F.lit(EVENT_TAG), "experiment": experiment, "amount": amount(),
+                              "valued": valued})  # fmt: skip
+
+    rows = event_rows(distinct, F.lit(None))
+    if conflicting is not None:
+        rows = rows.unionByName(event_rows(conflicting, F.col("experiment")))
+    segment_columns = ("unit_id", "experiment", "seg_start", "seg_end", "first_segment", "first_us", "variant",
+                       "included")  # fmt: skip
+    segment_rows = shaped(segments, {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in segment_columns}})
+    return rows.unionByName(segment_rows).repartition(partitions, "unit_id")
+
+
+def output_rows(rows: DataFrame, plan: UnitPlan) -> DataFrame:
+    """`input_rows` -> every partition's rows of OUTPUT_DDL (`partition_rows`)."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from partition_rows(plan, batches)
+
+    return rows.mapInArrow(run, OUTPUT_DDL)
+
+
+def totals_frame(output: DataFrame) -> DataFrame:
+    """The DELTAS, QUALITY and OVERFLOW rows summed over the partitions: per (experiment,
+    metric, variant, c) the change of every SUMS statistic, in halves as
+    `transforms.contribution_deltas(..., micros=True)` gives them; per experiment the
+    QUALITY_COUNTS; an OVERFLOW row when some partition's sums could leave 64 bits."""
+    summed = [*(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")), *QUALITY_COUNTS]
+    keys = ("part", "experiment", "metric", "variant", "c")
+    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW)
+    return output.where(wanted).groupBy(*keys).agg(*[F.sum(name).alias(name) for name in summed])
+
+
+def quantile_values(output: DataFrame) -> DataFrame:
+    """The QUANTILES rows: (experiment, metric, variant, unit_id, v, count) as
+    `latest.quantile_values` counts them, with each distinct value of a unit once."""
+    value = (F.col("v").cast("decimal(20,0)") / F.lit(tf.MICROS)).cast(tf.EVENT_VALUE)
+    return output.where(F.col("part") == QUANTILES).select(
+        "experiment", "metric", "variant", "unit_id", value.alias("v"), "count"
+    )
+
+
+def unit_rows(output: DataFrame) -> DataFrame:
+    """The UNITS rows: each unit's merged increments as the per-unit state keeps them
+    (`unitstate.horizon_rows`, the UNIT_COLUMNS)."""
+    return output.where(F.col("part") == UNITS).select(*UNIT_COLUMNS)
+
+
+class Overflow(Exception):
+    """Some value of the partition could leave 64 bits."""
+
+
+ARROW = {"int": pa.int32(), "long": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}
+
+
+def pa_schema(ddl: str) -> pa.Schema:
+    return pa.schema([(name, ARROW[kind]) for name, kind in (field.split(" ") for field in ddl.split(", "))])
+
+
+OUTPUT_SCHEMA = pa_schema(OUTPUT_DDL)
+
+
+def partition_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One partition's input rows -> its QUALITY, QUANTILES, DELTAS and (with a horizon)
+    UNITS rows; OVERFLOW instead of the last two when a sum could leave 64 bits."""
+    parts = [batch for batch in batches if batch.num_rows]
+    if not parts:
+        return
+    units = _Units(plan, pa.Table.from_batches(parts).cast(pa_schema(INPUT_DDL)))
+    pairs = units.pairs()
+    yield units.quality(pairs)
+    classified = units.classified(pairs)
+    yield units.quantiles(classified)
+    try:
+        yield from units.deltas(classified)
+    except Overflow:
+        yield _batch(OVERFLOW, 1)
+
+
+def _batch(part: int, size: int, **columns: pa.Array) -> pa.RecordBatch:
+    """A batch of OUTPUT_SCHEMA: these columns, nulls in the others."""
+    arrays = [columns[field.name] if field.name in columns else pa.nulls(size, field.type) for field in OUTPUT_SCHEMA]
+    arrays[0] = pa.array(np.full(size, part, np.int32))
+    return pa.RecordBatch.from_arrays(arrays, schema=OUTPUT_SCHEMA)
+
+
+def _numbers(column: pa.ChunkedArray | pa.Array, fill: int = 0) -> np.ndarray:
+    return np.asarray(pc.fill_null(column, fill).to_numpy(zero_copy_only=False), np.int64)
+
+
+def _flags(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(column, False).to_numpy(zero_copy_only=False), bool)
+
+
+def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
+    """Index of each value in `values` (-1: null or absent)."""
+    return _numbers(pc.index_in(column, value_set=pa.array(values, pa.string())), -1)
+
+
+def _spans(counts: np.ndarray, firsts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows with `counts[i]` items starting at `firsts[i]`: (row of each item, item)."""
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(counts.size), counts)
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, np.repeat(firsts, counts) + within
+
+
+def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left x right in millionths, rounded half away from zero (`transforms.micro_product`)."""
+    small = (np.abs(left) <= tf.LONG_FACTOR) & (np.abs(right) <= tf.LONG_FACTOR)
+    with np.errstate(over="ignore"):
+        product = left * right
+    half = tf.MICROS // 2
+    result = np.where(product >= 0, (product + half) // tf.MICROS, -((half - product) // tf.MICROS))
+    for index in np.flatnonzero(~small):  # rare: values beyond about 3,037
+        exact = int(left[index]) * int(right[index])
+        rounded = (exact + half) // tf.MICROS if exact >= 0 else -((half - exact) // tf.MICROS)
+        if abs(rounded) >= SAFE:
+            raise Overflow
+        result[index] = rounded
+    return result
+
+
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """Sorted rows -> whether each starts a new run of equal keys."""
+    starts = np.zeros(keys[0].size, bool)
+    if keys[0].size:
+        starts[0] = True
+        for key in keys:
+            starts[1:] |= key[1:] != key[:-1]
+    return starts
+
+
+class _Key:
+    """Rows keyed by several non-negative integer columns, most significant first: packed
+    into one int64 when their ranges fit (one sort instead of a lexicographic one)."""
+
+    def __init__(self, columns: tuple[np.ndarray, ...], packed: np.ndarray | None = None,
+                 widths: tuple[int, ...] | None = None) -> None:  # fmt: skip
+        self.columns = columns
+        if widths is None:
+            widths = tuple(int(column.max(initial=0)) + 1 for column in columns)
+            if float(np.prod([float(width) for width in widths])) < 2.0**62:
+                packed = np.zeros(columns[0].size, np.int64)
+                for column, width in zip(columns, widths, strict=True):
+                    packed = packed * width + column
+            else:
+                widths = ()
+        self.packed, self.widths = packed, widths
+
+    def order(self) -> np.ndarray:
+        if self.packed is not None:
+            return np.argsort(self.packed)
+        return np.lexsort(self.columns[::-1])
+
+    def take(self, rows: np.ndarray) -> _Key:
+        packed = None if self.packed is None else self.packed[rows]
+        return _Key(tuple(column[rows] for column in self.columns), packed, self.widths)
+
+    def starts(self, leading: int) -> np.ndarray:
+        """Sorted rows -> whether each starts a new run of the first `leading` columns."""
+        if self.packed is None:
+            return _group_starts(*self.columns[:leading])
+        divisor = int(np.prod(self.widths[leading:], dtype=np.int64)) if leading < len(self.widths) else 1
+        return _group_starts(self.packed // divisor if divisor > 1 else self.packed)
+
+
+def _running(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cumulative sums of `values` restarting at each `starts` row."""
+    if not values.size:
+        return values
+    if float(np.abs(values).astype(np.float64).sum()) >= SAFE / 2:
+        raise Overflow
+    total = np.cumsum(values)
+    first = np.flatnonzero(starts)
+    base = np.repeat(total[first] - values[first], np.diff(np.append(first, values.size)))
+    return total - base
+
+
+@dataclass
+class _Pairs:
+    """(segment, event) rows of one unit inside the segment (`transforms.segment_event_rows`)."""
+
+    seg: np.ndarray
+    event: np.ndarray
+    experiment: np.ndarray
+    name: np.ndarray
+    ts: np.ndarray
+    entry: np.ndarray  # c
+    by_time: np.ndarray  # k_time
+    by_receipt: np.ndarray  # k_received
+
+    def take(self, rows: np.ndarray) -> _Pairs:
+        return _Pairs(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+
+
+@dataclass
+class _Classified:
+    """(segment, event, metric role) rows (`transforms.classify_events`) with their amount."""
+
+    seg: np.ndarray
+    metric: np.ndarray
+    entry: np.ndarray
+    post: np.ndarray
+    pre: np.ndarray
+    is_num: np.ndarray
+    value: np.ndarray  # the role's amount in millionths
+    raw: np.ndarray  # the event's value in millionths
+    valued: np.ndarray  # the event has a value
+
+
+class _Units:
+    """One partition's events and segments, decoded to arrays."""
+
+    def __init__(self, plan: UnitPlan, table: pa.Table) -> None:
+        self.plan = plan
+        tags = _numbers(table["tag"])
+        events, segments = table.filter(pa.array(tags == EVENT_TAG)), table.filter(pa.array(tags == SEGMENT_TAG))
+        units = pc.dictionary_encode(pa.chunked_array(events["unit_id"].chunks + segments["unit_id"].chunks,
+                                                      pa.string())).combine_chunks()  # fmt: skip
+        self.unit_ids = units.dictionary
+        codes = _numbers(units.indices)
+        self.ev_unit, self.sg_unit = codes[: events.num_rows], codes[events.num_rows :]
+        self.ev_experiment = _codes(events["experiment"], plan.experiments)
+        self.ev_name = _codes(events["name"], plan.names)
+        self.ev_ts, self.ev_received = _numbers(events["ts_us"]), _numbers(events["received_us"])
+        self.ev_amount, self.ev_copies = _numbers(events["amount"]), _numbers(events["copies"])
+        self.ev_valued = _flags(events["valued"])
+        self.sg_experiment = _codes(segments["experiment"], plan.experiments)
+        self.sg_start, self.sg_end = _numbers(segments["seg_start"]), _numbers(segments["seg_end"], -1)
+        self.sg_first_us = _numbers(segments["first_us"])
+        self.sg_later = ~_flags(segments["first_segment"])
+        self.sg_included = _flags(segments["included"])
+        variants = pc.dictionary_encode(segments["variant"].combine_chunks())
+        self.variant_names, self.sg_variant = variants.dictionary, _numbers(variants.indices)
+
+    def pairs(self) -> _Pairs:
+        """Every (segment, event) of one unit in the experiment's scope and the segment."""
+        plan = self.plan
+        order = np.argsort(self.ev_unit, kind="stable")
+        per_unit = np.bincount(self.ev_unit, minlength=len(self.unit_ids))
+        unit_first = np.cumsum(per_unit) - per_unit
+        seg, position = _spans(per_unit[self.sg_unit], unit_first[self.sg_unit])
+        event = order[position]
+        experiment, name, owner = self.sg_experiment[seg], self.ev_name[event], self.ev_experiment[event]
+        keep = (name >= 0) & ((owner < 0) | (owner == experiment))
+        seg, event, experiment, name = seg[keep], event[keep], experiment[keep], name[keep]
+        ts = self.ev_ts[event]
+        keep = ts >= plan.since[experiment, name]
+        seg, event, experiment, name, ts = seg[keep], event[keep], experiment[keep], name[keep], ts[keep]
+        # The snapshot each enters (`transforms.with_entry_index`), inside its segment (`in_segment`).
+        day0 = plan.day0[experiment]
+        by_time = np.clip((ts - day0) // DAY_US, 0, plan.latest[experiment])
+        by_receipt = np.clip((self.ev_received[event] - day0 - plan.lateness[experiment]) // DAY_US, 0,
+                             plan.frozen[experiment])  # fmt: skip
+        entry = np.maximum(np.maximum(by_time, by_receipt), self.sg_start[seg])
+        end = self.sg_end[seg]
+        found = _Pairs(seg, event, experiment, name, ts, entry, by_time, by_receipt)
+        return found.take(np.flatnonzero((end < 0) | (entry < end)))
+
+    def quality(self, pairs: _Pairs) -> pa.RecordBatch:
+        """Per experiment, `quality.latest_event_summary`'s counts over this partition's units."""
+        plan = self.plan
+        latest = pairs.take(np.flatnonzero(self.sg_end[pairs.seg] < 0))
+        experiment, name, ts, seg = latest.experiment, latest.name, latest.ts, latest.seg
+        first = self.sg_first_us[seg]
+        in_experiment = ts >= plan.start[experiment]
+        window = plan.use_window[experiment, name]
+        in_window = plan.use_unbounded[experiment, name] | ((window >= 0) & (ts < first + window))
+        used = self.sg_included[seg] & (ts >= first) & in_window
+        late = (self.ev_received[latest.event] - ts) > plan.late_threshold_us
+        after_freeze = (latest.by_time < plan.frozen[experiment]) & (latest.by_receipt > latest.by_time)
+        counts = {
+            "exposed_in_experiment": in_experiment, "events_before_exposure": in_experiment & (ts < first),
+            "duplicates": self.ev_copies[latest.event] - 1, "late_events_included": used & late,
+            "late_after_freeze": used & after_freeze,
+        }  # fmt: skip
+        size = len(plan.experiments)
+        present = np.flatnonzero(np.bincount(experiment, minlength=size))
+        columns = {name: pa.array(_per_experiment(experiment, np.asarray(weights, np.int64), size)[present])
+                   for name, weights in counts.items()}  # fmt: skip
+        names = pa.array(np.array(plan.experiments, object)[present], pa.string())
+        return _batch(QUALITY, present.size, experiment=names, **columns)
+
+    def classified(self, pairs: _Pairs) -> _Classified:
+        """Each metric role a pair's event feeds, inside its window or pre-period."""
+        plan = self.plan
+        where = (pairs.experiment, pairs.name)
+        pair, role = _spans(plan.roles_count[where], plan.roles_from[where])
+        seg, event, ts, entry = pairs.seg[pair], pairs.event[pair], pairs.ts[pair], pairs.entry[pair]
+        first, window, lookback = self.sg_first_us[seg], plan.role_window[role], plan.role_lookback[role]
+        is_num = plan.role_num[role]
+        post = (ts >= first) & ((window < 0) | (ts < first + window))
+        pre = (ts >= first - lookback) & (ts < first) & is_num
+        keep = np.flatnonzero(post | pre)
+        seg, role, event = seg[keep], role[keep], event[keep]
+        raw = self.ev_amount[event]
+        value = np.where(plan.role_value[role], raw, tf.MICROS)
+        return _Classified(seg, plan.role_metric[role], entry[keep], post[keep], pre[keep], is_num[keep], value, raw,
+                           self.ev_valued[event])  # fmt: skip
+
+    def quantiles(self, rows: _Classified) -> pa.RecordBatch:
+        """The counted values of quantile metrics for analysed units at the latest snapshot:
+        one row per (unit, metric, value) with how many times it counts."""
+        seg = rows.seg
+        counted = (rows.post & rows.is_num & rows.valued & (self.plan.metric_kind[rows.metric] == KIND_QUANTILE)
+                   & (self.sg_end[seg] < 0) & self.sg_included[seg])  # fmt: skip
+        chosen = np.flatnonzero(counted)
+        seg, metric, value = seg[chosen], rows.metric[chosen], rows.raw[chosen]
+        order = np.lexsort((value, metric, self.sg_unit[seg]))
+        seg, metric, value = seg[order], metric[order], value[order]
+        firsts = np.flatnonzero(_group_starts(self.sg_unit[seg], metric, value))
+        counts = np.diff(np.append(firsts, seg.size))
+        seg, metric = seg[firsts], metric[firsts]
+        return _batch(
+            QUANTILES, firsts.size, **self._group_columns(metric, self.sg_variant[seg]),
+            unit_id=pc.take(self.unit_ids, pa.array(self.sg_unit[seg])), v=pa.array(value[firsts]),
+            count=pa.array(counts.astype(np.int64)),
+        )  # fmt: skip
+
+    def _group_columns(self, metric: np.ndarray, variant: np.ndarray) -> dict[str, pa.Array]:
+        plan = self.plan
+        return {
+            "experiment": pa.array(np.array(plan.experiments, object)[plan.metric_experiment[metric]], pa.string()),
+            "metric": pa.array(np.array(plan.metric_names, object)[metric], pa.string()),
+            "variant": pc.take(self.variant_names, pa.array(variant)),
+        }
+
+    def deltas(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
+        """Per (experiment, metric, variant, c) the change of every SUMS statistic (see
+        `transforms.metric_increments` .. `contribution_deltas`), in halves; with a horizon,
+        then the units' rows for the per-unit state."""
+        plan = self.plan
+        # A zero row where each later segment starts, for every metric of its experiment.
+        later = np.flatnonzero(self.sg_later)
+        later_experiment = self.sg_experiment[later]
+        owner, metric_of_start = _spans(plan.metrics_from[later_experiment + 1] - plan.metrics_from[later_experiment],
+                                        plan.metrics_from[later_experiment])  # fmt: skip
+        seg = np.concatenate([rows.seg, later[owner]])
+        metric = np.concatenate([rows.metric, metric_of_start])
+        entry = np.concatenate([rows.entry, self.sg_start[later[owner]]])
+        zeros = np.zeros(owner.size, np.int64)
+        num = np.concatenate([np.where(rows.post & rows.is_num, rows.value, 0), zeros])
+        den = np.concatenate([np.where(rows.post & ~rows.is_num, rows.value, 0), zeros])
+        before = np.concatenate([np.where(rows.pre, rows.value, 0), zeros])
+        if float(np.abs(rows.value).astype(np.float64).sum()) >= SAFE / 2:
+            raise Overflow  # some sum of a unit's amounts could leave 64 bits
+
+        # One row per (unit, metric, segment, entry), in order (`merged_increments`).
+        key = _Key((self.sg_unit[seg], metric, self.sg_start[seg], entry))
+        order = key.order()
+        key = key.take(order)
+        firsts = np.flatnonzero(key.starts(4))
+        num, den, before = (np.add.reduceat(column[order], firsts) if firsts.size else column[:0]
+                            for column in (num, den, before))  # fmt: skip
+        seg, metric, entry, key = seg[order][firsts], metric[order][firsts], entry[order][firsts], key.take(firsts)
+        merged = (seg, metric, entry, num, den, before)
+
+        # Running values within each unit's segment (`unit_metric_values`).
+        in_segment = key.starts(3)
+        num, den, before = (_running(column, in_segment) for column in (num, den, before))
+        kind = plan.metric_kind[metric]
+        y = np.where(kind == KIND_PROPORTION, np.where(num > 0, tf.MICROS, 0), num)
+        x = np.where(kind == KIND_PROPORTION, np.where(before > 0, tf.MICROS, 0), before)
+        d = np.where(kind == KIND_RATIO, den, 0)
+        terms = {"sum": y, "sum_squares": _product(y, y), "cov_sum": x, "cov_sum_squares": _product(x, x),
+                 "cov_sum_products": _product(y, x), "den_sum": d, "den_sum_squares": _product(d, d),
+                 "den_sum_products": _product(y, d), "cov_den_products": _product(d, x)}  # fmt: skip
+        included = self.sg_included[seg]
+        gated = [np.where(included, terms[name], 0) for name in tf.SUMS]
+        if any(np.abs(column).max(initial=0) >= SAFE for column in gated):
+            raise Overflow
+
+        # Each row's change against the unit's previous row for the metric (`contribution_deltas`).
+        variant = self.sg_variant[seg]
+        later_rows = np.flatnonzero(~key.starts(2))
+        same = later_rows[variant[later_rows - 1] == variant[later_rows]]
+        moved = later_rows[variant[later_rows - 1] != variant[later_rows]]
+        changes = []
+        for column in gated:
+            change = column.copy()
+            change[same] -= column[same - 1]
+            changes.append(np.concatenate([change, -column[moved - 1]]))
+        metric = np.concatenate([metric, metric[moved]])
+        variant = np.concatenate([variant, variant[moved - 1]])
+        entry = np.concatenate([entry, entry[moved]])
+
+        # Summed per (experiment, metric, variant, c), in halves.
+        group = _Key((metric, variant, entry))
+        order = group.order()
+        firsts = np.flatnonzero(group.take(order).starts(3))
+        chosen = order[firsts]
+        halves: dict[str, pa.Array] = {}
+        for name, change in zip(tf.SUMS, changes, strict=True):
+            ordered = change[order]
+            for half, part in (("hi", ordered >> tf.LOW_BITS), ("lo", ordered & ((1 << tf.LOW_BITS) - 1))):
+                halves[f"{name}_{half}"] = pa.array(np.add.reduceat(part, firsts) if firsts.size else part[:0])
+        yield _batch(DELTAS, firsts.size, **self._group_columns(metric[chosen], variant[chosen]),
+                     c=pa.array(entry[chosen].astype(np.int32)), **halves)  # fmt: skip
+        if plan.horizon is not None:
+            yield self.kept_rows(*merged)
+
+    def kept_rows(self, seg: np.ndarray, metric: np.ndarray, entry: np.ndarray, num: np.ndarray, den: np.ndarray,
+                  before: np.ndarray) -> pa.RecordBatch:  # fmt: skip
+        """Merged increments in (unit, metric, segment, entry) order -> the rows the per-unit
+        state keeps: those before the experiment's horizon summed into one at horizon - 1."""
+        assert self.plan.horizon is not None
+        edge = self.plan.horizon[self.plan.metric_experiment[metric]] - 1
+        entry = np.where(entry <= edge, edge, entry)  # keeps the order
+        firsts = np.flatnonzero(_group_starts(self.sg_unit[seg], metric, self.sg_start[seg], entry))
+        sums = {name: pa.array(np.add.reduceat(column, firsts) if firsts.size else column[:0])
+                for name, column in (("num", num), ("den", den), ("pre", before))}  # fmt: skip
+        seg, metric = seg[firsts], metric[firsts]
+        return _batch(
+            UNITS, firsts.size, **self._group_columns(metric, self.sg_variant[seg]),
+            unit_id=pc.take(self.unit_ids, pa.array(self.sg_unit[seg])),
+            kind=pa.array(np.array(self.plan.metric_types, object)[metric], pa.string()),
+            seg_start=pa.array(self.sg_start[seg].astype(np.int32)), included=pa.array(self.sg_included[seg]),
+            c=pa.array(entry[firsts].astype(np.int32)), **sums,
+        )  # fmt: skip
+
+
+def _per_experiment(experiment: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Sums of small non-negative integer `weights` per experiment (exact below 2^53)."""
+    return np.rint(np.bincount(experiment, weights=weights.astype(np.float64), minlength=size)).astype(np.int64)
