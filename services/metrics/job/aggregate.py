@@ -4,8 +4,11 @@ the latest slices and quantile blocks (`compute_statistics`).
 
 The events are joined once by unit to the exposure segments of every experiment and
 aggregated once; what differs between experiments is data in the plan (small broadcast
-frames keyed by `experiment`, see `transforms`). Sums run in 64-bit millionths when the
-session is in ANSI mode, in decimals otherwise or after an overflow (`contribution_rows`)."""
+frames keyed by `experiment`, see `transforms`). In ANSI mode the per-unit arithmetic (the
+deltas, the quality counts of exposed units, the quantile values, the per-unit state) runs in
+numpy over one partition of units at a time (`unitmath`, `unit_arrays`), so the experiments x
+events rows never become Spark rows; otherwise, or when a partition's sums could leave 64
+bits, as Spark frames in 64-bit millionths or decimals (`contribution_rows`): the same digits."""
 
 from __future__ import annotations
 
@@ -53,12 +56,12 @@ def by_experiment(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
     return grouped
 
 
-def quality_counts(segments: DataFrame, latest: DataFrame, events: EventSource, starts: DataFrame
-                   ) -> dict[str, dict[str, Any]]:  # fmt: skip
+def quality_counts(segments: DataFrame, latest: DataFrame, scoped: DataFrame) -> dict[str, dict[str, Any]]:
     """Per experiment: the latest snapshot's data-quality counts, in one collect. `latest`:
-    the counts over exposed units' events (`quality.latest_event_summary`'s columns)."""
+    the counts over exposed units' events (`quality.latest_event_summary`'s columns),
+    `scoped`: over all its events (`quality.scoped_summary`'s)."""
     units = quality.unit_summary(segments)
-    seen = quality.event_summary(quality.scoped_summary(events.scoped(), starts), latest)
+    seen = quality.event_summary(scoped, latest)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
     joined = units.join(seen.select("experiment", *NO_USED_EVENTS, nested), "experiment", "left")
     counts: dict[str, dict[str, Any]] = {}
@@ -165,11 +168,12 @@ def compute_statistics(
             tables.incomplete("the pass summed in decimals")
         unit_deltas = by_experiment(collected(tf.unit_count_deltas(segments)))
         if arrays is not None:
-            latest_events = arrays.quality
+            latest_events, scoped = arrays.quality, arrays.scoped
         else:
             latest_events = quality.latest_event_summary(seg_events, starts, tf.event_uses(roles), timelines,
                                                          options.late_threshold_us)  # fmt: skip
-        counts = quality_counts(segments, latest_events, events, starts)
+            scoped = quality.scoped_summary(events.scoped(), starts)
+        counts = quality_counts(segments, latest_events, scoped)
         values = arrays.quantile_values if arrays is not None else None
         latest = latest_statistics(exposures, segments, classified, plans, values)
     finally:
@@ -188,12 +192,14 @@ def compute_statistics(
 @dataclass
 class UnitArrays:
     """What the per-unit arrays (`unitmath`) give a pass: the deltas (None when some sum could
-    leave 64 bits: the caller computes them in Spark), the latest snapshot's quality counts of
-    exposed units per experiment (`quality.latest_event_summary`'s columns) and the counted
-    quantile values (`latest.quantile_values`' columns; None without quantile metrics)."""
+    leave 64 bits: the caller computes them in Spark), per experiment the latest snapshot's
+    quality counts of exposed units (`quality.latest_event_summary`'s columns) and those of
+    all its events (`quality.scoped_summary`'s), and the counted quantile values
+    (`latest.quantile_values`' columns; None without quantile metrics)."""
 
     deltas: list[dict[str, Any]] | None
     quality: DataFrame
+    scoped: DataFrame  # `quality.scoped_summary`'s columns
     quantile_values: DataFrame | None
     output: DataFrame  # persisted when the quantile values or the per-unit state read it after the collect
 
@@ -237,8 +243,11 @@ def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, Ex
         deltas = [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
     counts = [(row["experiment"], *(row[name] for name in um.QUALITY_COUNTS)) for row in parts[um.QUALITY]]
     ddl = ", ".join(["experiment string", *(f"{name} long" for name in um.QUALITY_COUNTS)])
+    scoped = [(row["experiment"], row["in_experiment"], row["watermark_us"]) for row in parts[um.SCOPED]
+              if row["scoped"]]  # fmt: skip
+    scoped_frame = tf.local_frame(spark, scoped, "experiment string, in_experiment long, watermark_us long")
     values = um.quantile_values(output) if quantiles else None
-    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), values, output)
+    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, output)
 
 
 def unit_writer(tables: us.UnitTables | None, horizons: DataFrame

@@ -37,11 +37,11 @@ EVENT_TAG, SEGMENT_TAG = 0, 1
 # One frame carries both sides of the join, so both land in the partition of their unit.
 INPUT_DDL = (
     "tag int, unit_id string, experiment string, name string, ts_us long, received_us long, amount long, "
-    "valued boolean, copies long, seg_start int, seg_end int, first_segment boolean, first_us long, "
-    "variant string, included boolean"
+    "valued boolean, copies long, last_received_us long, seg_start int, seg_end int, first_segment boolean, "
+    "first_us long, variant string, included boolean"
 )
 # What a partition gives: rows of one `part` each (see `partition_rows`).
-DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS = 0, 1, 2, 3, 4
+DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED = 0, 1, 2, 3, 4, 5
 QUALITY_COUNTS = ("exposed_in_experiment", "events_before_exposure", "duplicates", "late_events_included",
                   "late_after_freeze")  # fmt: skip
 OUTPUT_DDL = ", ".join([
@@ -49,6 +49,7 @@ OUTPUT_DDL = ", ".join([
     *(f"{name}_{half} long" for name in tf.SUMS for half in ("hi", "lo")),
     *(f"{name} long" for name in QUALITY_COUNTS),
     "kind string, seg_start int, included boolean, num long, den long, pre long",
+    "scoped long, in_experiment long, watermark_us long",
 ])  # fmt: skip
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
 SAFE = 1 << 62  # below this, a sum of two values (or a difference) stays inside 64 bits
@@ -168,7 +169,9 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
         return frame.select(*columns)
 
     def event_rows(frame: DataFrame, experiment: Column) -> DataFrame:
-        given = {name: F.col(name) for name in ("unit_id", "name", "ts_us", "received_us", "copies")}
+        given = {
+            name: F.col(name) for name in ("unit_id", "name", "ts_us", "received_us", "copies", "last_received_us")
+        }
         valued = F.col("value").try_cast(tf.EVENT_VALUE).isNotNull()
         return shaped(frame, {**given, "tag": F.lit(EVENT_TAG), "experiment": experiment, "amount": amount(),
                               "valued": valued})  # fmt: skip
@@ -195,11 +198,15 @@ def totals_frame(output: DataFrame) -> DataFrame:
     """The DELTAS, QUALITY and OVERFLOW rows summed over the partitions: per (experiment,
     metric, variant, c) the change of every SUMS statistic, in halves as
     `transforms.contribution_deltas(..., micros=True)` gives them; per experiment the
-    QUALITY_COUNTS; an OVERFLOW row when some partition's sums could leave 64 bits."""
-    summed = [*(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")), *QUALITY_COUNTS]
+    QUALITY_COUNTS, and over its scoped events (exposed units or not) `scoped` (how many),
+    `in_experiment` and `watermark_us` (`quality.scoped_summary`); an OVERFLOW row when some
+    partition's sums could leave 64 bits."""
+    summed = [*(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")), *QUALITY_COUNTS, "scoped",
+              "in_experiment"]  # fmt: skip
     keys = ("part", "experiment", "metric", "variant", "c")
-    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW)
-    return output.where(wanted).groupBy(*keys).agg(*[F.sum(name).alias(name) for name in summed])
+    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW, SCOPED)
+    totals = [*(F.sum(name).alias(name) for name in summed), F.max("watermark_us").alias("watermark_us")]
+    return output.where(wanted).groupBy(*keys).agg(*totals)
 
 
 def quantile_values(output: DataFrame) -> DataFrame:
@@ -238,6 +245,7 @@ def partition_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterato
     if not parts:
         return
     units = _Units(plan, pa.Table.from_batches(parts).cast(pa_schema(INPUT_DDL)))
+    yield units.scoped()
     pairs = units.pairs()
     yield units.quality(pairs)
     classified = units.classified(pairs)
@@ -396,6 +404,7 @@ class _Units:
         self.ev_name = _codes(events["name"], plan.names)
         self.ev_ts, self.ev_received = _numbers(events["ts_us"]), _numbers(events["received_us"])
         self.ev_amount, self.ev_copies = _numbers(events["amount"]), _numbers(events["copies"])
+        self.ev_last_received = _numbers(events["last_received_us"])
         self.ev_valued = _flags(events["valued"])
         self.sg_experiment = _codes(segments["experiment"], plan.experiments)
         self.sg_start, self.sg_end = _numbers(segments["seg_start"]), _numbers(segments["seg_end"], -1)
@@ -428,6 +437,26 @@ class _Units:
         end = self.sg_end[seg]
         found = _Pairs(seg, event, experiment, name, ts, entry, by_time, by_receipt)
         return found.take(np.flatnonzero((end < 0) | (entry < end)))
+
+    def scoped(self) -> pa.RecordBatch:
+        """Per experiment, over the events in its scope (its names, from its since; exposed
+        units or not): how many, how many from its start, and the latest receipt."""
+        plan = self.plan
+        rows = np.flatnonzero(self.ev_name >= 0)
+        name, ts, owner = self.ev_name[rows], self.ev_ts[rows], self.ev_experiment[rows]
+        received = self.ev_last_received[rows]
+        found: dict[str, list[int | None]] = {"scoped": [], "in_experiment": [], "watermark_us": []}
+        present = []
+        for i in range(len(plan.experiments)):
+            held = (ts >= plan.since[i, name]) & ((owner < 0) | (owner == i))
+            if held.any():
+                present.append(i)
+                found["scoped"].append(int(held.sum()))
+                found["in_experiment"].append(int((held & (ts >= plan.start[i])).sum()))
+                found["watermark_us"].append(int(received[held].max()))
+        names = pa.array([plan.experiments[i] for i in present], pa.string())
+        columns = {key: pa.array(values, pa.int64()) for key, values in found.items()}
+        return _batch(SCOPED, len(present), experiment=names, **columns)
 
     def quality(self, pairs: _Pairs) -> pa.RecordBatch:
         """Per experiment, `quality.latest_event_summary`'s counts over this partition's units."""
