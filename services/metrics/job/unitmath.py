@@ -7,14 +7,16 @@ K rows per event through three sorts. Here the same arithmetic runs inside one P
 per partition of units (`mapInArrow`): Spark moves each event and each segment once, and the
 join, the classification, the running sums and the per-variant deltas are numpy arrays, so
 the K-fold rows never leave the worker. The same pass gives the latest snapshot's
-data-quality counts of exposed units (`quality.latest_event_summary`) and the counted values
-of quantile metrics (`latest.quantile_values`, one row per unit and value with a count). The
-results are those of the Spark frames, digit for digit (tests compare them on random lakes).
+data-quality counts, over exposed units (`quality.latest_event_summary`) and over each
+experiment's scope (`quality.scoped_summary`); the counted values of quantile metrics
+(`latest.quantile_values`, one row per unit and value with a count); and, with a horizon, the
+per-unit state rows (`unitstate.horizon_rows`). The results are those of the Spark frames,
+digit for digit (tests compare them on random lakes).
 
 Values are 64-bit millionths as in `transforms`. Each partition checks that no running sum,
-product or difference can leave 64 bits; when one could, it says so (an `overflow` row) and
-the caller computes in Spark instead (`aggregate.contribution_rows`), which is exact at any
-width.
+product or difference can leave 64 bits; when one could, it says so (an OVERFLOW row instead
+of its deltas and state rows) and the caller computes those in Spark instead
+(`aggregate.contribution_rows`), which is exact at any width.
 """
 
 from __future__ import annotations
