@@ -230,11 +230,8 @@ class Overflow(Exception):
     """Some value of the partition could leave 64 bits."""
 
 
-ARROW = {"int": pa.int32(), "long": pa.int64(), "string": pa.string(), "boolean": pa.bool_()}
-
-
 def pa_schema(ddl: str) -> pa.Schema:
-    return pa.schema([(name, ARROW[kind]) for name, kind in (field.split(" ") for field in ddl.split(", "))])
+    return pa.schema([(name, tf.ARROW_TYPES[kind]) for name, kind in (field.split(" ") for field in ddl.split(", "))])
 
 
 OUTPUT_SCHEMA = pa_schema(OUTPUT_DDL)
