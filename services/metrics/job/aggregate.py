@@ -233,14 +233,12 @@ def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, Ex
     quantiles = any(plan.quantile_metrics for plan in plans.values())
     if quantiles or tables is not None:
         output = output.persist()
-    parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in collected(um.totals_frame(output)):
-        parts[row.pop("part")].append(row)
+    parts = array_parts(output)
     deltas = None
     if parts[um.OVERFLOW]:
         log.info("64-bit sums would overflow; computing the deltas in Spark")
     else:
-        deltas = [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
+        deltas = array_deltas(parts)
     counts = [(row["experiment"], *(row[name] for name in um.QUALITY_COUNTS)) for row in parts[um.QUALITY]]
     ddl = ", ".join(["experiment string", *(f"{name} long" for name in um.QUALITY_COUNTS)])
     scoped = [(row["experiment"], row["in_experiment"], row["watermark_us"]) for row in parts[um.SCOPED]
@@ -248,6 +246,19 @@ def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, Ex
     scoped_frame = tf.local_frame(spark, scoped, "experiment string, in_experiment long, watermark_us long")
     values = um.quantile_values(output) if quantiles else None
     return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, output)
+
+
+def array_parts(output: DataFrame) -> dict[int, list[dict[str, Any]]]:
+    """The arrays' output summed over the partitions (`um.totals_frame`), in one collect, by part."""
+    parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in collected(um.totals_frame(output)):
+        parts[row.pop("part")].append(row)
+    return parts
+
+
+def array_deltas(parts: Mapping[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The DELTAS rows as `micro_deltas` gives them."""
+    return [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
 
 
 def unit_writer(tables: us.UnitTables | None, horizons: DataFrame

@@ -2,11 +2,11 @@
 full from every event, the incremental ones from their kept totals.
 
 A rerun reads only the rows the kept run did not (see `incremental`), updates the units
-whose new rows are only new events from their kept per-unit rows (`_additive`, see
-`unitstate`), recomputes the other changed units from the lake, as they are now and as the
-kept run saw them (`_increment`), and updates the kept totals; anything that would make that
-inexact sends the experiment back to a full recompute, logged with the reason and counted
-in RunStats."""
+whose new rows are only new events from their kept per-unit rows (`_additive`, in the
+per-unit arrays of `unitmath`, see `unitstate`), recomputes the other changed units from
+the lake, as they are now and as the kept run saw them (`_increment`), and updates the kept
+totals; anything that would make that inexact sends the experiment back to a full
+recompute, logged with the reason and counted in RunStats."""
 
 from __future__ import annotations
 
@@ -16,24 +16,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pyspark.errors import ArithmeticException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
-from services.metrics.job import incremental, io, quality
+from services.metrics.job import incremental, io
 from services.metrics.job import state as st
 from services.metrics.job import transforms as tf
+from services.metrics.job import unitmath as um
 from services.metrics.job import unitstate as us
 from services.metrics.job.aggregate import (
-    NO_EVENTS,
     NO_USED_EVENTS,
     ansi_mode,
+    array_deltas,
+    array_parts,
     by_experiment,
-    collected,
     compute_statistics,
     materialized,
-    micro_deltas,
 )
 from services.metrics.job.document import LatestRows
 from services.metrics.job.incremental import KeptExperiment, Totals
@@ -44,10 +42,8 @@ from services.metrics.job.sources import (
     ExposureSource,
     read_events,
     read_exposures,
-    scopes_frame,
     shuffle_partitions,
 )
-from services.metrics.job.timeline import Timeline
 
 log = logging.getLogger("services.metrics.job")
 
@@ -88,7 +84,7 @@ def pass_statistics(
         if quick and tables is not None and ansi_mode(spark):
             why = us.usable(state.directory)  # type: ignore[union-attr]
             if why is None:
-                split = _split(exposures, new_exposures, new_events, plans, state, options)  # type: ignore[arg-type]
+                split = _split(new_exposures, new_events, plans, state, options)  # type: ignore[arg-type]
             else:
                 log.info("rerun recomputes the changed units from the lake", extra={"reason": why})
         suspects = changed if split is None else split.hard_ids
@@ -155,29 +151,27 @@ def _recomputed(
 
 @dataclass
 class _Split:
-    """A quick rerun's new events, and which units cannot be updated from the per-unit state."""
+    """A quick rerun's new events, and which units are recomputed from the lake whatever their
+    new rows (`suspected`)."""
 
     new: DataFrame  # persisted: the new rows de-duplicated (`tf.distinct_events`)
-    hard: DataFrame  # persisted: unit_id of the units recomputed from the lake
+    suspected: DataFrame  # persisted: unit_id
     hard_ids: DataFrame  # (unit_id, event_id) of their new event rows, checked for copies that disagree
-    segments: DataFrame  # persisted: the other units' segments
-    seg_events: DataFrame  # persisted: their (segment, event) rows
     easy: DataFrame  # persisted: the other units' new events (DISTINCT_EVENT)
-    timelines: Mapping[str, Timeline]
-    cached: list[DataFrame]  # more frames to unpersist
 
     def release(self) -> None:
-        for frame in (self.new, self.hard, self.segments, self.seg_events, self.easy, *self.cached):
+        for frame in (self.new, self.suspected, self.easy):
             frame.unpersist()
 
 
-def _split(exposures: ExposureSource, new_exposures: DataFrame, new_events: DataFrame,
-           plans: Mapping[str, ExperimentPlan], state: st.LoadedState, options: JobOptions) -> _Split:  # fmt: skip
-    """Which units with new rows `_additive` can update: a unit is *hard* (recomputed from the
-    lake) when it has a new exposure, a new event whose id hash the kept run counted or that
-    repeats among the new rows (under two units, or a collision), copies that disagree, or
-    a new (segment, event) row entering before its experiment's horizon."""
-    spark = exposures.frame.sparkSession
+def _split(new_exposures: DataFrame, new_events: DataFrame, plans: Mapping[str, ExperimentPlan],
+           state: st.LoadedState, options: JobOptions) -> _Split:  # fmt: skip
+    """Which units with new rows `_additive` cannot update, whatever their rows' entry: a new
+    exposure, a new event whose id hash the kept run counted or that repeats among the new
+    rows (under two units, or a collision), or copies that disagree. (Those with a row entering
+    before its experiment's horizon `_additive` finds itself.) Only the suspected units' new
+    events can have copies that disagree: the others' ids are new to the lake, once each."""
+    spark = new_events.sparkSession
     partitions = shuffle_partitions(spark)
     names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
     since_us = min(plan.since_us for plan in plans.values())
@@ -191,21 +185,12 @@ def _split(exposures: ExposureSource, new_exposures: DataFrame, new_events: Data
     hard = suspects[0].select("unit_id")
     for frame in suspects[1:]:
         hard = hard.unionByName(frame.select("unit_id"))
-    # Both read more than once below: computed once (the kept hashes are joined here only).
     suspected = materialized(hard.distinct())
-    candidates = materialized(
+    easy = materialized(
         new.where(F.col("consistent")).drop("consistent").join(F.broadcast(suspected), "unit_id", "left_anti")
     )
-    timelines = {key: plan.timeline for key, plan in plans.items()}
-    frame = tf.timeline_frame(spark, timelines)
-    ours = exposures.of_units(list(plans), candidates.select("unit_id").distinct())
-    segments = materialized(tf.unit_segments(tf.with_entry_index(ours.repartition(partitions, "unit_id"), frame)))
-    source = EventSource(candidates, None, scopes_frame(spark, plans), None)
-    seg_events = materialized(tf.segment_event_rows(tf.with_entry_index(source.exposed(segments), frame)))
-    early = seg_events.join(F.broadcast(us.horizon_frame(spark, timelines)), "experiment")
-    hard = materialized(suspected.unionByName(early.where(F.col("c") < F.col("horizon")).select("unit_id")).distinct())
-    hard_ids = relevant.join(hard, "unit_id", "left_semi").select("unit_id", "event_id")
-    return _Split(new, hard, hard_ids, segments, seg_events, candidates, timelines, [suspected])
+    hard_ids = relevant.join(suspected, "unit_id", "left_semi").select("unit_id", "event_id")
+    return _Split(new, suspected, hard_ids, easy)
 
 
 def _additive(
@@ -213,80 +198,56 @@ def _additive(
     steps: Mapping[str, ExperimentPlan], kept: Mapping[str, KeptExperiment], state: st.LoadedState,
     options: JobOptions, tables: us.UnitTables,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
-    """Kept totals - the updatable units' kept rows + the same rows with their new events'
-    increments (both in one pass, signed); the hard units through `_increment`. Writes the
-    next per-unit state."""
+    """Kept totals - the updatable units' contributions as their kept rows give them + the
+    same with their new events' increments, from the per-unit arrays (`unitmath.rerun_rows`:
+    one pass over the new events, their units' segments and kept rows); the other units
+    through `_increment`. Writes the next per-unit state."""
     spark = exposures.frame.sparkSession
     keys = list(steps)
-    hard = split.hard
-    easy = split.easy.join(hard, "unit_id", "left_anti")
-    touched = easy.select("unit_id").distinct()
-    seg_events = split.seg_events.join(hard, "unit_id", "left_anti")
-    roles = tf.metric_roles(spark, {key: plan.metrics for key, plan in steps.items()})
-    increments = tf.event_increments(tf.classify_events(seg_events, roles), micros=True)
+    partitions = shuffle_partitions(spark)
+    touched = materialized(split.easy.select("unit_id").distinct())
     kept_units = us.read_units(spark, state.directory, keys)
-    touched = materialized(touched)
-    merged = None
+    output = None
     try:
-        try:
-            merged = _versions(kept_units.join(F.broadcast(touched), "unit_id", "left_semi"),
-                               increments.select(*us.UNIT_COLUMNS))  # fmt: skip
-            net = by_experiment(micro_deltas(merged.where(F.col("changes")).drop("changes")))
-        except ArithmeticException as exc:
+        frame = tf.timeline_frame(spark, {key: plan.timeline for key, plan in steps.items()})
+        ours = exposures.of_units(keys, touched).repartition(partitions, "unit_id")
+        segments = tf.unit_segments(tf.with_entry_index(ours, frame))
+        rows = um.input_rows(split.easy, None, segments, partitions,
+                             kept_units.join(F.broadcast(touched), "unit_id", "left_semi"))  # fmt: skip
+        plan = um.UnitPlan.build(steps, options.late_threshold_us, keep_units=True)
+        output = um.output_rows(rows, plan, rerun=True).persist()
+        parts = array_parts(output)
+        if parts[um.OVERFLOW]:
             # Sums or squares past 64 bits: the lake recompute falls back to decimals on its own.
-            log.info("64-bit sums would overflow; recomputing the changed units from the lake",
-                     extra={"error": str(exc)[:300]})  # fmt: skip
+            log.info("64-bit sums would overflow; recomputing the changed units from the lake")
             return _overflowed(split, exposures, kept_units, event_files, kept_files, steps, kept, state, options,
                                tables)  # fmt: skip
-        starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in steps.items()],
-                                "experiment string, start_us long")  # fmt: skip
-        frame = tf.timeline_frame(spark, split.timelines)
-        latest = quality.latest_event_summary(seg_events, starts, tf.event_uses(roles), frame,
-                                              options.late_threshold_us)  # fmt: skip
-        source = EventSource(easy, None, scopes_frame(spark, steps), None)
-        summary = quality.event_summary(quality.scoped_summary(source.scoped(), starts), latest)
-        counts = {str(row.pop("experiment")): _event_counts(row) for row in collected(summary)}
-        replaced = touched.unionByName(hard)
+        net = by_experiment(array_deltas(parts))
+        counts = _event_counts(parts)
+        early = [str(row["unit_id"]) for row in parts[um.HARD]]
+        replaced = touched.unionByName(split.suspected)
         if tables.carry(state.directory, replaced):
             tables.add_hashes(split.new)
         else:
             _rewrite(tables, state, split, kept_units, replaced)
-        tables.add_units(merged.where(F.col(tf.SIGN) == 1))
-        updated_units = touched.count()
+        tables.add_units(um.unit_rows(output))
+        updated_units = touched.count() - len(early)
     finally:
-        for persisted in (touched, merged):
-            if persisted is not None:
-                persisted.unpersist()
+        touched.unpersist()
+        if output is not None:
+            output.unpersist()
     result = {
         key: kept[key].totals.updated(Totals.collected(net.get(key, []), [], counts.get(key)), Totals())
         for key in keys
     }  # fmt: skip
-    recomputed = hard.count()
+    recomputed = split.suspected.count() + len(early)
     log.info("incremental units", extra={"updated": updated_units, "recomputed": recomputed})
     if recomputed:
-        later = _increment(exposures, None, hard, event_files, kept_files, steps,
-                           {key: KeptExperiment(kept[key].timeline, totals) for key, totals in result.items()},
-                           state, options, tables)  # fmt: skip
-        return later
+        hard = split.suspected.unionByName(tf.local_frame(spark, [(unit,) for unit in early], "unit_id string"))
+        return _increment(exposures, None, hard, event_files, kept_files, steps,
+                          {key: KeptExperiment(kept[key].timeline, totals) for key, totals in result.items()},
+                          state, options, tables)  # fmt: skip
     return {key: (totals, LatestRows()) for key, totals in result.items()}
-
-
-def _versions(kept_rows: DataFrame, moved: DataFrame) -> DataFrame:
-    """The touched units' kept rows and the new events' increments (both UNIT_COLUMNS) -> the
-    units' merged rows now (SIGN 1: what the next state keeps) and, for each (experiment,
-    unit, metric) the new events move (`changes`), also as the kept run had them (SIGN -1).
-    The others are the same then and now, so their contributions would cancel.
-
-    Persisted and laid out by unit: the one exchange; the flag, the merge and both windows of
-    the deltas all group by unit, so Spark runs them where the rows are."""
-    rows = kept_rows.withColumn("new", F.lit(False)).unionByName(moved.withColumn("new", F.lit(True)))
-    rows = rows.repartition(shuffle_partitions(rows.sparkSession), "unit_id")
-    changes = F.max("new").over(Window.partitionBy("experiment", "unit_id", "metric"))
-    both = F.array(F.lit(-1), F.lit(1))
-    signs = F.when(F.col("changes") & ~F.col("new"), both).otherwise(F.array(F.lit(1)))
-    exploded = rows.withColumn("changes", changes).withColumn(tf.SIGN, F.explode(signs))
-    sums = [F.sum(name).alias(name) for name in ("num", "den", "pre")]
-    return materialized(exploded.groupBy(*tf.SEGMENT_KEYS, "c", "changes", tf.SIGN).agg(*sums))
 
 
 def _overflowed(
@@ -298,7 +259,7 @@ def _overflowed(
     lake (`_increment`, which sums in decimals when longs do not hold), the others' kept rows
     and every hash carried into one new layer."""
     changed = split.new.select("unit_id").where(F.col("unit_id").isNotNull())
-    units = materialized(changed.unionByName(split.hard).distinct())
+    units = materialized(changed.unionByName(split.suspected).distinct())
     try:
         _rewrite(tables, state, split, kept_units, units)
         return _increment(exposures, None, units, event_files, kept_files, steps, kept, state, options, tables)
@@ -314,13 +275,22 @@ def _rewrite(tables: us.UnitTables, state: st.LoadedState, split: _Split, kept_u
     tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
 
 
-def _event_counts(row: dict[str, Any]) -> dict[str, Any]:
-    """An `quality.event_summary` row in `_quality_counts`' shape, with no unit counts (the
-    units updated from their kept rows keep their exposures, so their unit counts stand)."""
-    events = {name: row.get(name) or 0 for name in NO_EVENTS if name != "watermark_us"}
-    events["watermark_us"] = row.get("watermark_us")
-    return {"units": 0, "multiple_variant_units": 0, **{name: row.get(name) or 0 for name in NO_USED_EVENTS},
-            "events": events}  # fmt: skip
+def _event_counts(parts: Mapping[int, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per experiment, the new events' counts in `_quality_counts`' shape (as
+    `quality.event_summary` joins the SCOPED and QUALITY rows), with no unit counts: the units
+    updated from their kept rows keep their exposures, so their unit counts stand."""
+    exposed = {row["experiment"]: row for row in parts[um.QUALITY]}
+    counts = {}
+    for row in parts[um.SCOPED]:
+        if not row["scoped"]:
+            continue
+        latest = exposed.get(row["experiment"], {})
+        events = {"events_without_exposure": row["in_experiment"] - (latest.get("exposed_in_experiment") or 0),
+                  **{name: latest.get(name) or 0 for name in ("events_before_exposure", "duplicates")},
+                  "watermark_us": row["watermark_us"]}  # fmt: skip
+        counts[row["experiment"]] = {"units": 0, "multiple_variant_units": 0, "events": events,
+                                     **{name: latest.get(name) or 0 for name in NO_USED_EVENTS}}  # fmt: skip
+    return counts
 
 
 def _kept_and_added(lake_dir: Path, files: Sequence[Path], state: st.LoadedState) -> tuple[list[Path], list[Path]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,15 +36,16 @@ from services.metrics.job.plan import ExperimentPlan
 from services.metrics.job.timeline import DAY_US, HOUR_US
 from services.metrics.job.unitstate import UNIT_COLUMNS, horizon
 
-EVENT_TAG, SEGMENT_TAG = 0, 1
-# One frame carries both sides of the join, so both land in the partition of their unit.
+EVENT_TAG, SEGMENT_TAG, KEPT_TAG = 0, 1, 2
+# One frame carries both sides of the join (and, in a rerun, the kept per-unit rows), so all
+# land in the partition of their unit.
 INPUT_DDL = (
     "tag int, unit_id string, experiment string, name string, ts_us long, received_us long, amount long, "
     "valued boolean, copies long, last_received_us long, seg_start int, seg_end int, first_segment boolean, "
-    "first_us long, variant string, included boolean"
+    "first_us long, variant string, included boolean, metric string, c int, num long, den long, pre long"
 )
 # What a partition gives: rows of one `part` each (see `partition_rows`).
-DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED = 0, 1, 2, 3, 4, 5
+DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED, HARD = 0, 1, 2, 3, 4, 5, 6
 QUALITY_COUNTS = ("exposed_in_experiment", "events_before_exposure", "duplicates", "late_events_included",
                   "late_after_freeze")  # fmt: skip
 OUTPUT_DDL = ", ".join([
@@ -56,6 +58,7 @@ OUTPUT_DDL = ", ".join([
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
 SAFE = 1 << 62  # below this, a sum of two values (or a difference) stays inside 64 bits
 NONE = np.iinfo(np.int64).max
+METRIC_SEPARATOR = "\x1f"  # between an experiment and a metric name in `UnitPlan.metric_keys`
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,12 @@ class UnitPlan:
     role_lookback: np.ndarray
     late_threshold_us: int
     horizon: np.ndarray | None  # [experiment]: with per-unit state to keep, its horizon
+
+    @property
+    def metric_keys(self) -> tuple[str, ...]:
+        """experiment + METRIC_SEPARATOR + metric name, for each m."""
+        return tuple(self.experiments[int(i)] + METRIC_SEPARATOR + name
+                     for i, name in zip(self.metric_experiment, self.metric_names, strict=True))  # fmt: skip
 
     @classmethod
     def build(cls, plans: Mapping[str, ExperimentPlan], late_threshold_us: int, keep_units: bool = False) -> UnitPlan:
@@ -162,9 +171,11 @@ def amount() -> Column:
 INPUT_TYPES = dict(field.split(" ") for field in INPUT_DDL.split(", "))
 
 
-def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame, partitions: int) -> DataFrame:
-    """The events (de-duplicated; `conflicting` ones carry their experiment) and the segments
-    as one frame of INPUT_DDL, hash-partitioned by unit."""
+def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame, partitions: int,
+               kept: DataFrame | None = None) -> DataFrame:  # fmt: skip
+    """The events (de-duplicated; `conflicting` ones carry their experiment), the segments and
+    (a rerun's) kept per-unit rows (UNIT_COLUMNS) as one frame of INPUT_DDL, hash-partitioned
+    by unit."""
 
     def shaped(frame: DataFrame, given: Mapping[str, Column]) -> DataFrame:
         columns = [given.get(name, F.lit(None)).cast(kind).alias(name) for name, kind in INPUT_TYPES.items()]
@@ -184,14 +195,20 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
     segment_columns = ("unit_id", "experiment", "seg_start", "seg_end", "first_segment", "first_us", "variant",
                        "included")  # fmt: skip
     segment_rows = shaped(segments, {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in segment_columns}})
-    return rows.unionByName(segment_rows).repartition(partitions, "unit_id")
+    rows = rows.unionByName(segment_rows)
+    if kept is not None:
+        rows = rows.unionByName(shaped(kept, {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS
+                                                                           if name != "kind"}}))  # fmt: skip
+    return rows.repartition(partitions, "unit_id")
 
 
-def output_rows(rows: DataFrame, plan: UnitPlan) -> DataFrame:
-    """`input_rows` -> every partition's rows of OUTPUT_DDL (`partition_rows`)."""
+def output_rows(rows: DataFrame, plan: UnitPlan, rerun: bool = False) -> DataFrame:
+    """`input_rows` -> every partition's rows of OUTPUT_DDL (`partition_rows`; with `rerun`,
+    `rerun_rows`)."""
+    function = rerun_rows if rerun else partition_rows
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from partition_rows(plan, batches)
+        yield from function(plan, batches)
 
     return rows.mapInArrow(run, OUTPUT_DDL)
 
@@ -202,11 +219,11 @@ def totals_frame(output: DataFrame) -> DataFrame:
     `transforms.contribution_deltas(..., micros=True)` gives them; per experiment the
     QUALITY_COUNTS, and over its scoped events (exposed units or not) `scoped` (how many),
     `in_experiment` and `watermark_us` (`quality.scoped_summary`); an OVERFLOW row when some
-    partition's sums could leave 64 bits."""
+    partition's sums could leave 64 bits; a rerun's HARD rows (`unit_id`) as they are."""
     summed = [*(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")), *QUALITY_COUNTS, "scoped",
               "in_experiment"]  # fmt: skip
-    keys = ("part", "experiment", "metric", "variant", "c")
-    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW, SCOPED)
+    keys = ("part", "experiment", "metric", "variant", "c", "unit_id")
+    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW, SCOPED, HARD)
     totals = [*(F.sum(name).alias(name) for name in summed), F.max("watermark_us").alias("watermark_us")]
     return output.where(wanted).groupBy(*keys).agg(*totals)
 
@@ -251,6 +268,31 @@ def partition_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterato
     yield units.quantiles(classified)
     try:
         yield from units.deltas(classified)
+    except Overflow:
+        yield _batch(OVERFLOW, 1)
+
+
+def rerun_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One partition of an additive rerun (new events, their units' segments and kept rows) ->
+    a HARD row for each unit it cannot update (a row entering before the horizon), then over
+    the others the SCOPED and QUALITY counts of the new events, the DELTAS against the kept
+    totals and the UNITS rows now; OVERFLOW instead of the last two when a sum could leave
+    64 bits."""
+    parts = [batch for batch in batches if batch.num_rows]
+    if not parts:
+        return
+    table = pa.Table.from_batches(parts).cast(pa_schema(INPUT_DDL))
+    units = _Units(plan, table)
+    hard = units.early(units.pairs())
+    if hard.size:
+        names = pc.take(units.unit_ids, pa.array(hard))
+        yield _batch(HARD, hard.size, unit_id=names)
+        units = _Units(plan, table.filter(pc.invert(pc.is_in(table["unit_id"], value_set=names))))
+    yield units.scoped()
+    pairs = units.pairs()
+    yield units.quality(pairs)
+    try:
+        yield from units.updated(units.classified(pairs))
     except Overflow:
         yield _batch(OVERFLOW, 1)
 
@@ -388,17 +430,18 @@ class _Classified:
 
 
 class _Units:
-    """One partition's events and segments, decoded to arrays."""
+    """One partition's events, segments and kept per-unit rows, decoded to arrays."""
 
     def __init__(self, plan: UnitPlan, table: pa.Table) -> None:
         self.plan = plan
         tags = _numbers(table["tag"])
-        events, segments = table.filter(pa.array(tags == EVENT_TAG)), table.filter(pa.array(tags == SEGMENT_TAG))
-        units = pc.dictionary_encode(pa.chunked_array(events["unit_id"].chunks + segments["unit_id"].chunks,
-                                                      pa.string())).combine_chunks()  # fmt: skip
+        events, segments, kept = (table.filter(pa.array(tags == tag)) for tag in (EVENT_TAG, SEGMENT_TAG, KEPT_TAG))
+        units = pc.dictionary_encode(pa.chunked_array(
+            events["unit_id"].chunks + segments["unit_id"].chunks + kept["unit_id"].chunks, pa.string()
+        )).combine_chunks()  # fmt: skip
         self.unit_ids = units.dictionary
         codes = _numbers(units.indices)
-        self.ev_unit, self.sg_unit = codes[: events.num_rows], codes[events.num_rows :]
+        self.ev_unit, self.sg_unit = codes[: events.num_rows], codes[events.num_rows : -kept.num_rows or None]
         self.ev_experiment = _codes(events["experiment"], plan.experiments)
         self.ev_name = _codes(events["name"], plan.names)
         self.ev_ts, self.ev_received = _numbers(events["ts_us"]), _numbers(events["received_us"])
@@ -410,8 +453,28 @@ class _Units:
         self.sg_first_us = _numbers(segments["first_us"])
         self.sg_later = ~_flags(segments["first_segment"])
         self.sg_included = _flags(segments["included"])
-        variants = pc.dictionary_encode(segments["variant"].combine_chunks())
-        self.variant_names, self.sg_variant = variants.dictionary, _numbers(variants.indices)
+        variants = pc.dictionary_encode(pa.chunked_array(segments["variant"].chunks + kept["variant"].chunks,
+                                                         pa.string())).combine_chunks()  # fmt: skip
+        self.variant_names = variants.dictionary
+        variant = _numbers(variants.indices)
+        self.sg_variant = variant[: segments.num_rows]
+        self.kept = _Merged.empty() if not kept.num_rows else self._kept(kept, codes[-kept.num_rows :],
+                                                                          variant[segments.num_rows :])  # fmt: skip
+
+    def _kept(self, kept: pa.Table, unit: np.ndarray, variant: np.ndarray) -> _Merged:
+        """The kept per-unit rows (`unitstate.UNIT_COLUMNS`) as merged rows."""
+        keys = pc.binary_join_element_wise(kept["experiment"], kept["metric"], METRIC_SEPARATOR)
+        metric = _codes(keys, self.plan.metric_keys)
+        if (metric < 0).any():
+            raise ValueError("a kept per-unit row is of a metric the pass does not compute")
+        return _merged(unit, metric, _numbers(kept["seg_start"]), _numbers(kept["c"]), _numbers(kept["num"]),
+                       _numbers(kept["den"]), _numbers(kept["pre"]), variant, _flags(kept["included"]))  # fmt: skip
+
+    def early(self, pairs: _Pairs) -> np.ndarray:
+        """The units with a (segment, event) row entering before its experiment's horizon:
+        the additive rerun cannot update them (see `unitstate`)."""
+        assert self.plan.horizon is not None
+        return np.unique(self.sg_unit[pairs.seg[pairs.entry < self.plan.horizon[pairs.experiment]]])
 
     def pairs(self) -> _Pairs:
         """Every (segment, event) of one unit in the experiment's scope and the segment."""
@@ -525,66 +588,67 @@ class _Units:
             "variant": pc.take(self.variant_names, pa.array(variant)),
         }
 
-    def deltas(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
-        """Per (experiment, metric, variant, c) the change of every SUMS statistic (see
-        `transforms.metric_increments` .. `contribution_deltas`), in halves; with a horizon,
-        then the units' rows for the per-unit state."""
+    def increments(self, rows: _Classified, starts: bool = True) -> _Merged:
+        """The classified rows' increments merged per (unit, metric, segment, entry), with (when
+        `starts`) a zero row where each later segment starts, for every metric of its
+        experiment (`transforms.metric_increments`, `merged_increments`; without: the event
+        rows only, `transforms.event_increments`)."""
         plan = self.plan
-        # A zero row where each later segment starts, for every metric of its experiment.
-        later = np.flatnonzero(self.sg_later)
+        later = np.flatnonzero(self.sg_later) if starts else np.zeros(0, np.int64)
         later_experiment = self.sg_experiment[later]
         owner, metric_of_start = _spans(plan.metrics_from[later_experiment + 1] - plan.metrics_from[later_experiment],
                                         plan.metrics_from[later_experiment])  # fmt: skip
         seg = np.concatenate([rows.seg, later[owner]])
-        metric = np.concatenate([rows.metric, metric_of_start])
-        entry = np.concatenate([rows.entry, self.sg_start[later[owner]]])
         zeros = np.zeros(owner.size, np.int64)
-        num = np.concatenate([np.where(rows.post & rows.is_num, rows.value, 0), zeros])
-        den = np.concatenate([np.where(rows.post & ~rows.is_num, rows.value, 0), zeros])
-        before = np.concatenate([np.where(rows.pre, rows.value, 0), zeros])
         if float(np.abs(rows.value).astype(np.float64).sum()) >= SAFE / 2:
             raise Overflow  # some sum of a unit's amounts could leave 64 bits
+        return _merged(
+            self.sg_unit[seg], np.concatenate([rows.metric, metric_of_start]), self.sg_start[seg],
+            np.concatenate([rows.entry, self.sg_start[later[owner]]]),
+            np.concatenate([np.where(rows.post & rows.is_num, rows.value, 0), zeros]),
+            np.concatenate([np.where(rows.post & ~rows.is_num, rows.value, 0), zeros]),
+            np.concatenate([np.where(rows.pre, rows.value, 0), zeros]), self.sg_variant[seg], self.sg_included[seg],
+        )  # fmt: skip
 
-        # One row per (unit, metric, segment, entry), in order (`merged_increments`).
-        key = _Key((self.sg_unit[seg], metric, self.sg_start[seg], entry))
-        order = key.order()
-        key = key.take(order)
-        firsts = np.flatnonzero(key.starts(4))
-        num, den, before = (np.add.reduceat(column[order], firsts) if firsts.size else column[:0]
-                            for column in (num, den, before))  # fmt: skip
-        seg, metric, entry, key = seg[order][firsts], metric[order][firsts], entry[order][firsts], key.take(firsts)
-        merged = (seg, metric, entry, num, den, before)
+    def deltas(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
+        """Per (experiment, metric, variant, c) the change of every SUMS statistic (see
+        `transforms.metric_increments` .. `contribution_deltas`), in halves; with a horizon,
+        then the units' rows for the per-unit state."""
+        merged = self.increments(rows)
+        yield self.summed(*_changes(self.plan, merged))
+        if self.plan.horizon is not None:
+            yield self.kept_rows(merged)
 
-        # Running values within each unit's segment (`unit_metric_values`).
-        in_segment = key.starts(3)
-        num, den, before = (_running(column, in_segment) for column in (num, den, before))
-        kind = plan.metric_kind[metric]
-        y = np.where(kind == KIND_PROPORTION, np.where(num > 0, tf.MICROS, 0), num)
-        x = np.where(kind == KIND_PROPORTION, np.where(before > 0, tf.MICROS, 0), before)
-        d = np.where(kind == KIND_RATIO, den, 0)
-        terms = {"sum": y, "sum_squares": _product(y, y), "cov_sum": x, "cov_sum_squares": _product(x, x),
-                 "cov_sum_products": _product(y, x), "den_sum": d, "den_sum_squares": _product(d, d),
-                 "den_sum_products": _product(y, d), "cov_den_products": _product(d, x)}  # fmt: skip
-        included = self.sg_included[seg]
-        gated = [np.where(included, terms[name], 0) for name in tf.SUMS]
-        if any(np.abs(column).max(initial=0) >= SAFE for column in gated):
-            raise Overflow
+    def updated(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
+        """The additive rerun (`rerun._additive`): the kept rows of these units and the new
+        events' increments -> what the totals gain (the changed (unit, metric)s' contributions
+        now) and lose (the same as the kept rows give them), summed as `deltas` sums; then
+        the units' rows now, for the next per-unit state."""
+        plan = self.plan
+        added, kept = self.increments(rows, starts=False), self.kept
+        if (
+            float(
+                np.abs(np.concatenate([kept.num, kept.den, kept.pre])).astype(np.float64).sum()
+                + np.abs(np.concatenate([added.num, added.den, added.pre])).astype(np.float64).sum()
+            )
+            >= SAFE / 2
+        ):
+            raise Overflow  # merged, some sum could leave 64 bits
+        now = _merged(*(np.concatenate([getattr(kept, name), getattr(added, name)]) for name in _Merged.COLUMNS))
+        width = len(plan.metric_names)
+        changed = np.unique(added.unit * width + added.metric)
+        now_changed = now.take(np.flatnonzero(np.isin(now.unit * width + now.metric, changed)))
+        kept_changed = kept.take(np.flatnonzero(np.isin(kept.unit * width + kept.metric, changed)))
+        (metric, variant, entry, gains), (was_metric, was_variant, was_entry, losses) = (
+            _changes(plan, now_changed), _changes(plan, kept_changed))  # fmt: skip
+        changes = [np.concatenate([gain, -loss]) for gain, loss in zip(gains, losses, strict=True)]
+        yield self.summed(np.concatenate([metric, was_metric]), np.concatenate([variant, was_variant]),
+                          np.concatenate([entry, was_entry]), changes)  # fmt: skip
+        yield self.kept_rows(now)
 
-        # Each row's change against the unit's previous row for the metric (`contribution_deltas`).
-        variant = self.sg_variant[seg]
-        later_rows = np.flatnonzero(~key.starts(2))
-        same = later_rows[variant[later_rows - 1] == variant[later_rows]]
-        moved = later_rows[variant[later_rows - 1] != variant[later_rows]]
-        changes = []
-        for column in gated:
-            change = column.copy()
-            change[same] -= column[same - 1]
-            changes.append(np.concatenate([change, -column[moved - 1]]))
-        metric = np.concatenate([metric, metric[moved]])
-        variant = np.concatenate([variant, variant[moved - 1]])
-        entry = np.concatenate([entry, entry[moved]])
-
-        # Summed per (experiment, metric, variant, c), in halves.
+    def summed(self, metric: np.ndarray, variant: np.ndarray, entry: np.ndarray,
+               changes: list[np.ndarray]) -> pa.RecordBatch:  # fmt: skip
+        """Changes summed per (experiment, metric, variant, c), in halves (a DELTAS batch)."""
         group = _Key((metric, variant, entry))
         order = group.order()
         firsts = np.flatnonzero(group.take(order).starts(3))
@@ -594,29 +658,100 @@ class _Units:
             ordered = change[order]
             for half, part in (("hi", ordered >> tf.LOW_BITS), ("lo", ordered & ((1 << tf.LOW_BITS) - 1))):
                 halves[f"{name}_{half}"] = pa.array(np.add.reduceat(part, firsts) if firsts.size else part[:0])
-        yield _batch(DELTAS, firsts.size, **self._group_columns(metric[chosen], variant[chosen]),
-                     c=pa.array(entry[chosen].astype(np.int32)), **halves)  # fmt: skip
-        if plan.horizon is not None:
-            yield self.kept_rows(*merged)
+        return _batch(DELTAS, firsts.size, **self._group_columns(metric[chosen], variant[chosen]),
+                      c=pa.array(entry[chosen].astype(np.int32)), **halves)  # fmt: skip
 
-    def kept_rows(self, seg: np.ndarray, metric: np.ndarray, entry: np.ndarray, num: np.ndarray, den: np.ndarray,
-                  before: np.ndarray) -> pa.RecordBatch:  # fmt: skip
+    def kept_rows(self, merged: _Merged) -> pa.RecordBatch:
         """Merged increments in (unit, metric, segment, entry) order -> the rows the per-unit
         state keeps: those before the experiment's horizon summed into one at horizon - 1."""
         assert self.plan.horizon is not None
-        edge = self.plan.horizon[self.plan.metric_experiment[metric]] - 1
-        entry = np.where(entry <= edge, edge, entry)  # keeps the order
-        firsts = np.flatnonzero(_group_starts(self.sg_unit[seg], metric, self.sg_start[seg], entry))
-        sums = {name: pa.array(np.add.reduceat(column, firsts) if firsts.size else column[:0])
-                for name, column in (("num", num), ("den", den), ("pre", before))}  # fmt: skip
-        seg, metric = seg[firsts], metric[firsts]
+        edge = self.plan.horizon[self.plan.metric_experiment[merged.metric]] - 1
+        entry = np.where(merged.entry <= edge, edge, merged.entry)  # keeps the order
+        firsts = np.flatnonzero(_group_starts(merged.unit, merged.metric, merged.seg_start, entry))
+        sums = {name: pa.array(np.add.reduceat(getattr(merged, name), firsts) if firsts.size else merged.num[:0])
+                for name in ("num", "den", "pre")}  # fmt: skip
+        chosen = merged.take(firsts)
         return _batch(
-            UNITS, firsts.size, **self._group_columns(metric, self.sg_variant[seg]),
-            unit_id=pc.take(self.unit_ids, pa.array(self.sg_unit[seg])),
-            kind=pa.array(np.array(self.plan.metric_types, object)[metric], pa.string()),
-            seg_start=pa.array(self.sg_start[seg].astype(np.int32)), included=pa.array(self.sg_included[seg]),
+            UNITS, firsts.size, **self._group_columns(chosen.metric, chosen.variant),
+            unit_id=pc.take(self.unit_ids, pa.array(chosen.unit)),
+            kind=pa.array(np.array(self.plan.metric_types, object)[chosen.metric], pa.string()),
+            seg_start=pa.array(chosen.seg_start.astype(np.int32)), included=pa.array(chosen.included),
             c=pa.array(entry[firsts].astype(np.int32)), **sums,
         )  # fmt: skip
+
+
+@dataclass
+class _Merged:
+    """Rows of (unit, metric, segment, entry), one each, in that order (`_merged`), with their
+    num, den and pre sums (millionths) and their segment's variant and inclusion."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("unit", "metric", "seg_start", "entry", "num", "den", "pre", "variant",
+                                          "included")  # fmt: skip
+    unit: np.ndarray
+    metric: np.ndarray
+    seg_start: np.ndarray
+    entry: np.ndarray
+    num: np.ndarray
+    den: np.ndarray
+    pre: np.ndarray
+    variant: np.ndarray
+    included: np.ndarray
+    key: _Key
+
+    def take(self, rows: np.ndarray) -> _Merged:
+        columns: dict[str, Any] = {name: getattr(self, name)[rows] for name in self.COLUMNS}
+        return _Merged(**columns, key=self.key.take(rows))
+
+    @classmethod
+    def empty(cls) -> _Merged:
+        none = np.zeros(0, np.int64)
+        return _merged(none, none, none, none, none, none, none, none, none.astype(bool))
+
+
+def _merged(unit: np.ndarray, metric: np.ndarray, seg_start: np.ndarray, entry: np.ndarray, num: np.ndarray,
+            den: np.ndarray, pre: np.ndarray, variant: np.ndarray, included: np.ndarray) -> _Merged:  # fmt: skip
+    """Rows summed per (unit, metric, segment, entry), in that order (`merged_increments`)."""
+    key = _Key((unit, metric, seg_start, entry))
+    order = key.order()
+    key = key.take(order)
+    firsts = np.flatnonzero(key.starts(4))
+    num, den, pre = (np.add.reduceat(column[order], firsts) if firsts.size else column[:0]
+                     for column in (num, den, pre))  # fmt: skip
+    chosen = order[firsts]
+    return _Merged(unit[chosen], metric[chosen], seg_start[chosen], entry[chosen], num, den, pre, variant[chosen],
+                   included[chosen], key.take(firsts))  # fmt: skip
+
+
+def _changes(plan: UnitPlan, merged: _Merged) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Merged rows -> (metric, variant, entry, the change of each SUMS statistic) per row: its
+    unit's running values within the segment (`unit_metric_values`) against the unit's
+    previous row for the metric, and where the variant moved, the previous value taken away
+    from the previous variant (`contribution_deltas`)."""
+    key, metric = merged.key, merged.metric
+    in_segment = key.starts(3)
+    num, den, before = (_running(column, in_segment) for column in (merged.num, merged.den, merged.pre))
+    kind = plan.metric_kind[metric]
+    y = np.where(kind == KIND_PROPORTION, np.where(num > 0, tf.MICROS, 0), num)
+    x = np.where(kind == KIND_PROPORTION, np.where(before > 0, tf.MICROS, 0), before)
+    d = np.where(kind == KIND_RATIO, den, 0)
+    terms = {"sum": y, "sum_squares": _product(y, y), "cov_sum": x, "cov_sum_squares": _product(x, x),
+             "cov_sum_products": _product(y, x), "den_sum": d, "den_sum_squares": _product(d, d),
+             "den_sum_products": _product(y, d), "cov_den_products": _product(d, x)}  # fmt: skip
+    gated = [np.where(merged.included, terms[name], 0) for name in tf.SUMS]
+    if any(np.abs(column).max(initial=0) >= SAFE for column in gated):
+        raise Overflow
+
+    variant, entry = merged.variant, merged.entry
+    later_rows = np.flatnonzero(~key.starts(2))
+    same = later_rows[variant[later_rows - 1] == variant[later_rows]]
+    moved = later_rows[variant[later_rows - 1] != variant[later_rows]]
+    changes = []
+    for column in gated:
+        change = column.copy()
+        change[same] -= column[same - 1]
+        changes.append(np.concatenate([change, -column[moved - 1]]))
+    return (np.concatenate([metric, metric[moved]]), np.concatenate([variant, variant[moved - 1]]),
+            np.concatenate([entry, entry[moved]]), changes)  # fmt: skip
 
 
 def _per_experiment(experiment: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
