@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,31 +86,21 @@ def micro_deltas(merged: DataFrame) -> list[dict[str, Any]]:
     return [tf.from_micros(row) for row in collected(tf.contribution_deltas(values, micros=True))]
 
 
-def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame, micros: bool | None = None,
-                      keep: Callable[[DataFrame], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def contribution_rows(classified: DataFrame, segments: DataFrame, kinds: DataFrame,
+                      micros: bool | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """`tf.contribution_deltas` over the classified events, collected. In 64-bit millionths
     when the session runs in ANSI mode (an overflow then raises instead of wrapping), and in
     decimals otherwise or after such an overflow (values or sums beyond what longs hold):
-    the same rows either way. `micros` forces one way (True still falls back). `keep` gets
-    the merged increments (millionths) once their deltas are collected; never on the decimal
-    path."""
+    the same rows either way. `micros` forces one way (True still falls back)."""
     spark = classified.sparkSession
     if micros is None:
         micros = ansi_mode(spark)
     if micros:
-        increments = tf.metric_increments(classified, segments, kinds, micros=True)
-        merged = tf.merged_increments(increments)
+        merged = tf.merged_increments(tf.metric_increments(classified, segments, kinds, micros=True))
         try:
-            if keep is None:
-                return micro_deltas(merged)
-            merged = materialized(merged)
-            rows = micro_deltas(merged)
-            keep(merged)
-            return rows
+            return micro_deltas(merged)
         except ArithmeticException as exc:
             log.info("64-bit sums would overflow; computing in decimals", extra={"error": str(exc)[:300]})
-        finally:
-            merged.unpersist()
     increments = tf.metric_increments(classified, segments, kinds)
     return collected(tf.contribution_deltas(tf.unit_metric_values(increments)))
 
@@ -154,18 +144,15 @@ def compute_statistics(
             seg_events = materialized(seg_events)
         roles = tf.metric_roles(spark, metrics)
         classified = tf.classify_events(seg_events, roles)
-        keep, written = unit_writer(tables, us.horizon_frame(spark, {k: p.timeline for k, p in plans.items()}))
-        rows = None
         if arrays is not None and arrays.deltas is not None:
             rows = arrays.deltas
             if tables is not None:
                 tables.add_units(um.unit_rows(arrays.output))
-                written.append(True)
-        if rows is None:
-            rows = contribution_rows(classified, segments, tf.metric_kinds(spark, metrics), keep=keep)
+        else:
+            rows = contribution_rows(classified, segments, tf.metric_kinds(spark, metrics))
+            if tables is not None:
+                tables.incomplete("the pass summed in Spark frames")
         deltas = by_experiment(rows)
-        if tables is not None and not written:
-            tables.incomplete("the pass summed in decimals")
         unit_deltas = by_experiment(collected(tf.unit_count_deltas(segments)))
         if arrays is not None:
             latest_events, scoped = arrays.quality, arrays.scoped
@@ -259,22 +246,6 @@ def array_parts(output: DataFrame) -> dict[int, list[dict[str, Any]]]:
 def array_deltas(parts: Mapping[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The DELTAS rows as `micro_deltas` gives them."""
     return [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
-
-
-def unit_writer(tables: us.UnitTables | None, horizons: DataFrame
-                 ) -> tuple[Callable[[DataFrame], None] | None, list[bool]]:  # fmt: skip
-    """What `contribution_rows` hands the merged increments to (None without tables), and a
-    list that is non-empty once it has written them."""
-    written: list[bool] = []
-    if tables is None:
-        return None, written
-    sink = tables
-
-    def keep(merged: DataFrame) -> None:
-        sink.add_units(us.horizon_rows(merged, horizons))
-        written.append(True)
-
-    return keep, written
 
 
 def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,

@@ -87,7 +87,7 @@ SCOPE_SCHEMA = "experiment string, name string, since_us long"
 
 
 ARROW_TYPES = {"string": pa.string(), "long": pa.int64(), "int": pa.int32(), "double": pa.float64(),
-               "boolean": pa.bool_()}  # fmt: skip
+               "boolean": pa.bool_(), "binary": pa.binary()}  # fmt: skip
 
 
 def local_frame(spark: SparkSession, rows: Sequence[tuple[object, ...]], ddl: str) -> DataFrame:

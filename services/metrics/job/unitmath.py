@@ -10,7 +10,7 @@ the K-fold rows never leave the worker. The same pass gives the latest snapshot'
 data-quality counts, over exposed units (`quality.latest_event_summary`) and over each
 experiment's scope (`quality.scoped_summary`); the counted values of quantile metrics
 (`latest.quantile_values`, one row per unit and value with a count); and, with a horizon, the
-per-unit state rows (`unitstate.horizon_rows`). The results are those of the Spark frames,
+per-unit state rows (`unitstate`). The results are those of the Spark frames,
 digit for digit (tests compare them on random lakes).
 
 Values are 64-bit millionths as in `transforms`. Each partition checks that no running sum,
@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from services.metrics.job import transforms as tf
 from services.metrics.job.plan import ExperimentPlan
 from services.metrics.job.timeline import DAY_US, HOUR_US
-from services.metrics.job.unitstate import UNIT_COLUMNS, horizon
+from services.metrics.job.unitstate import ROW, UNIT_COLUMNS, horizon
 
 EVENT_TAG, SEGMENT_TAG, KEPT_TAG = 0, 1, 2
 # One frame carries both sides of the join (and, in a rerun, the kept per-unit rows), so all
@@ -42,7 +42,7 @@ EVENT_TAG, SEGMENT_TAG, KEPT_TAG = 0, 1, 2
 INPUT_DDL = (
     "tag int, unit_id string, experiment string, name string, ts_us long, received_us long, amount long, "
     "valued boolean, copies long, last_received_us long, seg_start int, seg_end int, first_segment boolean, "
-    "first_us long, variant string, included boolean, metric string, c int, num long, den long, pre long"
+    "first_us long, variant string, included boolean, rows binary"
 )
 # What a partition gives: rows of one `part` each (see `partition_rows`).
 DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED, HARD = 0, 1, 2, 3, 4, 5, 6
@@ -52,13 +52,12 @@ OUTPUT_DDL = ", ".join([
     "part int, experiment string, metric string, variant string, c int, unit_id string, v long, count long",
     *(f"{name}_{half} long" for name in tf.SUMS for half in ("hi", "lo")),
     *(f"{name} long" for name in QUALITY_COUNTS),
-    "kind string, seg_start int, included boolean, num long, den long, pre long",
+    "seg_start int, included boolean, rows binary",
     "scoped long, in_experiment long, watermark_us long",
 ])  # fmt: skip
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
 SAFE = 1 << 62  # below this, a sum of two values (or a difference) stays inside 64 bits
 NONE = np.iinfo(np.int64).max
-METRIC_SEPARATOR = "\x1f"  # between an experiment and a metric name in `UnitPlan.metric_keys`
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,8 @@ class UnitPlan:
     metric_kind: np.ndarray
     metric_types: tuple[str, ...]  # the catalog's type of each
     metrics_from: np.ndarray  # [experiment]: its metrics are metrics_from[i] .. metrics_from[i + 1]
+    metric_rank: np.ndarray  # m -> the rank of its name among its experiment's (how the per-unit state names it)
+    ranked_metric: np.ndarray  # [experiment, rank] -> m (-1: none)
     roles_from: np.ndarray  # [experiment, name] -> first role; roles of (i, name) are contiguous
     roles_count: np.ndarray
     role_metric: np.ndarray
@@ -93,16 +94,10 @@ class UnitPlan:
     late_threshold_us: int
     horizon: np.ndarray | None  # [experiment]: with per-unit state to keep, its horizon
 
-    @property
-    def metric_keys(self) -> tuple[str, ...]:
-        """experiment + METRIC_SEPARATOR + metric name, for each m."""
-        return tuple(self.experiments[int(i)] + METRIC_SEPARATOR + name
-                     for i, name in zip(self.metric_experiment, self.metric_names, strict=True))  # fmt: skip
-
     @classmethod
     def build(cls, plans: Mapping[str, ExperimentPlan], late_threshold_us: int, keep_units: bool = False) -> UnitPlan:
         """`keep_units`: the partitions also give each unit's rows for the per-unit state
-        (`unitstate.horizon_rows`)."""
+        (`unitstate`)."""
         experiments = tuple(sorted(plans))
         names = tuple(sorted(set().union(*(plans[key].event_names for key in experiments))))
         shape = (len(experiments), len(names))
@@ -144,6 +139,13 @@ class UnitPlan:
             roles_count[i, n] += 1
         role_columns = list(zip(*roles, strict=True)) if roles else [()] * 7
 
+        rank = np.zeros(len(metric_names), np.int64)
+        ranked = np.full((len(experiments), max(np.diff(metrics_from), default=0)), -1, np.int64)
+        for i in range(len(experiments)):
+            by_name = sorted(range(metrics_from[i], metrics_from[i + 1]), key=metric_names.__getitem__)
+            for r, m in enumerate(by_name):
+                rank[m], ranked[i, r] = r, m
+
         def timeline(attribute: str) -> np.ndarray:
             return np.array([getattr(plans[key].timeline, attribute) for key in experiments], np.int64)
 
@@ -154,7 +156,8 @@ class UnitPlan:
             use_unbounded=use_unbounded, use_window=use_window, metric_names=tuple(metric_names),
             metric_experiment=np.array(metric_experiment, np.int64), metric_kind=np.array(metric_kind, np.int64),
             metric_types=tuple(metric_types),
-            metrics_from=np.array(metrics_from, np.int64), roles_from=roles_from, roles_count=roles_count,
+            metrics_from=np.array(metrics_from, np.int64), metric_rank=rank, ranked_metric=ranked,
+            roles_from=roles_from, roles_count=roles_count,
             role_metric=np.array(role_columns[2], np.int64), role_num=np.array(role_columns[3], bool),
             role_value=np.array(role_columns[4], bool), role_window=np.array(role_columns[5], np.int64),
             role_lookback=np.array(role_columns[6], np.int64), late_threshold_us=late_threshold_us,
@@ -197,8 +200,7 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
     segment_rows = shaped(segments, {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in segment_columns}})
     rows = rows.unionByName(segment_rows)
     if kept is not None:
-        rows = rows.unionByName(shaped(kept, {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS
-                                                                           if name != "kind"}}))  # fmt: skip
+        rows = rows.unionByName(shaped(kept, {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS}}))
     return rows.repartition(partitions, "unit_id")
 
 
@@ -239,7 +241,7 @@ def quantile_values(output: DataFrame) -> DataFrame:
 
 def unit_rows(output: DataFrame) -> DataFrame:
     """The UNITS rows: each unit's merged increments as the per-unit state keeps them
-    (`unitstate.horizon_rows`, the UNIT_COLUMNS)."""
+    (`unitstate.UNIT_COLUMNS`)."""
     return output.where(F.col("part") == UNITS).select(*UNIT_COLUMNS)
 
 
@@ -462,13 +464,18 @@ class _Units:
                                                                           variant[segments.num_rows :])  # fmt: skip
 
     def _kept(self, kept: pa.Table, unit: np.ndarray, variant: np.ndarray) -> _Merged:
-        """The kept per-unit rows (`unitstate.UNIT_COLUMNS`) as merged rows."""
-        keys = pc.binary_join_element_wise(kept["experiment"], kept["metric"], METRIC_SEPARATOR)
-        metric = _codes(keys, self.plan.metric_keys)
+        """The kept per-unit rows (`unitstate.UNIT_DDL`, packed) as merged rows."""
+        plan = self.plan
+        owner, records = _unpacked(kept["rows"])
+        experiment = _codes(kept["experiment"], plan.experiments)[owner]
+        rank = records["metric"].astype(np.int64)
+        known = (experiment >= 0) & (rank >= 0) & (rank < plan.ranked_metric.shape[1])
+        metric = np.where(known, plan.ranked_metric[np.maximum(experiment, 0), np.where(known, rank, 0)], -1)
         if (metric < 0).any():
-            raise ValueError("a kept per-unit row is of a metric the pass does not compute")
-        return _merged(unit, metric, _numbers(kept["seg_start"]), _numbers(kept["c"]), _numbers(kept["num"]),
-                       _numbers(kept["den"]), _numbers(kept["pre"]), variant, _flags(kept["included"]))  # fmt: skip
+            raise ValueError("a kept per-unit row is of an experiment or metric the pass does not compute")
+        return _merged(unit[owner], metric, _numbers(kept["seg_start"])[owner], records["c"].astype(np.int64),
+                       records["num"], records["den"], records["pre"], variant[owner],
+                       _flags(kept["included"])[owner])  # fmt: skip
 
     def early(self, pairs: _Pairs) -> np.ndarray:
         """The units with a (segment, event) row entering before its experiment's horizon:
@@ -617,7 +624,7 @@ class _Units:
         merged = self.increments(rows)
         yield self.summed(*_changes(self.plan, merged))
         if self.plan.horizon is not None:
-            yield self.kept_rows(merged)
+            yield from self.kept_rows(merged)
 
     def updated(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
         """The additive rerun (`rerun._additive`): the kept rows of these units and the new
@@ -644,7 +651,7 @@ class _Units:
         changes = [np.concatenate([gain, -loss]) for gain, loss in zip(gains, losses, strict=True)]
         yield self.summed(np.concatenate([metric, was_metric]), np.concatenate([variant, was_variant]),
                           np.concatenate([entry, was_entry]), changes)  # fmt: skip
-        yield self.kept_rows(now)
+        yield from self.kept_rows(now)
 
     def summed(self, metric: np.ndarray, variant: np.ndarray, entry: np.ndarray,
                changes: list[np.ndarray]) -> pa.RecordBatch:  # fmt: skip
@@ -661,23 +668,65 @@ class _Units:
         return _batch(DELTAS, firsts.size, **self._group_columns(metric[chosen], variant[chosen]),
                       c=pa.array(entry[chosen].astype(np.int32)), **halves)  # fmt: skip
 
-    def kept_rows(self, merged: _Merged) -> pa.RecordBatch:
+    def kept_rows(self, merged: _Merged) -> Iterator[pa.RecordBatch]:
         """Merged increments in (unit, metric, segment, entry) order -> the rows the per-unit
-        state keeps: those before the experiment's horizon summed into one at horizon - 1."""
-        assert self.plan.horizon is not None
-        edge = self.plan.horizon[self.plan.metric_experiment[merged.metric]] - 1
+        state keeps (UNITS): those before the experiment's horizon summed into one at
+        horizon - 1, packed per (unit, experiment, segment) in (metric rank, c) order."""
+        plan = self.plan
+        assert plan.horizon is not None
+        experiment = plan.metric_experiment[merged.metric]
+        edge = plan.horizon[experiment] - 1
         entry = np.where(merged.entry <= edge, edge, merged.entry)  # keeps the order
         firsts = np.flatnonzero(_group_starts(merged.unit, merged.metric, merged.seg_start, entry))
-        sums = {name: pa.array(np.add.reduceat(getattr(merged, name), firsts) if firsts.size else merged.num[:0])
-                for name in ("num", "den", "pre")}  # fmt: skip
-        chosen = merged.take(firsts)
-        return _batch(
-            UNITS, firsts.size, **self._group_columns(chosen.metric, chosen.variant),
-            unit_id=pc.take(self.unit_ids, pa.array(chosen.unit)),
-            kind=pa.array(np.array(self.plan.metric_types, object)[chosen.metric], pa.string()),
-            seg_start=pa.array(chosen.seg_start.astype(np.int32)), included=pa.array(chosen.included),
-            c=pa.array(entry[firsts].astype(np.int32)), **sums,
-        )  # fmt: skip
+        sums = [np.add.reduceat(getattr(merged, name), firsts) if firsts.size else merged.num[:0]
+                for name in ("num", "den", "pre")]  # fmt: skip
+        chosen, entry, experiment = merged.take(firsts), entry[firsts], experiment[firsts]
+        rank = plan.metric_rank[chosen.metric]
+        key = _Key((chosen.unit, experiment, chosen.seg_start, rank, entry))
+        order = key.order()
+        starts = np.flatnonzero(key.take(order).starts(3))
+        records = np.zeros(order.size, ROW)
+        for name, column in (("metric", rank), ("c", entry), ("num", sums[0]), ("den", sums[1]), ("pre", sums[2])):
+            records[name] = column[order]
+        heads = order[starts]
+        names = np.array(plan.experiments, object)
+        ends = np.append(starts, order.size)
+        for begin in range(0, starts.size, UNITS_PER_BATCH):
+            group = slice(begin, begin + UNITS_PER_BATCH)
+            rows, first, last = heads[group], starts[begin], ends[min(begin + UNITS_PER_BATCH, starts.size)]
+            yield _batch(
+                UNITS, rows.size, experiment=pa.array(names[experiment[rows]], pa.string()),
+                unit_id=pc.take(self.unit_ids, pa.array(chosen.unit[rows])),
+                seg_start=pa.array(chosen.seg_start[rows].astype(np.int32)), included=pa.array(chosen.included[rows]),
+                variant=pc.take(self.variant_names, pa.array(chosen.variant[rows])),
+                rows=_packed(records[first:last], starts[group] - first),
+            )  # fmt: skip
+
+
+UNITS_PER_BATCH = 100_000  # packed rows per UNITS batch (a binary column holds at most 2 GiB)
+
+
+def _packed(records: np.ndarray, starts: np.ndarray) -> pa.Array:
+    """Records of ROW -> one binary value per run beginning at each of `starts`."""
+    offsets = np.append(starts, records.size).astype(np.int32) * ROW.itemsize
+    return pa.Array.from_buffers(
+        pa.binary(), starts.size, [None, pa.py_buffer(offsets), pa.py_buffer(records.tobytes())]
+    )
+
+
+def _unpacked(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Binary values of packed ROW records -> (the value each record came from, the records)."""
+    values = column.combine_chunks()
+    if values.null_count:
+        raise ValueError("a kept per-unit row has no packed rows")
+    offsets = np.frombuffer(values.buffers()[1], np.int32)[values.offset : values.offset + len(values) + 1]
+    sizes = np.diff(offsets)
+    if (sizes % ROW.itemsize).any():
+        raise ValueError("a kept per-unit row's packed rows are not whole")
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    records = raw.copy().view(ROW)
+    return np.repeat(np.arange(len(values)), sizes // ROW.itemsize), records
 
 
 @dataclass

@@ -4,16 +4,19 @@ without reading the lake's old events again.
 A state directory may hold, besides the totals (`incremental`), two Parquet tables:
 
 - `units/`: per experiment, each unit's merged increments (`transforms.merged_increments`:
-  the SEGMENT_KEYS, entry `c`, and the `num`, `den`, `pre` sums in millionths) from its
+  per metric, segment and entry `c`, the `num`, `den`, `pre` sums in millionths) from its
   experiment's *horizon* h on, with everything before h collapsed into one row at h - 1 per
-  segment (`horizon_rows`). The values a unit has at every snapshot from h - 1 on follow
-  from these rows exactly as from all of its rows.
+  segment. The values a unit has at every snapshot from h - 1 on follow from these rows
+  exactly as from all of its rows. One Parquet row per (experiment, unit, segment) holds
+  them packed (`rows`, records of ROW in (metric, c) order; `metric` is the rank of the
+  metric's name among the experiment's, see `unitmath`), so Spark reads and moves one row
+  where there are about as many as metrics x snapshots.
 - `hashes/`: the `id_hash` of every de-duplicated relevant event the kept run counted.
 
 A new event whose id the kept run never saw, of a unit whose exposures did not change, only
 adds to its unit's sums at its entry c. When c >= h, the unit's contribution changes only
-from h - 1 on, so the same transforms over the unit's kept rows, without and with the new
-events' increments, give exactly what the totals must lose and gain (the contributions
+from h - 1 on, so the same arithmetic over the unit's kept rows, without and with the new
+events' increments, gives exactly what the totals must lose and gain (the contributions
 before h - 1 are the same in both and cancel). That is the *additive* rerun
 (`rerun._additive`); any other unit (a new exposure, an id the kept run saw or whose hash
 repeats, copies that disagree, a row entering before h) goes the way that recomputes it from
@@ -23,6 +26,10 @@ The horizon is one day before the first snapshot that is not frozen: a row recei
 kept run's as-of enters no earlier than that snapshot (its receipt index is at least the frozen
 days), and one day of margin keeps rows received shortly before it, that reached the lake after
 the kept run read it, additive too.
+
+Only the per-unit arrays (`unitmath`) write and read these rows: a pass that sums in Spark
+frames (no ANSI mode, or sums past 64 bits) keeps no per-unit state, and the rerun after it
+recomputes its changed units from the lake.
 """
 
 from __future__ import annotations
@@ -30,42 +37,29 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from services.metrics.job import transforms as tf
 from services.metrics.job.timeline import Timeline
 
 log = logging.getLogger("services.metrics.job")
 
 UNITS_DIR = "units"
 HASHES_DIR = "hashes"
-UNIT_DDL = ("experiment string, unit_id string, metric string, kind string, seg_start int, variant string, "
-            "included boolean, c int, num long, den long, pre long")  # fmt: skip
+UNIT_DDL = "experiment string, unit_id string, seg_start int, variant string, included boolean, rows binary"
 UNIT_COLUMNS = tuple(field.strip().split(" ")[0] for field in UNIT_DDL.split(","))
-HORIZON_SCHEMA = "experiment string, horizon int"
+# One kept row in `rows`: little-endian, 32 bytes.
+ROW = np.dtype([("metric", "<i4"), ("c", "<i4"), ("num", "<i8"), ("den", "<i8"), ("pre", "<i8")])
 
 
 def horizon(timeline: Timeline) -> int:
     """The first snapshot whose per-unit values the state keeps apart (see the module)."""
     return max(timeline.frozen_days - 1, 0)
-
-
-def horizon_frame(spark: SparkSession, timelines: Mapping[str, Timeline]) -> DataFrame:
-    return tf.local_frame(spark, [(key, horizon(t)) for key, t in timelines.items()], HORIZON_SCHEMA)
-
-
-def horizon_rows(merged: DataFrame, horizons: DataFrame) -> DataFrame:
-    """Merged increments (micros) -> the UNIT_COLUMNS the state keeps: rows from the horizon on
-    as they are, the earlier ones of each segment summed into one row at horizon - 1."""
-    entry = F.when(F.col("c") < F.col("horizon"), F.col("horizon") - 1).otherwise(F.col("c")).cast("int")
-    rows = merged.join(F.broadcast(horizons), "experiment").withColumn("c", entry)
-    return tf.merged_increments(rows.select(*UNIT_COLUMNS)).select(*UNIT_COLUMNS)
 
 
 MAX_LAYERS = 8  # a rerun adds a layer of changed units' rows; past this many it rewrites them all

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from services.metrics.job import transforms as tf
 from services.metrics.job import unitstate as us
 from services.metrics.job.timeline import Timeline
 from tests.generator import rfc3339
@@ -168,51 +167,26 @@ def test_unreadable_per_unit_state_recomputes_changed_units_from_the_lake(
 def test_an_overflow_on_the_additive_path_recomputes_the_units_from_the_lake(
     spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A new purchase takes a unit's revenue past what its square holds in 64-bit millionths
-    (about 3.04 million): the update from the kept rows overflows, and the rerun, still
-    incremental, recomputes the changed units from the lake in decimals instead."""
+    """A new purchase takes a unit's revenue past what the per-unit arrays let its square reach
+    (2^62 millionths: about 2.147 million): the update from the kept rows overflows, and the
+    rerun, still incremental, recomputes the changed units from the lake instead, in Spark
+    frames (which keep no per-unit state)."""
     lake = Lake(tmp_path, SPECS[:2])
     exposures, events = records(5)
     (unit,) = units_of("inc-a", 1)
     at = DAY + timedelta(hours=5)
-    lake.add(exposures, [*events, event("big", unit, "purchase", at, at, 3_000_000.0)])
+    lake.add(exposures, [*events, event("big", unit, "purchase", at, at, 2_000_000.0)])
     assert lake.rerun(spark, options_at(6)).mode == "full"
-    assert us.usable(_current(lake)) is None, "the kept run summed in longs and kept its per-unit rows"
+    assert us.usable(_current(lake)) is None, "the kept run fits the arrays and kept its per-unit rows"
     later = DAY + timedelta(hours=6, minutes=10)
-    lake.add([], [event("bigger", unit, "purchase", later, later, 100_000.0)])
+    lake.add([], [event("bigger", unit, "purchase", later, later, 200_000.0)])
     caplog.set_level(logging.INFO, logger="services.metrics.job")
     stats = lake.rerun(spark, options_at(7))
     assert stats.incremental_experiments == 2
     assert "64-bit sums would overflow; recomputing the changed units from the lake" in messages(caplog)
     assert "the one-pass run failed; computing each experiment alone" not in messages(caplog)
+    assert us.usable(_current(lake)) is not None
     lake.assert_equals_full(spark, options_at(7))
-
-
-def test_horizon_rows_give_every_value_from_the_horizon_on(spark: SparkSession) -> None:
-    """Collapsing the rows before the horizon changes no unit value at h - 1 or later."""
-    rows = [
-        # experiment, unit, metric, kind, seg_start, variant, included, c, num, den, pre
-        ("e", "u1", "m", "mean", 0, "a", True, 0, 5, 0, 1),
-        ("e", "u1", "m", "mean", 0, "a", True, 2, 7, 0, 0),
-        ("e", "u1", "m", "mean", 0, "a", True, 3, 1, 0, 0),
-        ("e", "u1", "m", "mean", 0, "a", True, 5, 2, 0, 0),
-        ("e", "u2", "m", "proportion", 1, "b", True, 1, 1, 0, 0),
-        ("e", "u2", "m", "proportion", 4, "a", False, 4, 0, 0, 0),
-        ("e", "u2", "m", "proportion", 4, "a", False, 6, 3, 0, 0),
-    ]
-    merged = spark.createDataFrame(rows, us.UNIT_DDL)
-    kept = us.horizon_rows(merged, us.horizon_frame(spark, {"e": Timeline(0, 0, 7, 5, 0)}))  # horizon 4
-
-    def values(frame: Any) -> dict[tuple[Any, ...], tuple[int, int]]:
-        """(unit, segment, snapshot) -> (y, x) at every snapshot from h - 1 = 3 on: the row of
-        the latest change at or before it (rows exist only where a value changes)."""
-        found = sorted((r.unit_id, r.seg_start, r.c, r.y, r.x) for r in tf.unit_metric_values(frame, True).collect())
-        return {(unit, seg, at): next((y, x) for u, s, c, y, x in reversed(found) if (u, s) == (unit, seg) and c <= at)
-                for unit, seg, *_ in found for at in range(max(3, seg), 7)}  # fmt: skip
-
-    assert values(kept) == values(merged)
-    assert sorted((r.unit_id, r.c) for r in kept.collect()) == [
-        ("u1", 3), ("u1", 5), ("u2", 3), ("u2", 4), ("u2", 6)]  # fmt: skip
 
 
 def test_a_rerun_past_the_last_layer_rewrites_the_rows(tmp_path: Path) -> None:

@@ -7,12 +7,17 @@ keys too wide to pack, running sums that could leave 64 bits."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from services.common.catalog import DEFAULT_CATALOG, load_catalog
 from services.metrics.job import transforms as tf
 from services.metrics.job import unitmath as um
+from services.metrics.job.plan import ExperimentPlan
+from services.metrics.job.timeline import Timeline
 from tests.unit.metrics.test_micros import rounded_product
 
 
@@ -57,3 +62,74 @@ def test_running_sums_restart_per_group_and_refuse_to_overflow() -> None:
     assert um._running(values[:0], starts[:0]).tolist() == []
     with pytest.raises(um.Overflow):
         um._running(np.array([2**61, 2**61], np.int64), np.array([True, False]))
+
+
+def _kept_table(rows: list[tuple[str, str, int, str, bool, list[tuple[int, int, int, int, int]]]]) -> pa.Table:
+    """KEPT input rows: (experiment, unit, seg_start, variant, included, [(rank, c, num, den, pre)])."""
+    records = np.array([record for *_, packed in rows for record in packed], um.ROW)
+    starts = np.cumsum([0] + [len(packed) for *_, packed in rows])[:-1]
+    experiment, unit, seg_start, variant, included, _ = (
+        (list(column) for column in zip(*rows, strict=True)) if rows else [[]] * 6
+    )
+    columns = {"tag": pa.array([um.KEPT_TAG] * len(rows), pa.int32()), "experiment": pa.array(experiment, pa.string()),
+               "unit_id": pa.array(unit, pa.string()), "seg_start": pa.array(seg_start, pa.int32()),
+               "variant": pa.array(variant, pa.string()), "included": pa.array(included, pa.bool_()),
+               "rows": um._packed(records, starts)}  # fmt: skip
+    schema = um.pa_schema(um.INPUT_DDL)
+    return pa.table([columns.get(f.name, pa.nulls(len(rows), f.type)) for f in schema], schema=schema)
+
+
+def _read_back(plan: um.UnitPlan, written: pa.Table) -> um._Units:
+    """UNITS output rows, read as a rerun reads the state (KEPT input rows)."""
+    return um._Units(plan, _kept_table([
+        (r["experiment"], r["unit_id"], r["seg_start"], r["variant"], r["included"],
+         [tuple(record.tolist()) for record in np.frombuffer(r["rows"], um.ROW)])
+        for r in written.to_pylist()
+    ]))  # fmt: skip
+
+
+def _values(units: um._Units) -> dict[tuple[Any, ...], tuple[int, int, int]]:
+    """(unit, metric, segment, snapshot) -> the running (num, den, pre) at every snapshot from 3 on."""
+    kept, found = units.kept, dict[tuple[Any, ...], tuple[int, int, int]]()
+    for index in range(kept.unit.size):
+        key = (units.unit_ids[kept.unit[index]].as_py(), int(kept.metric[index]), int(kept.seg_start[index]))
+        for at in range(max(3, key[2]), 7):
+            if kept.entry[index] <= at:
+                was = found.get((*key, at), (0, 0, 0))
+                found[(*key, at)] = (was[0] + int(kept.num[index]), was[1] + int(kept.den[index]),
+                                     was[2] + int(kept.pre[index]))  # fmt: skip
+    return found
+
+
+def test_kept_rows_collapse_before_the_horizon_and_read_back() -> None:
+    """The per-unit state packs each (unit, experiment, segment)'s rows into one value; rows
+    before the horizon h become one at h - 1, which changes no unit value from h - 1 on, and
+    what is written reads back as the same rows (metrics named by rank, whatever the plan's
+    order)."""
+    metrics = load_catalog(DEFAULT_CATALOG).metrics
+    plans = {"e": ExperimentPlan("e", (metrics[3], metrics[1]), Timeline(0, 0, 7, 5, 0), 0)}  # horizon 4
+    plan = um.UnitPlan.build(plans, 0, keep_units=True)
+    a, b = plan.ranked_metric[0].tolist()  # the metrics of rank 0 and 1
+    assert [plan.metric_names[a], plan.metric_names[b]] == sorted([metrics[3].name, metrics[1].name])
+    rows = [
+        ("e", "u1", 0, "a", True, [(0, 0, 5, 0, 1), (0, 2, 7, 0, 0), (0, 3, 1, 0, 0), (0, 5, 2, 0, 0)]),
+        ("e", "u1", 0, "a", True, [(1, 1, 4, 1, 0)]),
+        ("e", "u2", 1, "b", True, [(0, 1, 1, 0, 0)]),
+        ("e", "u2", 4, "a", False, [(0, 4, 0, 0, 0), (0, 6, 3, 0, 0)]),
+    ]  # fmt: skip
+    units = um._Units(plan, _kept_table(rows))
+    written = pa.Table.from_batches(list(units.kept_rows(units.kept)))
+    assert set(written["part"].to_pylist()) == {um.UNITS}
+    back = _read_back(plan, written)
+    assert _values(back) == _values(units)
+    entries = sorted((back.unit_ids[u].as_py(), int(m), int(c))
+                     for u, m, c in zip(back.kept.unit, back.kept.metric, back.kept.entry, strict=True))  # fmt: skip
+    assert entries == sorted([("u1", a, 3), ("u1", a, 5), ("u1", b, 3), ("u2", a, 3), ("u2", a, 4), ("u2", a, 6)])
+    assert _read_back(plan, written.slice(0, 0)).kept.unit.size == 0
+
+
+def test_packed_rows_that_are_not_whole_are_refused() -> None:
+    records = np.zeros(2, um.ROW)
+    values = pa.array([records.tobytes()[:-3]], pa.binary())
+    with pytest.raises(ValueError, match="not whole"):
+        um._unpacked(pa.chunked_array([values]))
