@@ -58,6 +58,12 @@ def every_worker_up(base_url: str) -> bool:
         return False
 
 
+def wait_for_every_worker(service: ServiceProcess) -> None:
+    """The service answers once one worker is ready; on a busy machine the other may still be
+    starting, and every connection would go to the first."""
+    eventually(lambda: every_worker_up(service.base_url), 60, interval=0.5, message="a worker never took connections")
+
+
 def post_through(clients: dict[int, httpx.Client], key: str, batches: int, size: int = 100) -> list[str]:
     """`batches` batches spread over the workers' connections, concurrently; the ids answered 202."""
 
@@ -107,6 +113,7 @@ def test_two_workers_share_the_port_count_together_and_lose_nothing(
     experiment: dict[str, Any], admin: httpx.Client,
 ) -> None:  # fmt: skip
     service = start_exposure(redis_server.url, own_broker.bootstrap, ASSAY_WORKERS=WORKERS)
+    wait_for_every_worker(service)
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=30)
         # Each worker keeps its own registry cache up to date: an experiment started now is
@@ -114,13 +121,14 @@ def test_two_workers_share_the_port_count_together_and_lose_nothing(
         later = create_running(admin)
         accepted += post_through(clients, later["key"], batches=2)
     assert len(accepted) == 3200
+    # A produce that timed out on a busy machine was spooled, and reaches the broker on replay.
+    wait_until_every_slot_drained(service.base_url)
     Tally.of(accepted, all_exposure_ids(own_broker.bootstrap)).report("two workers").assert_exact()
     # Whichever worker takes the scrape, it reports both workers' counts.
     for _ in range(6):
         assert scrape(service.base_url, "assay_exposure_items_accepted_total", kind="exposure") == 3200
         assert scrape(service.base_url, "assay_http_requests_total", method="POST", route="/v1/exposures",
                       status="202") == 32  # fmt: skip
-    wait_until_every_slot_drained(service.base_url)
     assert service.process is not None
     group = service.process.pid
     assert len(group_members(group)) >= 3  # the supervisor and two workers
@@ -138,7 +146,7 @@ def test_each_worker_spools_to_its_own_slot_and_a_restart_replays_both(
     # Both workers up before the broker goes: the service is ready once one of them is, and a
     # worker still starting when Kafka vanishes waits out the bootstrap timeout (30 s) before
     # it takes connections.
-    eventually(lambda: every_worker_up(service.base_url), 60, interval=0.5, message="a worker never took connections")
+    wait_for_every_worker(service)
     own_broker.stop()
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=20)
@@ -165,6 +173,7 @@ def test_a_dead_worker_is_replaced_and_nothing_accepted_is_lost(
     experiment: dict[str, Any],
 ) -> None:  # fmt: skip
     service = start_exposure(redis_server.url, own_broker.bootstrap, ASSAY_WORKERS=WORKERS)
+    wait_for_every_worker(service)
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=10)
         victim = min(clients)
@@ -184,6 +193,7 @@ def test_a_dead_worker_is_replaced_and_nothing_accepted_is_lost(
     assert len(survivors) == 2
     with one_client_per_worker(service.base_url) as clients:
         accepted += post_through(clients, experiment["key"], batches=10)
+    wait_until_every_slot_drained(service.base_url)
     Tally.of(accepted, all_exposure_ids(own_broker.bootstrap)).report("a worker replaced").assert_exact()
     # The dead worker's counts stay in the totals; its gauges no longer count.
     assert scrape(service.base_url, "assay_exposure_items_accepted_total", kind="exposure") == 2000
@@ -199,6 +209,7 @@ def test_workers_stop_with_a_killed_supervisor_and_a_restart_gets_their_slots(
     keep serving and hold their spool slots against the next start)."""
     spool_dir = tmp_path / "spool"
     service = start_exposure(redis_server.url, own_broker.bootstrap, spool_dir=spool_dir, ASSAY_WORKERS=WORKERS)
+    wait_for_every_worker(service)
     with one_client_per_worker(service.base_url) as clients:
         accepted = post_through(clients, experiment["key"], batches=4)
     assert service.process is not None
@@ -207,7 +218,9 @@ def test_workers_stop_with_a_killed_supervisor_and_a_restart_gets_their_slots(
     service.process.wait(timeout=10)
     eventually(lambda: not group_members(group), 20, message="workers outlived their supervisor")
     service.start()  # same spool directory, ASSAY_SPOOL_SLOTS unset: both slots must be free again
+    wait_for_every_worker(service)
     with one_client_per_worker(service.base_url) as clients:
         accepted += post_through(clients, experiment["key"], batches=4)
+    wait_until_every_slot_drained(service.base_url)
     Tally.of(accepted, all_exposure_ids(own_broker.bootstrap)).report("supervisor killed").assert_exact()
     service.stop()
