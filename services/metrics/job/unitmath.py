@@ -10,8 +10,12 @@ the K-fold rows never leave the worker. The same pass gives the latest snapshot'
 data-quality counts, over exposed units (`quality.latest_event_summary`) and over each
 experiment's scope (`quality.scoped_summary`); the counted values of quantile metrics
 (`latest.quantile_values`, one row per unit and value with a count); and, with a horizon, the
-per-unit state rows (`unitstate`). The results are those of the Spark frames,
-digit for digit (tests compare them on random lakes).
+per-unit state rows (`unitstate`, packed per unit and segment). The results are those of the
+Spark frames, digit for digit (tests compare them on random lakes).
+
+A rerun's additive update (`rerun_rows`) is the same arithmetic over the new events, the
+touched units' segments and their kept per-unit rows: what the totals gain (the changed
+units' contributions now) less what they lose (the same as kept), and the units' rows now.
 
 Values are 64-bit millionths as in `transforms`. Each partition checks that no running sum,
 product or difference can leave 64 bits; when one could, it says so (an OVERFLOW row instead
