@@ -460,31 +460,19 @@ def merged_increments(increments: DataFrame) -> DataFrame:
     return increments.groupBy(*SEGMENT_KEYS, "c").agg(*[F.sum(n).alias(n) for n in ("num", "den", "pre")])
 
 
-SIGN = "sign"  # an optional column of +1/-1 (see `unit_metric_values`)
-
-
-def _signed(frame: DataFrame) -> list[str]:
-    return [SIGN] if SIGN in frame.columns else []
-
-
 def unit_metric_values(increments: DataFrame, micros: bool = False, merged: bool = False) -> DataFrame:
     """Each unit's metric value `y`, denominator `d` and covariate `x` at every entry c where
     anything changed (cumulative within the segment). `merged`: the increments are already
-    one row per (SEGMENT_KEYS, c) (`merged_increments`).
-
-    With a SIGN column (merged increments only), the rows of each sign are a unit's rows of
-    their own (two versions of it), and `contribution_deltas` gives each sign's deltas times
-    it: one pass for "now minus then"."""
+    one row per (SEGMENT_KEYS, c) (`merged_increments`)."""
     merged_rows = increments if merged else merged_increments(increments)
-    signed = _signed(merged_rows)
     running = (
-        Window.partitionBy("experiment", "unit_id", "metric", "seg_start", *signed)
+        Window.partitionBy("experiment", "unit_id", "metric", "seg_start")
         .orderBy("c")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     num, den, pre = (F.sum(n).over(running) for n in ("num", "den", "pre"))
     return merged_rows.select(
-        "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c", *signed,
+        "experiment", "unit_id", "metric", "variant", "included", "seg_start", "c",
         unit_value(num, micros).alias("y"), unit_value(pre, micros).alias("x"),
         ratio_denominator(den, micros).alias("d"),
     )  # fmt: skip
@@ -498,10 +486,8 @@ def _contribution(values: DataFrame, micros: bool) -> DataFrame:
     terms = micro_vector() if micros else unit_vector(F.col("y"), F.col("x"), F.col("d"))
     kind = "long" if micros else SUM_VALUE
     gated = [F.when(F.col("included"), terms[name]).otherwise(0).cast(kind) for name in SUMS]
-    if SIGN in values.columns:
-        gated = [term * F.col(SIGN).cast(kind) for term in gated]
     named = [term.alias(name) for term, name in zip(gated, SUMS, strict=True)]
-    return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *_signed(values), *named)
+    return values.select("experiment", "unit_id", "metric", "variant", "seg_start", "c", *named)
 
 
 def contribution_deltas(values: DataFrame, micros: bool = False) -> DataFrame:
@@ -518,7 +504,7 @@ def contribution_deltas(values: DataFrame, micros: bool = False) -> DataFrame:
     kind = "long" if micros else SUM_VALUE
     # A unit's segments cover disjoint ranges of c in order, so (seg_start, c) orders its rows
     # as c does; saying so lets Spark reuse the sort of `unit_metric_values`' window.
-    order = Window.partitionBy("experiment", "unit_id", "metric", *_signed(values)).orderBy("seg_start", "c")
+    order = Window.partitionBy("experiment", "unit_id", "metric").orderBy("seg_start", "c")
     with_previous = contribution.select(
         "experiment", "metric", "c", "variant", *SUMS,
         F.lag("variant").over(order).alias("prev_variant"),
