@@ -248,6 +248,24 @@ def array_deltas(parts: Mapping[int, list[dict[str, Any]]]) -> list[dict[str, An
     return [tf.from_micros({name: row[name] for name in DELTA_COLUMNS}) for row in parts[um.DELTAS]]
 
 
+def array_event_counts(parts: Mapping[int, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per experiment, the new events' counts in `_quality_counts`' shape (as
+    `quality.event_summary` joins the SCOPED and QUALITY rows), with no unit counts: the units
+    updated from their kept rows keep their exposures, so their unit counts stand."""
+    exposed = {row["experiment"]: row for row in parts[um.QUALITY]}
+    counts = {}
+    for row in parts[um.SCOPED]:
+        if not row["scoped"]:
+            continue
+        latest = exposed.get(row["experiment"], {})
+        events = {"events_without_exposure": row["in_experiment"] - (latest.get("exposed_in_experiment") or 0),
+                  **{name: latest.get(name) or 0 for name in ("events_before_exposure", "duplicates")},
+                  "watermark_us": row["watermark_us"]}  # fmt: skip
+        counts[row["experiment"]] = {"units": 0, "multiple_variant_units": 0, "events": events,
+                                     **{name: latest.get(name) or 0 for name in NO_USED_EVENTS}}  # fmt: skip
+    return counts
+
+
 def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
                       plans: Mapping[str, ExperimentPlan], values: DataFrame | None = None
                       ) -> dict[str, LatestRows]:  # fmt: skip

@@ -203,36 +203,43 @@ def _exposure_summary(data: Any) -> dict[str, Any] | None:
     return summary
 
 
-def changed_frames(
-    spark: SparkSession, keys: Sequence[str], names: Iterable[str], added: Sequence[Path],
-    kept_files: Sequence[Path], kept_as_of_us: int, as_of_us: int,
-) -> tuple[DataFrame, DataFrame]:  # fmt: skip
-    """The rows the kept run did not read: (exposure rows of these experiments, event rows with
-    one of these names), with micros, in an added file or in a kept file with an event time
-    or receipt after the kept as-of (and by the new one)."""
-    exposure_files = [path for path in added if io.is_exposure_file(path)]
-    event_files = [path for path in added if not io.is_exposure_file(path)]
-    wanted = sorted(set(names))
-    exposures = [tf.with_micros(io.read_parquet(spark, exposure_files, io.EXPOSURE_DDL))
-                 .where(F.col("experiment").isin(list(keys)))]  # fmt: skip
-    events = [tf.with_micros(io.read_parquet(spark, event_files, io.EVENT_DDL)).where(F.col("name").isin(wanted))]
-    if as_of_us > kept_as_of_us:
-        newer = ((F.col("ts_us") > kept_as_of_us) | (F.col("received_us") > kept_as_of_us)) & (
-            (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
-        )
-        kept_exposures = [path for path in kept_files if io.is_exposure_file(path)]
-        kept_events = [path for path in kept_files if not io.is_exposure_file(path)]
-        exposures.append(tf.with_micros(io.read_parquet(spark, kept_exposures, io.EXPOSURE_DDL))
-                         .where(F.col("experiment").isin(list(keys)) & newer))  # fmt: skip
-        events.append(tf.with_micros(io.read_parquet(spark, kept_events, io.EVENT_DDL))
-                      .where(F.col("name").isin(wanted) & newer))  # fmt: skip
-    return exposures[0].unionByName(exposures[-1]) if len(exposures) > 1 else exposures[0], (
-        events[0].unionByName(events[-1]) if len(events) > 1 else events[0]
+def changed_exposures(spark: SparkSession, keys: Sequence[str], added: Sequence[Path], kept_files: Sequence[Path],
+                      kept_as_of_us: int, as_of_us: int) -> DataFrame:  # fmt: skip
+    """The exposure rows of these experiments the kept run did not read (see `_changed`)."""
+    frame = _changed(spark, [path for path in added if io.is_exposure_file(path)],
+                     [path for path in kept_files if io.is_exposure_file(path)], io.EXPOSURE_DDL,
+                     kept_as_of_us, as_of_us)  # fmt: skip
+    return frame.where(F.col("experiment").isin(list(keys)))
+
+
+def changed_events(spark: SparkSession, names: Iterable[str], added: Sequence[Path], kept_files: Sequence[Path],
+                   kept_as_of_us: int, as_of_us: int) -> DataFrame:  # fmt: skip
+    """The event rows with one of these names the kept run did not read (see `_changed`)."""
+    frame = _changed(spark, [path for path in added if not io.is_exposure_file(path)],
+                     [path for path in kept_files if not io.is_exposure_file(path)], io.EVENT_DDL,
+                     kept_as_of_us, as_of_us)  # fmt: skip
+    return frame.where(F.col("name").isin(sorted(set(names))))
+
+
+def _changed(spark: SparkSession, added: Sequence[Path], kept_files: Sequence[Path], ddl: str, kept_as_of_us: int,
+             as_of_us: int) -> DataFrame:  # fmt: skip
+    """Rows, with micros, in an added file or in a kept file with an event time or receipt
+    after the kept as-of (and by the new one). Kept files whose Parquet statistics say that
+    no row is that late are not read."""
+    frame = tf.with_micros(io.read_parquet(spark, added, ddl))
+    if as_of_us <= kept_as_of_us:
+        return frame
+    later = [path for path in kept_files if (io.latest_instant_us(path) or as_of_us) > kept_as_of_us]
+    if not later:
+        return frame
+    newer = ((F.col("ts_us") > kept_as_of_us) | (F.col("received_us") > kept_as_of_us)) & (
+        (F.col("ts_us") <= as_of_us) & (F.col("received_us") <= as_of_us)
     )
+    return frame.unionByName(tf.with_micros(io.read_parquet(spark, later, ddl)).where(newer))
 
 
 def changed_rows(exposures: DataFrame, events: DataFrame) -> DataFrame:
-    """`changed_frames` -> (unit_id, event_id) of the rows the kept run did not read;
+    """`changed_exposures` and `changed_events` -> (unit_id, event_id) of the rows the kept run did not read;
     `event_id` is null for exposures. Their units are the affected ones. A superset is
     harmless (those units' contribution is recomputed twice and cancels); a missing unit
     would not be."""

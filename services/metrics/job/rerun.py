@@ -14,20 +14,19 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from services.metrics.job import incremental, io
+from services.metrics.job import incremental, io, localrerun
 from services.metrics.job import state as st
 from services.metrics.job import transforms as tf
 from services.metrics.job import unitmath as um
 from services.metrics.job import unitstate as us
 from services.metrics.job.aggregate import (
-    NO_USED_EVENTS,
     ansi_mode,
     array_deltas,
+    array_event_counts,
     array_parts,
     by_experiment,
     compute_statistics,
@@ -67,20 +66,28 @@ def pass_statistics(
     only: a committed state never reflects copies that disagree (a pass that finds any keeps
     no state), so any now must involve a new row. Otherwise every event in scope is read and
     checked. With `tables`, the pass writes its per-unit state there."""
-    spark = exposures.frame.sparkSession
+    spark = exposures.spark
     changed = new_exposures = new_events = None
     kept_files: list[Path] = []
+    quick = False
     if isinstance(state, st.LoadedState) and kept:
         steps = [key for key, mode in outcome.modes.items() if mode == "incremental"]
         names: set[str] = set().union(*(plans[key].event_names for key in steps))
         kept_files, added = _kept_and_added(lake_dir, outcome.files, state)
-        new_exposures, new_events = incremental.changed_frames(spark, steps, names, added, kept_files,
-                                                               state.meta.as_of_us, options.as_of_us)  # fmt: skip
+        window = (state.meta.as_of_us, options.as_of_us)
+        new_events = incremental.changed_events(spark, names, added, kept_files, *window)
+        quick = set(plans) == set(state.meta.experiments) == set(kept)
+        # The kept exposure summaries stand (no exposure is new): a small rerun goes on the driver.
+        if (quick and tables is not None and not exposures.cached and options.driver_rerun_events > 0
+                and ansi_mode(spark) and us.usable(state.directory) is None):  # fmt: skip
+            local = localrerun.statistics(new_events, plans, kept, state, options, tables)
+            if local is not None:
+                return local
+        new_exposures = incremental.changed_exposures(spark, steps, added, kept_files, *window)
         changed = incremental.changed_rows(new_exposures, new_events).persist()
     events: EventSource | None = None
     split: _Split | None = None
     try:
-        quick = changed is not None and set(plans) == set(state.meta.experiments) == set(kept)  # type: ignore[union-attr]
         if quick and tables is not None and ansi_mode(spark):
             why = us.usable(state.directory)  # type: ignore[union-attr]
             if why is None:
@@ -131,7 +138,7 @@ def _recomputed(
     state: st.LoadedState, options: JobOptions, tables: us.UnitTables | None,
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
     """The incremental experiments with every affected unit recomputed from the lake."""
-    spark = exposures.frame.sparkSession
+    spark = exposures.spark
     units = changed.select("unit_id").where(F.col("unit_id").isNotNull()).distinct().persist()
     try:
         if tables is not None:
@@ -202,18 +209,16 @@ def _additive(
     same with their new events' increments, from the per-unit arrays (`unitmath.rerun_rows`:
     one pass over the new events, their units' segments and kept rows); the other units
     through `_increment`. Writes the next per-unit state."""
-    spark = exposures.frame.sparkSession
+    spark = exposures.spark
     keys = list(steps)
     partitions = shuffle_partitions(spark)
     touched = materialized(split.easy.select("unit_id").distinct())
     kept_units = us.read_units(spark, state.directory, keys)
     output = None
     try:
-        frame = tf.timeline_frame(spark, {key: plan.timeline for key, plan in steps.items()})
-        ours = exposures.of_units(keys, touched).repartition(partitions, "unit_id")
-        segments = tf.unit_segments(tf.with_entry_index(ours, frame))
-        rows = um.input_rows(split.easy, None, segments, partitions,
-                             kept_units.join(F.broadcast(touched), "unit_id", "left_semi"))  # fmt: skip
+        # Their exposures are the kept run's, so are their segments: the kept rows give them.
+        theirs = kept_units.join(F.broadcast(touched), "unit_id", "left_semi")
+        rows = um.input_rows(split.easy, None, None, partitions, theirs)
         plan = um.UnitPlan.build(steps, options.late_threshold_us, keep_units=True)
         output = um.output_rows(rows, plan, rerun=True).persist()
         parts = array_parts(output)
@@ -223,7 +228,7 @@ def _additive(
             return _overflowed(split, exposures, kept_units, event_files, kept_files, steps, kept, state, options,
                                tables)  # fmt: skip
         net = by_experiment(array_deltas(parts))
-        counts = _event_counts(parts)
+        counts = array_event_counts(parts)
         early = [str(row["unit_id"]) for row in parts[um.HARD]]
         replaced = touched.unionByName(split.suspected)
         if tables.carry(state.directory, replaced):
@@ -275,24 +280,6 @@ def _rewrite(tables: us.UnitTables, state: st.LoadedState, split: _Split, kept_u
     tables.add_units(kept_units.join(replaced, "unit_id", "left_anti"))
 
 
-def _event_counts(parts: Mapping[int, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per experiment, the new events' counts in `_quality_counts`' shape (as
-    `quality.event_summary` joins the SCOPED and QUALITY rows), with no unit counts: the units
-    updated from their kept rows keep their exposures, so their unit counts stand."""
-    exposed = {row["experiment"]: row for row in parts[um.QUALITY]}
-    counts = {}
-    for row in parts[um.SCOPED]:
-        if not row["scoped"]:
-            continue
-        latest = exposed.get(row["experiment"], {})
-        events = {"events_without_exposure": row["in_experiment"] - (latest.get("exposed_in_experiment") or 0),
-                  **{name: latest.get(name) or 0 for name in ("events_before_exposure", "duplicates")},
-                  "watermark_us": row["watermark_us"]}  # fmt: skip
-        counts[row["experiment"]] = {"units": 0, "multiple_variant_units": 0, "events": events,
-                                     **{name: latest.get(name) or 0 for name in NO_USED_EVENTS}}  # fmt: skip
-    return counts
-
-
 def _kept_and_added(lake_dir: Path, files: Sequence[Path], state: st.LoadedState) -> tuple[list[Path], list[Path]]:
     names = [(path, path.relative_to(lake_dir).as_posix()) for path in files]
     return [p for p, n in names if n in state.manifest], [p for p, n in names if n not in state.manifest]
@@ -319,7 +306,7 @@ def _increment(
 ) -> dict[str, tuple[Totals, LatestRows]]:  # fmt: skip
     """Kept totals - the affected units as the kept run saw them (`kept_files` at the kept
     as-of) + as they are now (whose per-unit rows go to `tables`)."""
-    spark = exposures.frame.sparkSession
+    spark = exposures.spark
     ours = exposures.of_units(list(steps), units)
     now_events = events.subset(steps, units) if events is not None else read_events(
         spark, event_files, steps, options, units)  # fmt: skip

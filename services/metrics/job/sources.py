@@ -37,7 +37,8 @@ def exposure_listing(lake_dir: Path, keys: Sequence[str], options: JobOptions) -
 @dataclass
 class ExposureSource:
     """The exposures of a pass. `frame`: all of them, de-duplicated (persisted when `cached`:
-    the pass then computed their summary from it).
+    the pass then computed their summary from it; otherwise planned only when first asked
+    for, so a rerun that never reads them, see `localrerun`, does not list their files).
 
     `of_units` gives some units' exposures of some experiments; when the frame is not cached
     (a rerun that kept the summaries, see `batch.compute_pass`), it reads them from the files,
@@ -45,27 +46,38 @@ class ExposureSource:
     exact for experiments whose exposure copies all agree (`conflicting` 0), which every
     incremental experiment's do."""
 
-    frame: DataFrame
+    spark: SparkSession
     files: list[Path]
+    keys: list[str]
     as_of_us: int
+    sliced: list[str]
     cached: bool
+    _frame: DataFrame | None = None
 
     @classmethod
     def read(cls, spark: SparkSession, files: list[Path], keys: Sequence[str], as_of_us: int,
              sliced: Sequence[str], cache: bool) -> ExposureSource:  # fmt: skip
-        frame = read_exposures(spark, files, keys, as_of_us, sliced)
-        return cls(frame.persist() if cache else frame, files, as_of_us, cache)
+        source = cls(spark, files, list(keys), as_of_us, list(sliced), cache)
+        if cache:
+            source._frame = source.frame.persist()
+        return source
+
+    @property
+    def frame(self) -> DataFrame:
+        if self._frame is None:
+            self._frame = read_exposures(self.spark, self.files, self.keys, self.as_of_us, self.sliced)
+        return self._frame
 
     def of_units(self, keys: Sequence[str], units: DataFrame) -> DataFrame:
         if self.cached:
             return self.frame.where(F.col("experiment").isin(list(keys))).join(
                 F.broadcast(units), "unit_id", "left_semi"
             )
-        return read_exposures(self.frame.sparkSession, self.files, keys, self.as_of_us, units=units)
+        return read_exposures(self.spark, self.files, keys, self.as_of_us, units=units)
 
     def release(self) -> None:
-        if self.cached:
-            self.frame.unpersist()
+        if self.cached and self._frame is not None:
+            self._frame.unpersist()
 
 
 EXPOSURE_CONTENT = ("unit_id", "variant", "ts_us")  # what every copy of one exposure should share

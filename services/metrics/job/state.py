@@ -42,7 +42,7 @@ from services.common.durable import ensure_dir, fsync_dir, write_bytes_atomic
 
 # Bump when what the job keeps, or how it computes from it, changes: state written by another
 # version is never reused.
-STATE_VERSION = 4
+STATE_VERSION = 5
 CURRENT = "CURRENT"
 META, MANIFEST = "meta.json", "manifest.json"
 VERSION_PREFIX, STAGING_PREFIX = "v-", ".staging-"

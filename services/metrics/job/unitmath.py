@@ -56,7 +56,7 @@ OUTPUT_DDL = ", ".join([
     "part int, experiment string, metric string, variant string, c int, unit_id string, v long, count long",
     *(f"{name}_{half} long" for name in tf.SUMS for half in ("hi", "lo")),
     *(f"{name} long" for name in QUALITY_COUNTS),
-    "seg_start int, included boolean, rows binary",
+    "seg_start int, seg_end int, first_segment boolean, first_us long, included boolean, rows binary",
     "scoped long, in_experiment long, watermark_us long",
 ])  # fmt: skip
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
@@ -175,14 +175,20 @@ def amount() -> Column:
     return F.coalesce((decimal * F.lit(tf.MICROS)).cast("long"), F.lit(0).cast("long"))
 
 
+def event_values() -> dict[str, Column]:
+    """An event's INPUT columns `amount` (see `amount`) and `valued` (it has a value)."""
+    return {"amount": amount(), "valued": F.col("value").try_cast(tf.EVENT_VALUE).isNotNull()}
+
+
 INPUT_TYPES = dict(field.split(" ") for field in INPUT_DDL.split(", "))
+SEGMENT_COLUMNS = ("unit_id", "experiment", "seg_start", "seg_end", "first_segment", "first_us", "variant", "included")
 
 
-def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame, partitions: int,
+def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame | None, partitions: int,
                kept: DataFrame | None = None) -> DataFrame:  # fmt: skip
     """The events (de-duplicated; `conflicting` ones carry their experiment), the segments and
     (a rerun's) kept per-unit rows (UNIT_COLUMNS) as one frame of INPUT_DDL, hash-partitioned
-    by unit."""
+    by unit. No `segments`: the kept rows give them (see `kept_inputs`), from one scan."""
 
     def shaped(frame: DataFrame, given: Mapping[str, Column]) -> DataFrame:
         columns = [given.get(name, F.lit(None)).cast(kind).alias(name) for name, kind in INPUT_TYPES.items()]
@@ -192,20 +198,49 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
         given = {
             name: F.col(name) for name in ("unit_id", "name", "ts_us", "received_us", "copies", "last_received_us")
         }
-        valued = F.col("value").try_cast(tf.EVENT_VALUE).isNotNull()
-        return shaped(frame, {**given, "tag": F.lit(EVENT_TAG), "experiment": experiment, "amount": amount(),
-                              "valued": valued})  # fmt: skip
+        return shaped(frame, {**given, "tag": F.lit(EVENT_TAG), "experiment": experiment, **event_values()})
 
     rows = event_rows(distinct, F.lit(None))
     if conflicting is not None:
         rows = rows.unionByName(event_rows(conflicting, F.col("experiment")))
-    segment_columns = ("unit_id", "experiment", "seg_start", "seg_end", "first_segment", "first_us", "variant",
-                       "included")  # fmt: skip
-    segment_rows = shaped(segments, {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in segment_columns}})
-    rows = rows.unionByName(segment_rows)
+    if segments is not None:
+        segment_rows = {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in SEGMENT_COLUMNS}}
+        rows = rows.unionByName(shaped(segments, segment_rows))
     if kept is not None:
-        rows = rows.unionByName(shaped(kept, {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS}}))
+        kept_rows = {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS}}
+        if segments is None:  # each kept row twice: as its segment (without the packed rows), and as itself
+            tag = F.explode(F.array(F.lit(SEGMENT_TAG), F.lit(KEPT_TAG))).alias("tag")
+            kept = kept.select(*UNIT_COLUMNS, tag)
+            kept_rows = {**kept_rows, "tag": F.col("tag"),
+                         "rows": F.when(F.col("tag") == KEPT_TAG, F.col("rows"))}  # fmt: skip
+        rows = rows.unionByName(shaped(kept, kept_rows))
     return rows.repartition(partitions, "unit_id")
+
+
+def event_inputs(events: pa.Table) -> pa.Table:
+    """De-duplicated events with `event_values` (an Arrow table) -> their INPUT rows."""
+    schema = pa_schema(INPUT_DDL)
+    columns = [events[field.name] if field.name in EVENT_INPUTS else pa.nulls(events.num_rows, field.type)
+               for field in schema]  # fmt: skip
+    columns[0] = pa.array(np.full(events.num_rows, EVENT_TAG, np.int32))
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+
+
+EVENT_INPUTS = ("unit_id", "name", "ts_us", "received_us", "amount", "valued", "copies", "last_received_us")
+
+
+def kept_inputs(kept: pa.Table) -> pa.Table:
+    """Kept per-unit rows (UNIT_COLUMNS) -> INPUT rows giving their units' segments and kept
+    rows: each row as a SEGMENT and as a KEPT row. (A unit whose exposures did not change since
+    the kept run, under the same timeline, has the segments it had.)"""
+    schema = pa_schema(INPUT_DDL)
+
+    def shaped(tag: int, names: Sequence[str]) -> pa.Table:
+        columns = [kept[field.name] if field.name in names else pa.nulls(kept.num_rows, field.type) for field in schema]
+        columns[0] = pa.array(np.full(kept.num_rows, tag, np.int32))
+        return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+
+    return pa.concat_tables([shaped(SEGMENT_TAG, SEGMENT_COLUMNS), shaped(KEPT_TAG, UNIT_COLUMNS)])
 
 
 def output_rows(rows: DataFrame, plan: UnitPlan, rerun: bool = False) -> DataFrame:
@@ -674,8 +709,9 @@ class _Units:
 
     def kept_rows(self, merged: _Merged) -> Iterator[pa.RecordBatch]:
         """Merged increments in (unit, metric, segment, entry) order -> the rows the per-unit
-        state keeps (UNITS): those before the experiment's horizon summed into one at
-        horizon - 1, packed per (unit, experiment, segment) in (metric rank, c) order."""
+        state keeps (UNITS): one per segment of the partition, with the segment as the pass
+        found it and, packed in (metric rank, c) order, its merged increments, those before
+        the experiment's horizon summed into one at horizon - 1 (none: an empty value)."""
         plan = self.plan
         assert plan.horizon is not None
         experiment = plan.metric_experiment[merged.metric]
@@ -686,25 +722,47 @@ class _Units:
                 for name in ("num", "den", "pre")]  # fmt: skip
         chosen, entry, experiment = merged.take(firsts), entry[firsts], experiment[firsts]
         rank = plan.metric_rank[chosen.metric]
+        segment = _Key((self.sg_unit, self.sg_experiment, self.sg_start))
         key = _Key((chosen.unit, experiment, chosen.seg_start, rank, entry))
         order = key.order()
-        starts = np.flatnonzero(key.take(order).starts(3))
         records = np.zeros(order.size, ROW)
         for name, column in (("metric", rank), ("c", entry), ("num", sums[0]), ("den", sums[1]), ("pre", sums[2])):
             records[name] = column[order]
-        heads = order[starts]
+        owner = self._segment_of(chosen.unit[order], experiment[order], chosen.seg_start[order])
+        seg_order = segment.order()
+        # The records are in the segments' order: both are sorted by (unit, experiment, seg_start).
+        position = np.empty(seg_order.size, np.int64)
+        position[seg_order] = np.arange(seg_order.size)
+        counts = np.bincount(position[owner], minlength=seg_order.size)
+        starts = np.cumsum(counts) - counts
         names = np.array(plan.experiments, object)
-        ends = np.append(starts, order.size)
-        for begin in range(0, starts.size, UNITS_PER_BATCH):
-            group = slice(begin, begin + UNITS_PER_BATCH)
-            rows, first, last = heads[group], starts[begin], ends[min(begin + UNITS_PER_BATCH, starts.size)]
+        for begin in range(0, seg_order.size, UNITS_PER_BATCH):
+            rows = seg_order[begin : begin + UNITS_PER_BATCH]
+            first = starts[begin] if rows.size else 0
+            last = first + int(counts[begin : begin + UNITS_PER_BATCH].sum())
+            end = self.sg_end[rows]
             yield _batch(
-                UNITS, rows.size, experiment=pa.array(names[experiment[rows]], pa.string()),
-                unit_id=pc.take(self.unit_ids, pa.array(chosen.unit[rows])),
-                seg_start=pa.array(chosen.seg_start[rows].astype(np.int32)), included=pa.array(chosen.included[rows]),
-                variant=pc.take(self.variant_names, pa.array(chosen.variant[rows])),
-                rows=_packed(records[first:last], starts[group] - first),
+                UNITS, rows.size, experiment=pa.array(names[self.sg_experiment[rows]], pa.string()),
+                unit_id=pc.take(self.unit_ids, pa.array(self.sg_unit[rows])),
+                seg_start=pa.array(self.sg_start[rows].astype(np.int32)),
+                seg_end=pa.array(end.astype(np.int32), mask=end < 0), first_segment=pa.array(~self.sg_later[rows]),
+                first_us=pa.array(self.sg_first_us[rows]), included=pa.array(self.sg_included[rows]),
+                variant=pc.take(self.variant_names, pa.array(self.sg_variant[rows])),
+                rows=_packed(records[first:last], starts[begin : begin + UNITS_PER_BATCH] - first),
             )  # fmt: skip
+
+    def _segment_of(self, unit: np.ndarray, experiment: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
+        """The partition's segment of each (unit, experiment, seg_start); ValueError when one is
+        not among them (kept rows of a segment the pass does not have)."""
+        width = np.array([max(int(a.max(initial=0)), int(b.max(initial=0))) + 1
+                          for a, b in ((self.sg_experiment, experiment), (self.sg_start, seg_start))])  # fmt: skip
+        known = (self.sg_unit * width[0] + self.sg_experiment) * width[1] + self.sg_start
+        wanted = (unit * width[0] + experiment) * width[1] + seg_start
+        order = np.argsort(known, kind="stable")
+        found = np.minimum(np.searchsorted(known[order], wanted), max(order.size - 1, 0))
+        if wanted.size and (not order.size or (known[order][found] != wanted).any()):
+            raise ValueError("per-unit rows of a segment the pass does not have")
+        return order[found] if wanted.size else np.zeros(0, np.int64)
 
 
 UNITS_PER_BATCH = 100_000  # packed rows per UNITS batch (a binary column holds at most 2 GiB)

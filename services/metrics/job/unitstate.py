@@ -41,18 +41,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from services.metrics.job import transforms as tf
 from services.metrics.job.timeline import Timeline
 
 log = logging.getLogger("services.metrics.job")
 
 UNITS_DIR = "units"
 HASHES_DIR = "hashes"
-UNIT_DDL = "experiment string, unit_id string, seg_start int, variant string, included boolean, rows binary"
+UNIT_DDL = (
+    "experiment string, unit_id string, seg_start int, seg_end int, first_segment boolean, first_us long, "
+    "variant string, included boolean, rows binary"
+)
 UNIT_COLUMNS = tuple(field.strip().split(" ")[0] for field in UNIT_DDL.split(","))
+_UNIT_SCHEMA = pa.schema([(name, tf.ARROW_TYPES[kind]) for name, kind in (field.strip().split(" ") for field in
+                                                                          UNIT_DDL.split(","))])  # fmt: skip
 # One kept row in `rows`: little-endian, 32 bytes.
 ROW = np.dtype([("metric", "<i4"), ("c", "<i4"), ("num", "<i8"), ("den", "<i8"), ("pre", "<i8")])
 
@@ -82,33 +91,47 @@ class UnitTables:
     written: set[str] = field(default_factory=set)
     layer: int = 0
 
-    def add_units(self, frame: DataFrame) -> None:
+    def add_units(self, frame: DataFrame | pa.Table) -> None:
         target = self.staging / UNITS_DIR / f"{self.layer:04d}" / "rows"
-        frame.select(*UNIT_COLUMNS).write.mode("append").parquet(str(target))
+        self._append(frame.select(list(UNIT_COLUMNS)), target)
         self.written.add(UNITS_DIR)
 
-    def add_hashes(self, frame: DataFrame) -> None:
-        frame.select("id_hash").write.mode("append").parquet(str(self.staging / HASHES_DIR))
+    def add_hashes(self, frame: DataFrame | pa.Table) -> None:
+        self._append(frame.select(["id_hash"]), self.staging / HASHES_DIR)
         self.written.add(HASHES_DIR)
 
-    def carry(self, previous: Path, replaced: DataFrame) -> bool:
+    def carry(self, previous: Path, replaced: DataFrame | pa.Array) -> bool:
         """Link the previous version's layers and hashes here and open a new layer replacing
-        the `replaced` units (a frame of `unit_id`); False (nothing done) when the previous
-        version already has MAX_LAYERS layers: then the caller rewrites the rows."""
+        the `replaced` units (a frame of `unit_id`, or the ids), False (nothing done) when the
+        previous version already has MAX_LAYERS layers: then the caller rewrites the rows."""
         layers = _layers(previous)
         if len(layers) >= MAX_LAYERS:
             return False
-        for name in (UNITS_DIR, HASHES_DIR):
-            for path in (previous / name).rglob("*.parquet"):
-                target = self.staging / path.relative_to(previous)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, target)
+        self.link(previous, UNITS_DIR)
+        self.link(previous, HASHES_DIR)
         self.layer = len(layers)
-        replaced.select("unit_id").distinct().write.parquet(
-            str(self.staging / UNITS_DIR / f"{self.layer:04d}" / "replaced")
-        )
-        self.written.update((UNITS_DIR, HASHES_DIR))
+        target = self.staging / UNITS_DIR / f"{self.layer:04d}" / "replaced"
+        if isinstance(replaced, DataFrame):
+            replaced.select("unit_id").distinct().write.parquet(str(target))
+        else:
+            self._append(pa.table({"unit_id": pc.unique(replaced.cast(pa.string()))}), target)
         return True
+
+    def link(self, previous: Path, name: str) -> None:
+        """Hard links here to the previous version's `name` table (UNITS_DIR or HASHES_DIR)."""
+        for path in (previous / name).rglob("*.parquet"):
+            target = self.staging / path.relative_to(previous)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+        self.written.add(name)
+
+    def _append(self, rows: DataFrame | pa.Table, target: Path) -> None:
+        """Rows into a Parquet directory: a Spark frame by Spark, an Arrow table as one file."""
+        if isinstance(rows, DataFrame):
+            rows.write.mode("append").parquet(str(target))
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        pq.write_table(rows, target / f"part-{len(list(target.glob('*.parquet'))):05d}-driver.parquet")
 
     def incomplete(self, why: str) -> None:
         if self.complete:
@@ -170,3 +193,36 @@ def read_units(spark: SparkSession, directory: Path, keys: list[str]) -> DataFra
 
 def read_hashes(spark: SparkSession, directory: Path) -> DataFrame:
     return spark.read.schema("id_hash long").parquet(str(directory / HASHES_DIR))
+
+
+def units_table(directory: Path, keys: list[str], units: pa.Array | None = None) -> pa.Table:
+    """`read_units` on the driver, as one Arrow table: the kept rows of these experiments,
+    each unit's from the last layer that has it; with `units`, only theirs."""
+    layers = _layers(directory)
+    wanted = ds.field("experiment").isin(keys)
+    if units is not None:
+        wanted &= ds.field("unit_id").isin(units)
+    replaced = [pa.array([], pa.string())] + [
+        _dataset(layer / "replaced").to_table(columns=["unit_id"], filter=None if units is None else
+                                              ds.field("unit_id").isin(units))["unit_id"].combine_chunks()
+        for layer in layers[1:]
+    ]  # fmt: skip
+    found = []
+    for index, layer in enumerate(layers):
+        rows = _dataset(layer / "rows").to_table(columns=list(UNIT_COLUMNS), filter=wanted)
+        later = pa.chunked_array(replaced[index + 1 :] or [pa.array([], pa.string())], pa.string())
+        keep = pc.invert(pc.is_in(rows["unit_id"], value_set=later.combine_chunks()))
+        if index:  # a later layer holds the rows of the units it replaced
+            keep = pc.and_(keep, pc.is_in(rows["unit_id"], value_set=replaced[index]))
+        found.append(rows.filter(keep))
+    return pa.concat_tables(found) if found else _UNIT_SCHEMA.empty_table()
+
+
+def hashes_array(directory: Path) -> pa.Array:
+    """`read_hashes` on the driver."""
+    return _dataset(directory / HASHES_DIR).to_table(columns=["id_hash"])["id_hash"].combine_chunks()
+
+
+def _dataset(directory: Path) -> ds.Dataset:
+    """A Parquet directory as Spark writes it (files named `_...` or `.` are not data)."""
+    return ds.dataset(str(directory), format="parquet")

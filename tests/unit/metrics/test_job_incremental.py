@@ -15,6 +15,7 @@ import json
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,21 +148,22 @@ def test_reruns_after_every_batch_equal_a_full_recompute(spark: SparkSession, tm
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=hs.integers(0, 10_000), count=hs.integers(2, 3), change_at=hs.sampled_from([None, 1, 2]),
-       step_hours=hs.integers(0, 5))  # fmt: skip
+       step_hours=hs.integers(0, 5), driver=hs.booleans())  # fmt: skip
 def test_any_sequence_of_batches_gives_what_a_full_recompute_gives(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, seed: int, count: int,
-    change_at: int | None, step_hours: int,
+    change_at: int | None, step_hours: int, driver: bool,
 ) -> None:  # fmt: skip
     """Random batches (late and duplicate events, late exposures, rows that reach the lake after
     later ones), as-of moving on by `step_hours` within the day, and a catalog change at
-    batch `change_at`: incremental == full after every batch."""
+    batch `change_at`: incremental == full after every batch, with small reruns on the driver
+    (`localrerun`) or not."""
     lake = Lake(tmp_path_factory.mktemp("property"), SPECS[:2])
     catalog = CATALOG
     for index, (exposures, events) in enumerate(batches(seed, count)):
         lake.add(exposures, events)
         if index == change_at:
             catalog = CHANGED
-        options = options_at(min(6 + index * step_hours, 23))
+        options = replace(options_at(min(6 + index * step_hours, 23)), driver_rerun_events=100_000 if driver else 0)
         stats = lake.rerun(spark, options, catalog)
         lake.assert_equals_full(spark, options, catalog)
         if index == change_at:

@@ -8,6 +8,8 @@ from the kept per-unit rows; `recomputed`: from the lake, now and as the kept ru
 from __future__ import annotations
 
 import logging
+import shutil
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,16 @@ from pyspark.sql import SparkSession
 from services.metrics.job import unitstate as us
 from services.metrics.job.timeline import Timeline
 from tests.generator import rfc3339
-from tests.unit.metrics.test_job_incremental import DAY, SPECS, STARTS, Lake, _current, options_at, records
+from tests.unit.metrics.test_job_incremental import (
+    DAY,
+    SPECS,
+    STARTS,
+    Lake,
+    _current,
+    options_at,
+    published,
+    records,
+)
 
 Record = dict[str, Any]
 
@@ -206,3 +217,79 @@ def test_layers_must_be_numbered_without_a_gap(tmp_path: Path) -> None:
         (tmp_path / us.UNITS_DIR / name / "rows").mkdir(parents=True)
     (tmp_path / us.HASHES_DIR).mkdir()
     assert (us.usable(tmp_path) or "").startswith("per-unit state unreadable: its layers")
+
+
+DRIVER = "rerun computed on the driver"
+
+
+def _kept_rows(lake: Lake) -> list[dict[str, Any]]:
+    """The per-unit rows the lake's current state holds (each unit's from its last layer)."""
+    rows = us.units_table(_current(lake), ["inc-a", "inc-b"]).to_pylist()
+    return sorted(rows, key=lambda row: (row["experiment"], row["unit_id"], row["seg_start"]))
+
+
+def _hashes(lake: Lake) -> list[int]:
+    return sorted(us.hashes_array(_current(lake)).to_pylist())
+
+
+def test_a_small_rerun_on_the_driver_publishes_and_keeps_what_the_spark_way_does(
+    spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same new events, from the same kept state, once on the driver (`localrerun`) and
+    once with Spark jobs (`driver_rerun_events` 0): the same documents, the same per-unit rows
+    and hashes kept, and both what a from-scratch run publishes."""
+    at = DAY + timedelta(hours=6, minutes=20)
+    units = units_of("inc-a", 5) + units_of("inc-b", 5) + ["never-exposed"]
+    new = [event(f"small-{index}-{name}", unit, name, at, at + timedelta(seconds=5), 4.5 + index)
+           for index, unit in enumerate(units) for name in ("purchase", "session_start", "page_load")]  # fmt: skip
+    new.append({**new[0], "received_at": rfc3339(at + timedelta(seconds=30))})  # an SDK retry among the new rows
+    kept.add([], new)
+    before = kept.state.parent / "state-before"
+    shutil.copytree(kept.state, before)
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    options = options_at(7)
+    assert kept.rerun(spark, options).incremental_experiments == 2
+    assert DRIVER in messages(caplog)
+    assert unit_lines(caplog) == [(len(set(units)), 0)]
+    on_driver = {spec.key: published(kept.results, spec.key) for spec in kept.specs}
+    rows, hashes = _kept_rows(kept), _hashes(kept)
+    assert {row["unit_id"] for row in rows} >= set(units) - {"never-exposed"}
+    kept.assert_equals_full(spark, options)
+
+    shutil.rmtree(kept.state)
+    shutil.copytree(before, kept.state)
+    caplog.clear()
+    assert kept.rerun(spark, replace(options, driver_rerun_events=0)).incremental_experiments == 2
+    assert DRIVER not in messages(caplog)
+    assert {spec.key: published(kept.results, spec.key) for spec in kept.specs} == on_driver
+    assert _kept_rows(kept) == rows
+    assert _hashes(kept) == hashes
+
+
+def test_reruns_on_the_driver_stack_layers_then_rewrite_them(
+    spark: SparkSession, kept: Lake, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rerun after rerun on the driver, each a layer over the kept rows, until MAX_LAYERS (2
+    here): the next rewrites every unit's rows into one layer; each equals a run from scratch.
+    More new events than the limit go the Spark way."""
+    monkeypatch.setattr(us, "MAX_LAYERS", 2)
+    caplog.set_level(logging.INFO, logger="services.metrics.job")
+    a, b = units_of("inc-a", 2)
+    layers = []
+    for hour, unit in ((7, a), (8, b), (9, a)):
+        at = DAY + timedelta(hours=hour - 1, minutes=30)
+        kept.add([], [event(f"stack-{hour}", unit, "purchase", at, at, float(hour))])
+        assert kept.rerun(spark, options_at(hour)).incremental_experiments == 2
+        layers.append(sorted(path.name for path in (_current(kept) / us.UNITS_DIR).iterdir()))
+        kept.assert_equals_full(spark, options_at(hour))
+    assert messages(caplog).count(DRIVER) == 3
+    assert layers == [["0000", "0001"], ["0000"], ["0000", "0001"]]
+    caplog.clear()
+    at = DAY + timedelta(hours=9, minutes=30)
+    kept.add([], [event(f"many-{n}", a, "purchase", at, at, 1.0) for n in range(3)])
+    assert kept.rerun(spark, replace(options_at(10), driver_rerun_events=2)).incremental_experiments == 2
+    assert DRIVER not in messages(caplog)
+    assert [r.reason for r in caplog.records if r.getMessage() == "rerun not on the driver"] == [  # type: ignore[attr-defined]
+        "more than 2 new events"
+    ]
+    kept.assert_equals_full(spark, options_at(10))

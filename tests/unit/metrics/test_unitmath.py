@@ -65,27 +65,33 @@ def test_running_sums_restart_per_group_and_refuse_to_overflow() -> None:
 
 
 def _kept_table(rows: list[tuple[str, str, int, str, bool, list[tuple[int, int, int, int, int]]]]) -> pa.Table:
-    """KEPT input rows: (experiment, unit, seg_start, variant, included, [(rank, c, num, den, pre)])."""
+    """Kept per-unit rows (experiment, unit, seg_start, variant, included, [(rank, c, num, den,
+    pre)]) as a rerun reads them (`unitmath.kept_inputs`): each segment once (through the
+    latest snapshot; a unit's first is its lowest seg_start), each row as KEPT."""
     records = np.array([record for *_, packed in rows for record in packed], um.ROW)
     starts = np.cumsum([0] + [len(packed) for *_, packed in rows])[:-1]
     experiment, unit, seg_start, variant, included, _ = (
         (list(column) for column in zip(*rows, strict=True)) if rows else [[]] * 6
     )
-    columns = {"tag": pa.array([um.KEPT_TAG] * len(rows), pa.int32()), "experiment": pa.array(experiment, pa.string()),
-               "unit_id": pa.array(unit, pa.string()), "seg_start": pa.array(seg_start, pa.int32()),
-               "variant": pa.array(variant, pa.string()), "included": pa.array(included, pa.bool_()),
-               "rows": um._packed(records, starts)}  # fmt: skip
-    schema = um.pa_schema(um.INPUT_DDL)
-    return pa.table([columns.get(f.name, pa.nulls(len(rows), f.type)) for f in schema], schema=schema)
+    lowest: dict[tuple[str, str], int] = {}
+    for key, start in zip(zip(experiment, unit, strict=True), seg_start, strict=True):
+        lowest[key] = min(lowest.get(key, start), start)
+    columns = {"experiment": pa.array(experiment, pa.string()), "unit_id": pa.array(unit, pa.string()),
+               "seg_start": pa.array(seg_start, pa.int32()), "seg_end": pa.nulls(len(rows), pa.int32()),
+               "first_segment": pa.array([lowest[(e, u)] == s for e, u, s in zip(experiment, unit, seg_start,
+                                                                                  strict=True)], pa.bool_()),
+               "first_us": pa.array([0] * len(rows), pa.int64()), "variant": pa.array(variant, pa.string()),
+               "included": pa.array(included, pa.bool_()), "rows": um._packed(records, starts)}  # fmt: skip
+    inputs = um.kept_inputs(pa.table([columns[name] for name in um.UNIT_COLUMNS], names=list(um.UNIT_COLUMNS)))
+    tags = np.asarray(inputs["tag"])
+    segment = [(e, u, s) for e, u, s in zip(experiment, unit, seg_start, strict=True)]
+    once = np.array([index == segment.index(key) for index, key in enumerate(segment)] + [True] * len(rows), bool)
+    return inputs.filter(pa.array(once | (tags == um.KEPT_TAG)))
 
 
 def _read_back(plan: um.UnitPlan, written: pa.Table) -> um._Units:
-    """UNITS output rows, read as a rerun reads the state (KEPT input rows)."""
-    return um._Units(plan, _kept_table([
-        (r["experiment"], r["unit_id"], r["seg_start"], r["variant"], r["included"],
-         [tuple(record.tolist()) for record in np.frombuffer(r["rows"], um.ROW)])
-        for r in written.to_pylist()
-    ]))  # fmt: skip
+    """UNITS output rows, read as a rerun reads the state (`unitmath.kept_inputs`)."""
+    return um._Units(plan, um.kept_inputs(written.select(list(um.UNIT_COLUMNS))))
 
 
 def _values(units: um._Units) -> dict[tuple[Any, ...], tuple[int, int, int]]:
@@ -116,10 +122,15 @@ def test_kept_rows_collapse_before_the_horizon_and_read_back() -> None:
         ("e", "u1", 0, "a", True, [(1, 1, 4, 1, 0)]),
         ("e", "u2", 1, "b", True, [(0, 1, 1, 0, 0)]),
         ("e", "u2", 4, "a", False, [(0, 4, 0, 0, 0), (0, 6, 3, 0, 0)]),
+        ("e", "u3", 2, "b", True, []),  # a segment without rows is kept too: a rerun reads its segments there
     ]  # fmt: skip
     units = um._Units(plan, _kept_table(rows))
     written = pa.Table.from_batches(list(units.kept_rows(units.kept)))
     assert set(written["part"].to_pylist()) == {um.UNITS}
+    segments = {(r["unit_id"], r["seg_start"]): (r["first_segment"], r["seg_end"], len(r["rows"]))
+                for r in written.to_pylist()}  # fmt: skip
+    assert segments == {("u1", 0): (True, None, 3 * 32), ("u2", 1): (True, None, 32), ("u2", 4): (False, None, 64),
+                        ("u3", 2): (True, None, 0)}  # fmt: skip
     back = _read_back(plan, written)
     assert _values(back) == _values(units)
     entries = sorted((back.unit_ids[u].as_py(), int(m), int(c))
