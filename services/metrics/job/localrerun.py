@@ -3,16 +3,17 @@ over the lake or the state.
 
 When a quick rerun's new rows are few, what `_additive` does with Spark frames costs mostly
 Spark's own overhead: jobs planned, compiled and scheduled, Python workers started, the kept
-per-unit rows and exposures scanned to pick the touched units'. Here one small Spark query
-de-duplicates the new events (the same `transforms` code, so the same winners, hashes and
-values), and everything else runs in this process: the kept hashes and the touched units'
-kept rows read with pyarrow, their segments taken from those rows (`unitmath.kept_inputs`:
-no exposure changed since the kept run), `unitmath.rerun_rows` called directly on them, and
-the next per-unit state written with pyarrow.
+per-unit rows and exposures scanned to pick the touched units'. Here one narrow Spark query
+(no exchange) reads the new relevant event rows with their id hashes and values (Spark's own
+expressions, so Spark's digits), and everything else runs in this process: the rows
+de-duplicated as `transforms.distinct_events` does (`_distinct`), the kept hashes and the
+touched units' kept rows read with pyarrow, their segments taken from those rows
+(`unitmath.kept_inputs`: no exposure changed since the kept run), `unitmath.rerun_rows`
+called directly on them, and the next per-unit state written with pyarrow.
 
 It takes only what it can do exactly and entirely; anything else returns None before a
 byte is written, and the caller goes the Spark way, which handles every case:
-- more new events than `JobOptions.driver_rerun_events`;
+- more new relevant event rows than `JobOptions.driver_rerun_events`;
 - any new exposure (the caller checks: the kept exposure summaries must stand);
 - a new event whose copies disagree, whose id hash repeats among the new rows, or that the
   kept run counted (the units `rerun._split` calls suspected);
@@ -28,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
@@ -57,7 +59,7 @@ def statistics(
     started = time.perf_counter()
     events = _new_events(new_events, plans, options)
     if events is None:
-        _declined(f"more than {options.driver_rerun_events} new events")
+        _declined(f"more than {options.driver_rerun_events} new event rows")
         return None
     why = _suspect(events, state)
     if why is not None:
@@ -96,15 +98,70 @@ def _declined(why: str) -> None:
 
 def _new_events(new_events: DataFrame, plans: Mapping[str, ExperimentPlan], options: JobOptions) -> pa.Table | None:
     """The new relevant events de-duplicated as `rerun._split` does (`tf.distinct_events`),
-    with their INPUT values, in one collect; None when there are more than the limit."""
+    with their INPUT values; None when there are more than the limit's rows.
+
+    One narrow Spark query (no exchange) gives each row with its id hash and values, so those
+    are Spark's own; the rows are de-duplicated here (`_distinct`), or, should two copies of
+    an event tie on their receipt, by `tf.distinct_events` itself."""
     names: set[str] = set().union(*(plan.event_names for plan in plans.values()))
     since_us = min(plan.since_us for plan in plans.values())
     relevant = tf.relevant_events(new_events, names, since_us, options.as_of_us)
-    distinct = tf.distinct_events(relevant, 1).select(*_EVENT_COLUMNS, *(
-        column.alias(name) for name, column in um.event_values().items()))  # fmt: skip
+    values = [column.alias(name) for name, column in um.event_values().items()]
     limit = options.driver_rerun_events
-    table = distinct.limit(limit + 1).toArrow()
-    return None if table.num_rows > limit else table
+    rows = relevant.select(*_ROW_COLUMNS, tf.id_hash().alias("id_hash"), *values).limit(limit + 1).toArrow()
+    if rows.num_rows > limit:
+        return None
+    distinct = _distinct(rows)
+    if distinct is None:
+        distinct = tf.distinct_events(relevant, 1).select(*_EVENT_COLUMNS, *values).toArrow()
+    return distinct
+
+
+_ROW_COLUMNS = ("unit_id", "event_id", "name", "ts_us", "received_us", "kafka_partition", "kafka_offset")
+
+
+def _distinct(rows: pa.Table) -> pa.Table | None:
+    """Relevant event rows (with `id_hash` and the INPUT values) -> `tf.distinct_events`' rows
+    (`_EVENT_COLUMNS`) with those values: per (unit_id, event_id) the copy received first
+    (then by Kafka partition and offset) with `copies`, `last_received_us` and `consistent`
+    (every copy has the same name and time). None when that order cannot pick the copy
+    Spark's would without comparing the rest of the row: a null event id, partition or
+    offset, or two copies of an event with the same receipt, partition and offset."""
+    if any(rows[name].null_count for name in ("event_id", "kafka_partition", "kafka_offset")):
+        return None
+    unit, event, name = (_codes(rows[column]) for column in ("unit_id", "event_id", "name"))
+    numbers = ("received_us", "ts_us", "kafka_partition", "kafka_offset")
+    received, ts, partition, offset = (np.asarray(rows[column].to_numpy(), np.int64) for column in numbers)
+    order = np.lexsort((offset, partition, received, event, unit))
+    unit, event, name, received, ts, partition, offset = (
+        column[order] for column in (unit, event, name, received, ts, partition, offset)
+    )
+    firsts = np.ones(order.size, bool)
+    firsts[1:] = (unit[1:] != unit[:-1]) | (event[1:] != event[:-1])
+    tied = (received[1:] == received[:-1]) & (partition[1:] == partition[:-1]) & (offset[1:] == offset[:-1])
+    if (tied & ~firsts[1:]).any():
+        return None
+    starts = np.flatnonzero(firsts)
+    if not starts.size:
+        return _shaped(rows.slice(0, 0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+    consistent = (np.minimum.reduceat(name, starts) == np.maximum.reduceat(name, starts)) & (
+        np.minimum.reduceat(ts, starts) == np.maximum.reduceat(ts, starts)
+    )
+    copies = np.diff(np.append(starts, order.size))
+    return _shaped(rows.take(pa.array(order[starts])), copies, np.maximum.reduceat(received, starts), consistent)
+
+
+def _shaped(winners: pa.Table, copies: np.ndarray, last_received: np.ndarray, consistent: np.ndarray) -> pa.Table:
+    found = {"copies": pa.array(copies, pa.int64()), "last_received_us": pa.array(last_received, pa.int64()),
+             "consistent": pa.array(consistent, pa.bool_())}  # fmt: skip
+    names = [*_EVENT_COLUMNS, "amount", "valued"]  # with `unitmath.event_values`
+    return pa.table([found[name] if name in found else winners[name] for name in names], names=names)
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column's values as integer codes, equal where the values are (null: -1)."""
+    codes = pc.dictionary_encode(column.combine_chunks()).indices
+    return np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), np.int64)
 
 
 def _suspect(events: pa.Table, state: st.LoadedState) -> str | None:

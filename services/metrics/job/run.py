@@ -61,7 +61,7 @@ class JobOptions:
     # The per-unit arithmetic of a full pass in numpy inside the Python workers (`unitmath`);
     # False: all of it as Spark frames (`transforms`). Both give the same digits.
     unit_arrays: bool = True
-    # A rerun with at most this many new de-duplicated events, and nothing that needs the
+    # A rerun with at most this many new relevant event rows, and nothing that needs the
     # lake, runs on the driver (`localrerun`); 0: never.
     driver_rerun_events: int = 100_000
 

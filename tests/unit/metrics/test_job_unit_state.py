@@ -290,6 +290,6 @@ def test_reruns_on_the_driver_stack_layers_then_rewrite_them(
     assert kept.rerun(spark, replace(options_at(10), driver_rerun_events=2)).incremental_experiments == 2
     assert DRIVER not in messages(caplog)
     assert [r.reason for r in caplog.records if r.getMessage() == "rerun not on the driver"] == [  # type: ignore[attr-defined]
-        "more than 2 new events"
+        "more than 2 new event rows"
     ]
     kept.assert_equals_full(spark, options_at(10))
