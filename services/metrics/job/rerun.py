@@ -62,7 +62,8 @@ def pass_statistics(
     events in scope are the same), only the new rows and the affected units' events are read
     (*quick*): with the kept per-unit state, units with only new events are updated from it
     (`_additive`) and the others are recomputed from the lake, now and as the kept run saw
-    them (`_increment`). Copies that disagree are looked for among the new rows' event ids
+    them (`_increment`); when no exposure is new and the new rows are few, on the driver
+    (`localrerun`) if it can take every changed unit. Copies that disagree are looked for among the new rows' event ids
     only: a committed state never reflects copies that disagree (a pass that finds any keeps
     no state), so any now must involve a new row. Otherwise every event in scope is read and
     checked. With `tables`, the pass writes its per-unit state there."""

@@ -10,7 +10,10 @@ A state directory may hold, besides the totals (`incremental`), two Parquet tabl
   exactly as from all of its rows. One Parquet row per (experiment, unit, segment) holds
   them packed (`rows`, records of ROW in (metric, c) order; `metric` is the rank of the
   metric's name among the experiment's, see `unitmath`), so Spark reads and moves one row
-  where there are about as many as metrics x snapshots.
+  where there are about as many as metrics x snapshots. Each row also holds its segment
+  (`seg_end`, `first_segment`, `first_us`, `variant`, `included`), and every segment of an
+  exposed unit has one, rows or not: a unit whose exposures did not change has the same
+  segments, so a rerun takes them from here (`unitmath.kept_inputs`).
 - `hashes/`: the `id_hash` of every de-duplicated relevant event the kept run counted.
 
 A new event whose id the kept run never saw, of a unit whose exposures did not change, only
@@ -37,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +135,7 @@ class UnitTables:
             rows.write.mode("append").parquet(str(target))
             return
         target.mkdir(parents=True, exist_ok=True)
-        pq.write_table(rows, target / f"part-{len(list(target.glob('*.parquet'))):05d}-driver.parquet")
+        pq.write_table(rows, target / f"part-{uuid.uuid4().hex}-driver.parquet")
 
     def incomplete(self, why: str) -> None:
         if self.complete:
@@ -203,13 +207,13 @@ def units_table(directory: Path, keys: list[str], units: pa.Array | None = None)
     if units is not None:
         wanted &= ds.field("unit_id").isin(units)
     replaced = [pa.array([], pa.string())] + [
-        _dataset(layer / "replaced").to_table(columns=["unit_id"], filter=None if units is None else
-                                              ds.field("unit_id").isin(units))["unit_id"].combine_chunks()
+        _dataset(layer / "replaced", _REPLACED_SCHEMA).to_table(
+            filter=None if units is None else ds.field("unit_id").isin(units))["unit_id"].combine_chunks()
         for layer in layers[1:]
     ]  # fmt: skip
     found = []
     for index, layer in enumerate(layers):
-        rows = _dataset(layer / "rows").to_table(columns=list(UNIT_COLUMNS), filter=wanted)
+        rows = _dataset(layer / "rows", _UNIT_SCHEMA).to_table(filter=wanted)
         later = pa.chunked_array(replaced[index + 1 :] or [pa.array([], pa.string())], pa.string())
         keep = pc.invert(pc.is_in(rows["unit_id"], value_set=later.combine_chunks()))
         if index:  # a later layer holds the rows of the units it replaced
@@ -220,9 +224,14 @@ def units_table(directory: Path, keys: list[str], units: pa.Array | None = None)
 
 def hashes_array(directory: Path) -> pa.Array:
     """`read_hashes` on the driver."""
-    return _dataset(directory / HASHES_DIR).to_table(columns=["id_hash"])["id_hash"].combine_chunks()
+    return _dataset(directory / HASHES_DIR, _HASH_SCHEMA).to_table()["id_hash"].combine_chunks()
 
 
-def _dataset(directory: Path) -> ds.Dataset:
-    """A Parquet directory as Spark writes it (files named `_...` or `.` are not data)."""
-    return ds.dataset(str(directory), format="parquet")
+_REPLACED_SCHEMA = pa.schema([("unit_id", pa.string())])
+_HASH_SCHEMA = pa.schema([("id_hash", pa.int64())])
+
+
+def _dataset(directory: Path, schema: pa.Schema) -> ds.Dataset:
+    """A Parquet directory as Spark writes it (files named `_...` or `.` are not data; one
+    with no data file at all is an empty table of `schema`)."""
+    return ds.dataset(str(directory), format="parquet", schema=schema)
