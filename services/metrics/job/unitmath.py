@@ -219,11 +219,7 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
 
 def event_inputs(events: pa.Table) -> pa.Table:
     """De-duplicated events with `event_values` (an Arrow table) -> their INPUT rows."""
-    schema = pa_schema(INPUT_DDL)
-    columns = [events[field.name] if field.name in EVENT_INPUTS else pa.nulls(events.num_rows, field.type)
-               for field in schema]  # fmt: skip
-    columns[0] = pa.array(np.full(events.num_rows, EVENT_TAG, np.int32))
-    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+    return _inputs(events, EVENT_TAG, EVENT_INPUTS)
 
 
 EVENT_INPUTS = ("unit_id", "name", "ts_us", "received_us", "amount", "valued", "copies", "last_received_us")
@@ -233,14 +229,15 @@ def kept_inputs(kept: pa.Table) -> pa.Table:
     """Kept per-unit rows (UNIT_COLUMNS) -> INPUT rows giving their units' segments and kept
     rows: each row as a SEGMENT and as a KEPT row. (A unit whose exposures did not change since
     the kept run, under the same timeline, has the segments it had.)"""
+    return pa.concat_tables([_inputs(kept, SEGMENT_TAG, SEGMENT_COLUMNS), _inputs(kept, KEPT_TAG, UNIT_COLUMNS)])
+
+
+def _inputs(table: pa.Table, tag: int, names: Sequence[str]) -> pa.Table:
+    """An Arrow table's `names` columns as INPUT rows of `tag` (nulls in the other columns)."""
     schema = pa_schema(INPUT_DDL)
-
-    def shaped(tag: int, names: Sequence[str]) -> pa.Table:
-        columns = [kept[field.name] if field.name in names else pa.nulls(kept.num_rows, field.type) for field in schema]
-        columns[0] = pa.array(np.full(kept.num_rows, tag, np.int32))
-        return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
-
-    return pa.concat_tables([shaped(SEGMENT_TAG, SEGMENT_COLUMNS), shaped(KEPT_TAG, UNIT_COLUMNS)])
+    columns = [table[field.name] if field.name in names else pa.nulls(table.num_rows, field.type) for field in schema]
+    columns[0] = pa.array(np.full(table.num_rows, tag, np.int32))
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
 
 
 def output_rows(rows: DataFrame, plan: UnitPlan, rerun: bool = False) -> DataFrame:
@@ -722,18 +719,14 @@ class _Units:
                 for name in ("num", "den", "pre")]  # fmt: skip
         chosen, entry, experiment = merged.take(firsts), entry[firsts], experiment[firsts]
         rank = plan.metric_rank[chosen.metric]
-        segment = _Key((self.sg_unit, self.sg_experiment, self.sg_start))
         key = _Key((chosen.unit, experiment, chosen.seg_start, rank, entry))
         order = key.order()
         records = np.zeros(order.size, ROW)
         for name, column in (("metric", rank), ("c", entry), ("num", sums[0]), ("den", sums[1]), ("pre", sums[2])):
             records[name] = column[order]
-        owner = self._segment_of(chosen.unit[order], experiment[order], chosen.seg_start[order])
-        seg_order = segment.order()
         # The records are in the segments' order: both are sorted by (unit, experiment, seg_start).
-        position = np.empty(seg_order.size, np.int64)
-        position[seg_order] = np.arange(seg_order.size)
-        counts = np.bincount(position[owner], minlength=seg_order.size)
+        seg_order, owner = self._segments_of(chosen.unit[order], experiment[order], chosen.seg_start[order])
+        counts = np.bincount(owner, minlength=seg_order.size)
         starts = np.cumsum(counts) - counts
         names = np.array(plan.experiments, object)
         for begin in range(0, seg_order.size, UNITS_PER_BATCH):
@@ -751,18 +744,21 @@ class _Units:
                 rows=_packed(records[first:last], starts[begin : begin + UNITS_PER_BATCH] - first),
             )  # fmt: skip
 
-    def _segment_of(self, unit: np.ndarray, experiment: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
-        """The partition's segment of each (unit, experiment, seg_start); ValueError when one is
-        not among them (kept rows of a segment the pass does not have)."""
-        width = np.array([max(int(a.max(initial=0)), int(b.max(initial=0))) + 1
-                          for a, b in ((self.sg_experiment, experiment), (self.sg_start, seg_start))])  # fmt: skip
+    def _segments_of(self, unit: np.ndarray, experiment: np.ndarray,
+                     seg_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The partition's segments in (unit, experiment, seg_start) order, and each given
+        (unit, experiment, seg_start)'s position in it; ValueError when one is not among them
+        (kept rows of a segment the pass does not have)."""
+        width = [max(int(a.max(initial=0)), int(b.max(initial=0))) + 1
+                 for a, b in ((self.sg_experiment, experiment), (self.sg_start, seg_start))]  # fmt: skip
         known = (self.sg_unit * width[0] + self.sg_experiment) * width[1] + self.sg_start
         wanted = (unit * width[0] + experiment) * width[1] + seg_start
-        order = np.argsort(known, kind="stable")
-        found = np.minimum(np.searchsorted(known[order], wanted), max(order.size - 1, 0))
-        if wanted.size and (not order.size or (known[order][found] != wanted).any()):
+        seg_order = np.argsort(known, kind="stable")
+        ordered = known[seg_order]
+        found = np.searchsorted(ordered, wanted)
+        if (found >= ordered.size).any() or (ordered[np.minimum(found, max(ordered.size - 1, 0))] != wanted).any():
             raise ValueError("per-unit rows of a segment the pass does not have")
-        return order[found] if wanted.size else np.zeros(0, np.int64)
+        return seg_order, found
 
 
 UNITS_PER_BATCH = 100_000  # packed rows per UNITS batch (a binary column holds at most 2 GiB)
