@@ -21,8 +21,10 @@ inside the window, latest segment, analysed units; events without a value are le
 per (experiment, metric, slice, variant): N, the order statistics x_(k) at k = max(1,
 ceil(N p)) (exact: p as its decimal literal, integer arithmetic) and at the outer window
 p_L, p_U (`outer_window_probabilities`), then per unit S_u (events <= x_(k)) and M_u and
-their sums. The order statistics come from a histogram of distinct values and its running
-count (a window per group), never a sort of every event in one task.
+their sums. Each group's values (a unit's equal values as one row with their count) go to one
+Python worker, which sorts them once in numpy (`block`): a group holds at most the events of
+one variant, and the work is spread over the groups instead of a Spark window per group
+(which sorted the same rows and then joined them back to every value).
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from services.common.catalog import MetricDefinition
 from services.common.results import MAX_SLICE_VALUES, MISSING_SLICE, OTHER_SLICE
 from services.metrics.job.transforms import (
+    ARROW_TYPES,
     EVENT_VALUE,
+    MICROS,
     SUM_VALUE,
     SUMS,
     local_frame,
@@ -52,7 +59,6 @@ QUANTILE_GROUP = ("experiment", "metric", "dimension", "slice", "variant")
 # scipy.special.ndtri(0.975), as services/scorecard/stats/quantile.py computes z for its
 # OUTER_WINDOW_ALPHA = 0.05 (statistics.NormalDist differs in the last bit); a test pins it.
 OUTER_WINDOW_Z = 1.959963984540054
-EXACT = "decimal(38,0)"
 
 
 def outer_window_probabilities(probability: float, n_events: int) -> tuple[float, float]:
@@ -126,15 +132,18 @@ def slice_sums(classified: DataFrame, labels: DataFrame, experiments: Iterable[s
     )
 
 
-def quantile_probabilities(spark: SparkSession, metrics: Mapping[str, Sequence[MetricDefinition]]) -> DataFrame:
-    """(experiment, metric, p, p_num, p_den): each quantile metric's p, and p's decimal literal
-    as the exact fraction p_num / p_den (0.3 is 3/10, so ceil(10 p) is 3, not 4)."""
-    rows = []
+Probabilities = dict[tuple[str, str], tuple[float, int, int]]  # (experiment, metric) -> p, p_num, p_den
+
+
+def quantile_probabilities(metrics: Mapping[str, Sequence[MetricDefinition]]) -> Probabilities:
+    """(experiment, metric) -> (p, p_num, p_den): each quantile metric's p, and p's decimal
+    literal as the exact fraction p_num / p_den (0.3 is 3/10, so ceil(10 p) is 3, not 4)."""
+    probabilities: Probabilities = {}
     for key, metric in ((key, m) for key, defined in metrics.items() for m in defined if m.type == "quantile"):
         assert metric.quantile is not None  # guaranteed by the catalog
         exact = Fraction(repr(metric.quantile))
-        rows.append((key, metric.name, metric.quantile, str(exact.numerator), str(exact.denominator)))
-    return local_frame(spark, rows, "experiment string, metric string, p double, p_num string, p_den string")
+        probabilities[(key, metric.name)] = (metric.quantile, exact.numerator, exact.denominator)
+    return probabilities
 
 
 def quantile_values(classified: DataFrame, experiments: Iterable[str]) -> DataFrame:
@@ -159,61 +168,66 @@ def sliced_values(values: DataFrame, labels: DataFrame | None) -> DataFrame:
     return overall.unionByName(sliced)
 
 
-def _rank() -> Column:
-    """max(1, ceil(n p_num / p_den)) in exact integer arithmetic (decimals of scale 0)."""
-    n, a, b = (f"cast({name} as {EXACT})" for name in ("n", "p_num", "p_den"))
-    return F.greatest(F.lit(1).cast("long"), F.expr(f"({n} * {a} + {b} - 1) div {b}").cast("long"))
+BLOCK_DDL = ", ".join([
+    *(f"{name} string" for name in QUANTILE_GROUP), "n_events long", "probability double", "lower_probability double",
+    "upper_probability double", "value long", "lower_value long", "upper_value long", "events_below long",
+    "events_below_squares long", "events_squares long", "events_products long",
+])  # fmt: skip
+BLOCK_SCHEMA = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in (f.split(" ") for f in BLOCK_DDL.split(", "))])
+EXACT_COUNTS = 2**31  # below it, every count, square and product sum of a block fits in 64 bits
 
 
-def outer_window(p: Column, n_events: Column) -> tuple[Column, Column]:
-    """`outer_window_probabilities` as columns (same operations, same order: the same doubles)."""
-    halfwidth = F.lit(OUTER_WINDOW_Z) * F.sqrt(p * (F.lit(1.0) - p) / n_events.cast("double"))
-    return p - halfwidth, p + halfwidth
+def quantile_rank(n_events: int, p_num: int, p_den: int) -> int:
+    """max(1, ceil(n p)) for p = p_num / p_den, in exact integer arithmetic."""
+    return max(1, -(-n_events * p_num // p_den))
 
 
-def _window_rank(n_events: Column, probability: Column) -> Column:
+def window_rank(n_events: int, probability: float) -> int:
     """max(1, min(N, ceil(N p))) for an outer-window probability (a double: floating point)."""
-    return F.least(n_events, F.greatest(F.lit(1).cast("long"), F.ceil(n_events.cast("double") * probability)))
+    return min(n_events, max(1, math.ceil(n_events * probability)))
 
 
-def quantile_blocks(values: DataFrame, probabilities: DataFrame) -> DataFrame:
-    """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u sums."""
+def block(probabilities: Probabilities, key: tuple[pa.Scalar, ...], table: pa.Table) -> pa.Table:
+    """One QUANTILE_GROUP's values (unit_id, v in millionths, count) -> its block (`BLOCK_DDL`).
+
+    The order statistic of rank r is the first value, in ascending order, at which the running
+    count reaches r; S_u counts a unit's events at or below the p-quantile, M_u all of them."""
+    group = [scalar.as_py() for scalar in key]
+    probability, p_num, p_den = probabilities[(group[0], group[1])]
+    table = table.combine_chunks()
+    values, counts = table["v"].to_numpy(), table["count"].to_numpy()
+    order = np.argsort(values, kind="stable")
+    ordered, running = values[order], np.cumsum(counts[order])
+    n_events = int(running[-1])
+
+    def order_statistic(rank: int) -> int:
+        return int(ordered[np.searchsorted(running, rank, side="left")])
+
+    quantile = order_statistic(quantile_rank(n_events, p_num, p_den))
+    lower_p, upper_p = outer_window_probabilities(probability, n_events)
+    units = pc.dictionary_encode(table["unit_id"]).combine_chunks().indices.to_numpy()
+    # Float weights are exact here: every partial sum is at most n_events < 2**53.
+    below = np.bincount(units, weights=np.where(values <= quantile, counts, 0)).astype(np.int64)
+    sizes = np.bincount(units, weights=counts).astype(np.int64)
+    if n_events >= EXACT_COUNTS:  # sums of squares could leave 64 bits: Python integers
+        below, sizes = below.astype(object), sizes.astype(object)
+    windows = [order_statistic(window_rank(n_events, p)) for p in (lower_p, upper_p)]
+    sums = [int(below.sum()), int((below * below).sum()), int((sizes * sizes).sum()), int((below * sizes).sum())]
+    row = [*group, n_events, probability, lower_p, upper_p, quantile, *windows, *sums]
+    return pa.Table.from_pylist([dict(zip(BLOCK_SCHEMA.names, row, strict=True))], BLOCK_SCHEMA)
+
+
+def quantile_blocks(values: DataFrame, probabilities: Mapping[tuple[str, str], tuple[float, int, int]]) -> DataFrame:
+    """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u
+    sums: each group's values go to one Python worker (`block`), which sorts them once in numpy."""
     group = list(QUANTILE_GROUP)
-    histogram = values.groupBy(*group, "v").agg(F.sum("count").alias("count"))
-    running = Window.partitionBy(*group).orderBy("v").rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    cumulative = histogram.select(
-        *group,
-        "v",
-        F.sum("count").over(running).alias("cum"),
-        F.sum("count").over(Window.partitionBy(*group)).alias("n"),
-    ).join(F.broadcast(probabilities), ["experiment", "metric"])
-    lower_p, upper_p = outer_window(F.col("p"), F.col("n"))
-    ranked = cumulative.select(
-        *group, "v", "cum", "n", "p", lower_p.alias("lower_p"), upper_p.alias("upper_p"),
-        _rank().alias("k"),
-    )  # fmt: skip
+    micros = values.select(*group, "unit_id", (F.col("v") * F.lit(MICROS)).cast("long").alias("v"), "count")
+    kept = dict(probabilities)
 
-    def order_statistic(rank: Column) -> Column:
-        return F.min(F.when(F.col("cum") >= rank, F.col("v")))
+    def per_group(key, table):  # no hints: PySpark 4.3 fails to infer the eval type of annotated ones
+        return block(kept, key, table)
 
-    picks = ranked.groupBy(*group).agg(
-        F.first("n").alias("n_events"), F.first("p").alias("probability"),
-        F.first("lower_p").alias("lower_probability"), F.first("upper_p").alias("upper_probability"),
-        order_statistic(F.col("k")).alias("value"),
-        order_statistic(_window_rank(F.col("n"), F.col("lower_p"))).alias("lower_value"),
-        order_statistic(_window_rank(F.col("n"), F.col("upper_p"))).alias("upper_value"),
-    )  # fmt: skip
-    per_unit = (
-        values.join(picks.select(*group, F.col("value").alias("quantile")), group)
-        .groupBy(*group, "unit_id")
-        .agg(
-            F.sum("count").alias("m"),
-            F.sum(F.when(F.col("v") <= F.col("quantile"), F.col("count")).otherwise(0)).alias("s"),
-        )
-    )
-    s, m = F.col("s"), F.col("m")
-    sums = per_unit.groupBy(*group).agg(
-        F.sum(s).alias("events_below"), F.sum(s * s).alias("events_below_squares"),
-        F.sum(m * m).alias("events_squares"), F.sum(s * m).alias("events_products"),
-    )  # fmt: skip
-    return picks.join(sums, group)
+    blocks = micros.groupBy(*group).applyInArrow(per_group, BLOCK_DDL)
+    exact = {name: (F.col(name).cast("decimal(20,0)") / F.lit(MICROS)).cast(EVENT_VALUE).alias(name)
+             for name in ("value", "lower_value", "upper_value")}  # fmt: skip
+    return blocks.select(*[exact.get(name, F.col(name)) for name in blocks.columns])

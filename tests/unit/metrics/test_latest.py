@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import random
 from decimal import Decimal
+from fractions import Fraction
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
@@ -32,7 +36,7 @@ def test_quantile_blocks_by_hand(spark: SparkSession, counted: bool) -> None:
         rows = [(*key, rows.count((*key, 1))) for key in dict.fromkeys(row[:-1] for row in rows)]
         assert len(rows) == 9
     values = spark.createDataFrame(rows, VALUES_DDL)
-    probabilities = lt.quantile_probabilities(spark, {"e": CATALOG.metrics})
+    probabilities = lt.quantile_probabilities({"e": CATALOG.metrics})
     [row] = [r.asDict() for r in lt.quantile_blocks(values, probabilities).collect()]
     lower, upper = lt.outer_window_probabilities(0.3, 10)
     assert (row["n_events"], row["value"], row["probability"]) == (10, Decimal(3), 0.3)
@@ -55,7 +59,7 @@ metrics:
 """)
     rows = [("e", "q", "", "", "a", f"u{i}", Decimal(i + 1), 1) for i in range(n_events)]
     values = spark.createDataFrame(rows, VALUES_DDL)
-    [row] = lt.quantile_blocks(values, lt.quantile_probabilities(spark, {"e": catalog.metrics})).collect()
+    [row] = lt.quantile_blocks(values, lt.quantile_probabilities({"e": catalog.metrics})).collect()
     assert row["value"] == Decimal(rank)
 
 
@@ -77,3 +81,68 @@ def test_slice_labels_keep_the_top_20_values(spark: SparkSession) -> None:
               if r["dimension"] == "country"}  # fmt: skip
     assert counts[("v00", "control")] == 2 and counts[("v00", "treatment")] == 1
     assert counts[(OTHER_SLICE, "control")] == 3 and counts[(MISSING_SLICE, "control")] == 1
+
+
+def brute_force_block(p: float, rows: list[tuple[str, int, int]]) -> dict[str, object]:
+    """A block from its definition: every event written out, sorted, x_(k) read off, S_u and M_u counted."""
+    events = sorted(v for _, v, count in rows for _ in range(count))
+    n = len(events)
+    rank = max(1, math.ceil(Fraction(repr(p)) * n))  # exact: p as its decimal literal
+    quantile = events[rank - 1]
+    lower_p, upper_p = lt.outer_window_probabilities(p, n)
+    lower, upper = (events[min(n, max(1, math.ceil(n * q))) - 1] for q in (lower_p, upper_p))
+    units = sorted({unit for unit, _, _ in rows})
+    below = [sum(c for u, v, c in rows if u == unit and v <= quantile) for unit in units]
+    sizes = [sum(c for u, _, c in rows if u == unit) for unit in units]
+    return {"n_events": n, "probability": p, "lower_probability": lower_p, "upper_probability": upper_p,
+            "value": quantile, "lower_value": lower, "upper_value": upper, "events_below": sum(below),
+            "events_below_squares": sum(s * s for s in below), "events_squares": sum(m * m for m in sizes),
+            "events_products": sum(s * m for s, m in zip(below, sizes, strict=True))}  # fmt: skip
+
+
+def random_rows(rng: random.Random, n_rows: int) -> list[tuple[str, int, int]]:
+    """(unit, value in millionths, count): few distinct values (ties), counts above one, negative values."""
+    distinct = [rng.randint(-5_000_000, 50_000_000) for _ in range(rng.randint(1, 12))]
+    return [(f"u{rng.randint(0, 9)}", rng.choice(distinct), rng.choice([1, 1, 2, 7])) for _ in range(n_rows)]
+
+
+@pytest.mark.parametrize("exact_counts", [lt.EXACT_COUNTS, 0], ids=["int64", "python-integers"])
+@pytest.mark.parametrize("seed", range(40))
+def test_a_block_equals_its_definition(monkeypatch: pytest.MonkeyPatch, seed: int, exact_counts: int) -> None:
+    # `block` (numpy: one stable sort, running counts, bincount per unit) against every event
+    # written out; `exact_counts` 0 takes the Python-integer path that very large groups use.
+    monkeypatch.setattr(lt, "EXACT_COUNTS", exact_counts)
+    rng = random.Random(seed)
+    p = rng.choice([0.5, 0.3, 0.9, 0.999, 0.01, 0.25])
+    rows = random_rows(rng, rng.randint(1, 60))
+    table = pa.table({"unit_id": [r[0] for r in rows], "v": pa.array([r[1] for r in rows], pa.int64()),
+                      "count": pa.array([r[2] for r in rows], pa.int64())})  # fmt: skip
+    key = tuple(pa.scalar(part) for part in ("e", "q", "", "", "a"))
+    [got] = lt.block({("e", "q"): (p, *Fraction(repr(p)).as_integer_ratio())}, key, table).to_pylist()
+    assert {name: got[name] for name in brute_force_block(p, rows)} == brute_force_block(p, rows)
+    assert [got[name] for name in lt.QUANTILE_GROUP] == ["e", "q", "", "", "a"]
+
+
+def test_blocks_of_several_groups_equal_their_definition(spark: SparkSession) -> None:
+    # Through Spark: several experiments, metrics, slices and variants at once, each group's
+    # values in six-decimal units, back as decimals.
+    rng = random.Random(7)
+    catalog = parse_catalog("""
+metrics:
+  - {name: p50, type: quantile, quantile: 0.5, event: e, value: value, owner: test}
+  - {name: p90, type: quantile, quantile: 0.9, event: e, value: value, owner: test}
+""")
+    groups = [(e, m, d, s, v) for e in ("e1", "e2") for m in ("p50", "p90") for d, s in (("", ""), ("country", "se"))
+              for v in ("control", "treatment")]  # fmt: skip
+    drawn = {group: random_rows(rng, rng.randint(1, 40)) for group in groups}
+    rows = [(*group, unit, Decimal(v).scaleb(-6), count) for group, drawn_rows in drawn.items()
+            for unit, v, count in drawn_rows]  # fmt: skip
+    probabilities = lt.quantile_probabilities({"e1": catalog.metrics, "e2": catalog.metrics})
+    blocks = lt.quantile_blocks(spark.createDataFrame(rows, VALUES_DDL), probabilities).collect()
+    assert len(blocks) == len(groups)
+    for row in blocks:
+        group = tuple(row[name] for name in lt.QUANTILE_GROUP)
+        expected = brute_force_block(probabilities[group[:2]][0], drawn[group])
+        for name in ("value", "lower_value", "upper_value"):
+            expected[name] = Decimal(expected[name]).scaleb(-6)
+        assert {name: row[name] for name in expected} == expected, group
