@@ -289,7 +289,7 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
         if quantiles:
             counted = values if values is not None else lt.quantile_values(classified, quantiles)
             sliced = lt.sliced_values(counted.where(F.col("experiment").isin(sorted(quantiles))), labels)
-            blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles))
+            blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles), shuffle_partitions(spark))
             for key, found in by_experiment(collected(blocks)).items():
                 rows[key].quantiles = found
     finally:

@@ -21,16 +21,17 @@ inside the window, latest segment, analysed units; events without a value are le
 per (experiment, metric, slice, variant): N, the order statistics x_(k) at k = max(1,
 ceil(N p)) (exact: p as its decimal literal, integer arithmetic) and at the outer window
 p_L, p_U (`outer_window_probabilities`), then per unit S_u (events <= x_(k)) and M_u and
-their sums. Each group's values (a unit's equal values as one row with their count) go to one
-Python worker, which sorts them once in numpy (`block`): a group holds at most the events of
-one variant, and the work is spread over the groups instead of a Spark window per group
-(which sorted the same rows and then joined them back to every value).
+their sums. The values (a unit's equal values as one row with their count) are
+hash-partitioned by group, and each group is computed whole in one Python worker, which sorts
+its values once in numpy (`block`): a group holds at most the events of one variant, and no
+Spark sort or window runs over the values (a window per group sorted the same rows and then
+joined them back to every value; `groupBy().applyInArrow` sorts them all by five strings).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -187,12 +188,11 @@ def window_rank(n_events: int, probability: float) -> int:
     return min(n_events, max(1, math.ceil(n_events * probability)))
 
 
-def block(probabilities: Probabilities, key: tuple[pa.Scalar, ...], table: pa.Table) -> pa.Table:
-    """One QUANTILE_GROUP's values (unit_id, v in millionths, count) -> its block (`BLOCK_DDL`).
+def block(probabilities: Probabilities, group: Sequence[str], table: pa.Table) -> list[object]:
+    """One QUANTILE_GROUP's values (unit_id, v in millionths, count) -> its block's row (`BLOCK_DDL`).
 
     The order statistic of rank r is the first value, in ascending order, at which the running
     count reaches r; S_u counts a unit's events at or below the p-quantile, M_u all of them."""
-    group = [scalar.as_py() for scalar in key]
     probability, p_num, p_den = probabilities[(group[0], group[1])]
     table = table.combine_chunks()
     values, counts = table["v"].to_numpy(), table["count"].to_numpy()
@@ -213,21 +213,46 @@ def block(probabilities: Probabilities, key: tuple[pa.Scalar, ...], table: pa.Ta
         below, sizes = below.astype(object), sizes.astype(object)
     windows = [order_statistic(window_rank(n_events, p)) for p in (lower_p, upper_p)]
     sums = [int(below.sum()), int((below * below).sum()), int((sizes * sizes).sum()), int((below * sizes).sum())]
-    row = [*group, n_events, probability, lower_p, upper_p, quantile, *windows, *sums]
-    return pa.Table.from_pylist([dict(zip(BLOCK_SCHEMA.names, row, strict=True))], BLOCK_SCHEMA)
+    return [*group, n_events, probability, lower_p, upper_p, quantile, *windows, *sums]
 
 
-def quantile_blocks(values: DataFrame, probabilities: Mapping[tuple[str, str], tuple[float, int, int]]) -> DataFrame:
+def partition_blocks(probabilities: Probabilities, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """One partition's values (QUANTILE_GROUP, unit_id, v in millionths, count), several groups
+    whole -> one batch of their blocks: the rows sorted by group in Arrow, each group's slice
+    to `block`."""
+    parts = [batch for batch in batches if batch.num_rows]
+    if not parts:
+        return
+    table = pa.Table.from_batches(parts)
+    table = table.take(pc.sort_indices(table, [(name, "ascending") for name in QUANTILE_GROUP]))
+    codes = [pc.dictionary_encode(table[name], null_encoding="encode").combine_chunks().indices.to_numpy()
+             for name in QUANTILE_GROUP]  # fmt: skip
+    changed = np.zeros(table.num_rows, dtype=bool)
+    changed[0] = True
+    for code in codes:
+        changed[1:] |= code[1:] != code[:-1]
+    bounds = [*np.flatnonzero(changed).tolist(), table.num_rows]
+    keys = table.select(list(QUANTILE_GROUP)).take(pa.array(bounds[:-1])).to_pylist()
+    rows = [dict(zip(BLOCK_SCHEMA.names, block(probabilities, list(key.values()), table.slice(start, end - start)),
+                     strict=True))
+            for key, start, end in zip(keys, bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
+    yield pa.RecordBatch.from_pylist(rows, BLOCK_SCHEMA)
+
+
+def quantile_blocks(values: DataFrame, probabilities: Mapping[tuple[str, str], tuple[float, int, int]],
+                    partitions: int) -> DataFrame:  # fmt: skip
     """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u
-    sums: each group's values go to one Python worker (`block`), which sorts them once in numpy."""
+    sums: the values hash-partitioned by group into `partitions`, each partition's groups in one Python
+    worker (`partition_blocks`). Not `groupBy().applyInArrow`: Spark would sort every value
+    by the group's five strings first."""
     group = list(QUANTILE_GROUP)
     micros = values.select(*group, "unit_id", (F.col("v") * F.lit(MICROS)).cast("long").alias("v"), "count")
     kept = dict(probabilities)
 
-    def per_group(key, table):  # no hints: PySpark 4.3 fails to infer the eval type of annotated ones
-        return block(kept, key, table)
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from partition_blocks(kept, batches)
 
-    blocks = micros.groupBy(*group).applyInArrow(per_group, BLOCK_DDL)
+    blocks = micros.repartition(partitions, *group).mapInArrow(run, BLOCK_DDL)
     exact = {name: (F.col(name).cast("decimal(20,0)") / F.lit(MICROS)).cast(EVENT_VALUE).alias(name)
              for name in ("value", "lower_value", "upper_value")}  # fmt: skip
     return blocks.select(*[exact.get(name, F.col(name)) for name in blocks.columns])

@@ -26,7 +26,11 @@ def read_exposures(spark: SparkSession, files: Sequence[Path], keys: Sequence[st
     rows = tf.experiment_exposures(raw, keys, as_of_us, sliced).withColumn("content", F.struct(*EXPOSURE_CONTENT))
     if units is not None:
         rows = rows.join(F.broadcast(units), "unit_id", "left_semi")
-    return tf.first_received(rows, check="content")
+    # Partitioned by the de-duplication's keys first, Spark sorts the rows once and aggregates
+    # them in one step; otherwise it sorts them twice, once for a partial aggregation that
+    # finds next to nothing (copies are rare) and again after the exchange.
+    by_id = rows.repartition(shuffle_partitions(spark), "experiment", "event_id")
+    return tf.first_received(by_id, check="content")
 
 
 def exposure_listing(lake_dir: Path, keys: Sequence[str], options: JobOptions) -> list[Path]:

@@ -37,7 +37,7 @@ def test_quantile_blocks_by_hand(spark: SparkSession, counted: bool) -> None:
         assert len(rows) == 9
     values = spark.createDataFrame(rows, VALUES_DDL)
     probabilities = lt.quantile_probabilities({"e": CATALOG.metrics})
-    [row] = [r.asDict() for r in lt.quantile_blocks(values, probabilities).collect()]
+    [row] = [r.asDict() for r in lt.quantile_blocks(values, probabilities, 2).collect()]
     lower, upper = lt.outer_window_probabilities(0.3, 10)
     assert (row["n_events"], row["value"], row["probability"]) == (10, Decimal(3), 0.3)
     assert (row["lower_probability"], row["upper_probability"]) == (lower, upper)
@@ -59,7 +59,7 @@ metrics:
 """)
     rows = [("e", "q", "", "", "a", f"u{i}", Decimal(i + 1), 1) for i in range(n_events)]
     values = spark.createDataFrame(rows, VALUES_DDL)
-    [row] = lt.quantile_blocks(values, lt.quantile_probabilities({"e": catalog.metrics})).collect()
+    [row] = lt.quantile_blocks(values, lt.quantile_probabilities({"e": catalog.metrics}), 2).collect()
     assert row["value"] == Decimal(rank)
 
 
@@ -117,14 +117,15 @@ def test_a_block_equals_its_definition(monkeypatch: pytest.MonkeyPatch, seed: in
     rows = random_rows(rng, rng.randint(1, 60))
     table = pa.table({"unit_id": [r[0] for r in rows], "v": pa.array([r[1] for r in rows], pa.int64()),
                       "count": pa.array([r[2] for r in rows], pa.int64())})  # fmt: skip
-    key = tuple(pa.scalar(part) for part in ("e", "q", "", "", "a"))
-    [got] = lt.block({("e", "q"): (p, *Fraction(repr(p)).as_integer_ratio())}, key, table).to_pylist()
+    row = lt.block({("e", "q"): (p, *Fraction(repr(p)).as_integer_ratio())}, ["e", "q", "", "", "a"], table)
+    got = dict(zip(lt.BLOCK_SCHEMA.names, row, strict=True))
     assert {name: got[name] for name in brute_force_block(p, rows)} == brute_force_block(p, rows)
     assert [got[name] for name in lt.QUANTILE_GROUP] == ["e", "q", "", "", "a"]
 
 
 def test_blocks_of_several_groups_equal_their_definition(spark: SparkSession) -> None:
-    # Through Spark: several experiments, metrics, slices and variants at once, each group's
+    # Through Spark: several experiments, metrics, slices and variants at once (32 groups in three
+    # partitions, so each partition splits several groups), each group's
     # values in six-decimal units, back as decimals.
     rng = random.Random(7)
     catalog = parse_catalog("""
@@ -138,7 +139,7 @@ metrics:
     rows = [(*group, unit, Decimal(v).scaleb(-6), count) for group, drawn_rows in drawn.items()
             for unit, v, count in drawn_rows]  # fmt: skip
     probabilities = lt.quantile_probabilities({"e1": catalog.metrics, "e2": catalog.metrics})
-    blocks = lt.quantile_blocks(spark.createDataFrame(rows, VALUES_DDL), probabilities).collect()
+    blocks = lt.quantile_blocks(spark.createDataFrame(rows, VALUES_DDL), probabilities, 3).collect()
     assert len(blocks) == len(groups)
     for row in blocks:
         group = tuple(row[name] for name in lt.QUANTILE_GROUP)
