@@ -60,6 +60,8 @@ OUTPUT_DDL = ", ".join([
     "scoped long, in_experiment long, watermark_us long",
 ])  # fmt: skip
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
+# `_group_sums` sums without a sort below these (its float64 sums are exact below 2^21 rows).
+COUNTED_ROWS, COUNTED_GROUPS = 1 << 21, 1 << 22
 SAFE = 1 << 62  # below this, a sum of two values (or a difference) stays inside 64 bits
 NONE = np.iinfo(np.int64).max
 
@@ -90,6 +92,7 @@ class UnitPlan:
     ranked_metric: np.ndarray  # [experiment, rank] -> m (-1: none)
     roles_from: np.ndarray  # [experiment, name] -> first role; roles of (i, name) are contiguous
     roles_count: np.ndarray
+    early_count: np.ndarray  # [experiment, name]: its first roles that count events before exposure (CUPED)
     role_metric: np.ndarray
     role_num: np.ndarray
     role_value: np.ndarray  # the event's value (else: 1 per event)
@@ -135,12 +138,16 @@ class UnitPlan:
                     use_unbounded[i, n] |= window < 0
                     use_window[i, n] = max(use_window[i, n], window)
             metrics_from.append(len(metric_names))
-        roles.sort(key=lambda role: (role[0], role[1]))
+        # Per (experiment, name), the roles with a pre-period first, so an event before the
+        # unit's exposure expands to those only (`_Units.classified`).
+        roles.sort(key=lambda role: (role[0], role[1], not (role[3] and role[6] > 0)))
         roles_from, roles_count = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-        for index, (i, n, *_) in enumerate(roles):
+        early_count = np.zeros(shape, np.int64)
+        for index, (i, n, _, num, _, _, lookback) in enumerate(roles):
             if not roles_count[i, n]:
                 roles_from[i, n] = index
             roles_count[i, n] += 1
+            early_count[i, n] += num and lookback > 0
         role_columns = list(zip(*roles, strict=True)) if roles else [()] * 7
 
         rank = np.zeros(len(metric_names), np.int64)
@@ -161,7 +168,7 @@ class UnitPlan:
             metric_experiment=np.array(metric_experiment, np.int64), metric_kind=np.array(metric_kind, np.int64),
             metric_types=tuple(metric_types),
             metrics_from=np.array(metrics_from, np.int64), metric_rank=rank, ranked_metric=ranked,
-            roles_from=roles_from, roles_count=roles_count,
+            roles_from=roles_from, roles_count=roles_count, early_count=early_count,
             role_metric=np.array(role_columns[2], np.int64), role_num=np.array(role_columns[3], bool),
             role_value=np.array(role_columns[4], bool), role_window=np.array(role_columns[5], np.int64),
             role_lookback=np.array(role_columns[6], np.int64), late_threshold_us=late_threshold_us,
@@ -365,18 +372,25 @@ def _spans(counts: np.ndarray, firsts: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """left x right in millionths, rounded half away from zero (`transforms.micro_product`)."""
+    result = np.zeros(left.size, np.int64)
+    both = np.flatnonzero((left != 0) & (right != 0))  # often few: no covariate, no denominator
+    if both.size < left.size:
+        left, right = left[both], right[both]
     small = (np.abs(left) <= tf.LONG_FACTOR) & (np.abs(right) <= tf.LONG_FACTOR)
     with np.errstate(over="ignore"):
         product = left * right
     half = tf.MICROS // 2
-    result = np.where(product >= 0, (product + half) // tf.MICROS, -((half - product) // tf.MICROS))
+    rounded = np.where(product >= 0, (product + half) // tf.MICROS, -((half - product) // tf.MICROS))
     for index in np.flatnonzero(~small):  # rare: values beyond about 3,037
         exact = int(left[index]) * int(right[index])
-        rounded = (exact + half) // tf.MICROS if exact >= 0 else -((half - exact) // tf.MICROS)
-        if abs(rounded) >= SAFE:
+        value = (exact + half) // tf.MICROS if exact >= 0 else -((half - exact) // tf.MICROS)
+        if abs(value) >= SAFE:
             raise Overflow
-        result[index] = rounded
-    return result
+        rounded[index] = value
+    if both.size < result.size:
+        result[both] = rounded
+        return result
+    return rounded
 
 
 def _group_starts(*keys: np.ndarray) -> np.ndarray:
@@ -412,8 +426,9 @@ class _Key:
         return np.lexsort(self.columns[::-1])
 
     def take(self, rows: np.ndarray) -> _Key:
-        packed = None if self.packed is None else self.packed[rows]
-        return _Key(tuple(column[rows] for column in self.columns), packed, self.widths)
+        if self.packed is not None:  # the packed key alone is sorted and compared from here on
+            return _Key((), self.packed[rows], self.widths)
+        return _Key(tuple(column[rows] for column in self.columns), None, self.widths)
 
     def starts(self, leading: int) -> np.ndarray:
         """Sorted rows -> whether each starts a new run of the first `leading` columns."""
@@ -421,6 +436,43 @@ class _Key:
             return _group_starts(*self.columns[:leading])
         divisor = int(np.prod(self.widths[leading:], dtype=np.int64)) if leading < len(self.widths) else 1
         return _group_starts(self.packed // divisor if divisor > 1 else self.packed)
+
+
+def _halves(change: np.ndarray) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
+    """A change as its high (signed) and low (0 .. 2^32 - 1) 32 bits, the halves Spark sums."""
+    return ("hi", change >> tf.LOW_BITS), ("lo", change & ((1 << tf.LOW_BITS) - 1))
+
+
+def _group_sums(columns: tuple[np.ndarray, ...], changes: list[np.ndarray]
+                ) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:  # fmt: skip
+    """Rows keyed by non-negative integer columns -> each key once, in ascending order, with
+    the sum of each of SUMS' `changes` over its rows, in halves (`<name>_hi`, `<name>_lo`).
+
+    When the keys pack into few groups (at most COUNTED_GROUPS) and the rows are fewer than
+    COUNTED_ROWS, each half is summed by `np.bincount` over the packed key, without a sort:
+    its float64 sums are exact there (|hi| < 2^31 and lo < 2^32 per row, so every partial sum
+    stays below 2^53). Otherwise the rows are sorted and summed per run of equal keys."""
+    group = _Key(columns)
+    halves: dict[str, np.ndarray] = {}
+    size = int(np.prod(group.widths)) if group.packed is not None else 0
+    if group.packed is not None and columns[0].size < COUNTED_ROWS and size <= COUNTED_GROUPS:
+        present = np.flatnonzero(np.bincount(group.packed, minlength=size))
+        for name, change in zip(tf.SUMS, changes, strict=True):
+            for half, part in _halves(change):
+                sums = np.bincount(group.packed, weights=part.astype(np.float64), minlength=size)
+                halves[f"{name}_{half}"] = sums[present].astype(np.int64)
+        keys = []
+        for width in group.widths[:0:-1]:
+            present, key = np.divmod(present, width)
+            keys.append(key)
+        return (present, *keys[::-1]), halves
+    order = group.order()
+    firsts = np.flatnonzero(group.take(order).starts(len(columns)))
+    for name, change in zip(tf.SUMS, changes, strict=True):
+        for half, part in _halves(change[order]):
+            halves[f"{name}_{half}"] = np.add.reduceat(part, firsts) if firsts.size else part[:0]
+    chosen = order[firsts]
+    return tuple(column[chosen] for column in columns), halves
 
 
 def _running(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -591,7 +643,10 @@ class _Units:
         """Each metric role a pair's event feeds, inside its window or pre-period."""
         plan = self.plan
         where = (pairs.experiment, pairs.name)
-        pair, role = _spans(plan.roles_count[where], plan.roles_from[where])
+        # An event before the unit's first exposure counts only in a pre-period: it feeds only
+        # the roles that have one (each (experiment, name)'s first `early_count`).
+        after = pairs.ts >= self.sg_first_us[pairs.seg]
+        pair, role = _spans(np.where(after, plan.roles_count[where], plan.early_count[where]), plan.roles_from[where])
         seg, event, ts, entry = pairs.seg[pair], pairs.event[pair], pairs.ts[pair], pairs.entry[pair]
         first, window, lookback = self.sg_first_us[seg], plan.role_window[role], plan.role_lookback[role]
         is_num = plan.role_num[role]
@@ -692,17 +747,10 @@ class _Units:
     def summed(self, metric: np.ndarray, variant: np.ndarray, entry: np.ndarray,
                changes: list[np.ndarray]) -> pa.RecordBatch:  # fmt: skip
         """Changes summed per (experiment, metric, variant, c), in halves (a DELTAS batch)."""
-        group = _Key((metric, variant, entry))
-        order = group.order()
-        firsts = np.flatnonzero(group.take(order).starts(3))
-        chosen = order[firsts]
-        halves: dict[str, pa.Array] = {}
-        for name, change in zip(tf.SUMS, changes, strict=True):
-            ordered = change[order]
-            for half, part in (("hi", ordered >> tf.LOW_BITS), ("lo", ordered & ((1 << tf.LOW_BITS) - 1))):
-                halves[f"{name}_{half}"] = pa.array(np.add.reduceat(part, firsts) if firsts.size else part[:0])
-        return _batch(DELTAS, firsts.size, **self._group_columns(metric[chosen], variant[chosen]),
-                      c=pa.array(entry[chosen].astype(np.int32)), **halves)  # fmt: skip
+        (metric, variant, entry), halves = _group_sums((metric, variant, entry), changes)
+        columns = {name: pa.array(sums) for name, sums in halves.items()}
+        return _batch(DELTAS, metric.size, **self._group_columns(metric, variant), c=pa.array(entry.astype(np.int32)),
+                      **columns)  # fmt: skip
 
     def kept_rows(self, merged: _Merged) -> Iterator[pa.RecordBatch]:
         """Merged increments in (unit, metric, segment, entry) order -> the rows the per-unit

@@ -64,6 +64,54 @@ def test_running_sums_restart_per_group_and_refuse_to_overflow() -> None:
         um._running(np.array([2**61, 2**61], np.int64), np.array([True, False]))
 
 
+@pytest.mark.parametrize("counted_rows", [um.COUNTED_ROWS, 0], ids=["bincount", "sorted"])
+def test_group_sums_are_exact_per_key_both_ways(monkeypatch: pytest.MonkeyPatch, counted_rows: int) -> None:
+    # Changes near +-2^62 and tiny ones over keys of a few groups: each half's sum per key
+    # against Python integers (both ways must give Spark's halves), the halves joined the sum.
+    monkeypatch.setattr(um, "COUNTED_ROWS", counted_rows)
+    rng = np.random.default_rng(11)
+    rows = 5000
+    columns = (rng.integers(0, 7, rows), rng.integers(0, 3, rows), rng.integers(0, 40, rows))
+    scales = rng.choice([10, 10**6, um.SAFE - 1], (len(tf.SUMS), rows))
+    changes = [rng.integers(-scale, scale, dtype=np.int64) for scale in scales]
+    keys, halves = um._group_sums(columns, changes)
+    expected: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
+    for index, key in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
+        sums = expected.setdefault(key, [(0, 0, 0)] * len(tf.SUMS))
+        for position, change in enumerate(changes):
+            value, (hi, lo, total) = int(change[index]), sums[position]
+            sums[position] = (hi + (value >> tf.LOW_BITS), lo + (value & (2**tf.LOW_BITS - 1)), total + value)
+    found = list(zip(*(key.tolist() for key in keys), strict=True))
+    assert found == sorted(expected)
+    for position, name in enumerate(tf.SUMS):
+        high, low = halves[f"{name}_hi"].tolist(), halves[f"{name}_lo"].tolist()
+        assert high == [expected[key][position][0] for key in found]
+        assert low == [expected[key][position][1] for key in found]
+        assert [hi * 2**tf.LOW_BITS + lo for hi, lo in zip(high, low, strict=True)] == [
+            expected[key][position][2] for key in found
+        ]
+
+
+def test_group_sums_of_no_rows_are_empty() -> None:
+    none = np.zeros(0, np.int64)
+    keys, halves = um._group_sums((none, none, none), [none] * len(tf.SUMS))
+    assert [key.size for key in keys] == [0, 0, 0] and all(sums.size == 0 for sums in halves.values())
+
+
+def test_events_before_exposure_expand_only_to_roles_with_a_pre_period() -> None:
+    # The default catalog: per (experiment, event name), the roles with a CUPED pre-period come
+    # first, and only they (numerators with a lookback) count as early.
+    timeline = Timeline.build(0, 10 * 86_400_000_000, 0)
+    experiment = ExperimentPlan("e", tuple(load_catalog(DEFAULT_CATALOG).metrics), timeline, 0)
+    plan = um.UnitPlan.build({"e": experiment}, 0)
+    early = plan.role_num & (plan.role_lookback > 0)
+    assert early.any() and not early.all()
+    for n in range(len(plan.names)):
+        first, count = int(plan.roles_from[0, n]), int(plan.roles_count[0, n])
+        flags = early[first : first + count].tolist()
+        assert flags == sorted(flags, reverse=True) and sum(flags) == plan.early_count[0, n]
+
+
 def _kept_table(rows: list[tuple[str, str, int, str, bool, list[tuple[int, int, int, int, int]]]]) -> pa.Table:
     """Kept per-unit rows (experiment, unit, seg_start, variant, included, [(rank, c, num, den,
     pre)]) as a rerun reads them (`unitmath.kept_inputs`): each segment once (through the
