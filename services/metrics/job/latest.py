@@ -239,12 +239,11 @@ def partition_blocks(probabilities: Probabilities, batches: Iterable[pa.RecordBa
     yield pa.RecordBatch.from_pylist(rows, BLOCK_SCHEMA)
 
 
-def quantile_blocks(values: DataFrame, probabilities: Mapping[tuple[str, str], tuple[float, int, int]],
-                    partitions: int) -> DataFrame:  # fmt: skip
+def quantile_blocks(values: DataFrame, probabilities: Probabilities, partitions: int) -> DataFrame:
     """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u
-    sums: the values hash-partitioned by group into `partitions`, each partition's groups in one Python
-    worker (`partition_blocks`). Not `groupBy().applyInArrow`: Spark would sort every value
-    by the group's five strings first."""
+    sums: the values hash-partitioned by group into `partitions`, each partition's groups in
+    one Python worker (`partition_blocks`). Not `groupBy().applyInArrow`: Spark would sort
+    every value by the group's five strings first."""
     group = list(QUANTILE_GROUP)
     micros = values.select(*group, "unit_id", (F.col("v") * F.lit(MICROS)).cast("long").alias("v"), "count")
     kept = dict(probabilities)
