@@ -161,8 +161,8 @@ def compute_statistics(
                                                          options.late_threshold_us)  # fmt: skip
             scoped = quality.scoped_summary(events.scoped(), starts)
         counts = quality_counts(segments, latest_events, scoped)
-        values = arrays.quantile_values if arrays is not None else None
-        latest = latest_statistics(exposures, segments, classified, plans, values)
+        values, packs = (arrays.quantile_values, arrays.quantile_packs) if arrays is not None else (None, None)
+        latest = latest_statistics(exposures, segments, classified, plans, values, packs)
     finally:
         if arrays is not None:
             arrays.release()
@@ -181,13 +181,15 @@ class UnitArrays:
     """What the per-unit arrays (`unitmath`) give a pass: the deltas (None when some sum could
     leave 64 bits: the caller computes them in Spark), per experiment the latest snapshot's
     quality counts of exposed units (`quality.latest_event_summary`'s columns) and those of
-    all its events (`quality.scoped_summary`'s), and the counted quantile values
-    (`latest.quantile_values`' columns; None without quantile metrics)."""
+    all its events (`quality.scoped_summary`'s), and the counted quantile values: of
+    experiments with dimensions as rows (`latest.quantile_values`' columns), of the others
+    packed per partition and group (`um.quantile_packs`); both None without quantile metrics."""
 
     deltas: list[dict[str, Any]] | None
     quality: DataFrame
     scoped: DataFrame  # `quality.scoped_summary`'s columns
     quantile_values: DataFrame | None
+    quantile_packs: DataFrame | None
     output: DataFrame  # persisted when the quantile values or the per-unit state read it after the collect
 
     def release(self) -> None:
@@ -231,8 +233,8 @@ def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, Ex
     scoped = [(row["experiment"], row["in_experiment"], row["watermark_us"]) for row in parts[um.SCOPED]
               if row["scoped"]]  # fmt: skip
     scoped_frame = tf.local_frame(spark, scoped, "experiment string, in_experiment long, watermark_us long")
-    values = um.quantile_values(output) if quantiles else None
-    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, output)
+    values, packs = (um.quantile_values(output), um.quantile_packs(output)) if quantiles else (None, None)
+    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, packs, output)
 
 
 def array_parts(output: DataFrame) -> dict[int, list[dict[str, Any]]]:
@@ -267,11 +269,12 @@ def array_event_counts(parts: Mapping[int, list[dict[str, Any]]]) -> dict[str, d
 
 
 def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
-                      plans: Mapping[str, ExperimentPlan], values: DataFrame | None = None
-                      ) -> dict[str, LatestRows]:  # fmt: skip
+                      plans: Mapping[str, ExperimentPlan], values: DataFrame | None = None,
+                      packs: DataFrame | None = None) -> dict[str, LatestRows]:  # fmt: skip
     """Slices and quantile blocks of the latest snapshot (see `latest`), for the experiments
     with dimensions or quantile metrics; nothing runs for the others. Up to three collects.
-    `values`: the counted quantile values when the per-unit arrays gave them."""
+    `values` and `packs`: the counted quantile values when the per-unit arrays gave them (see
+    `UnitArrays`)."""
     spark = exposures.sparkSession
     dimensions = {key: plan.dimensions for key, plan in plans.items() if plan.dimensions}
     quantiles = {key: plan.quantile_metrics for key, plan in plans.items() if plan.quantile_metrics}
@@ -289,7 +292,7 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
         if quantiles:
             counted = values if values is not None else lt.quantile_values(classified, quantiles)
             sliced = lt.sliced_values(counted.where(F.col("experiment").isin(sorted(quantiles))), labels)
-            blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles), shuffle_partitions(spark))
+            blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles), shuffle_partitions(spark), packs)
             for key, found in by_experiment(collected(blocks)).items():
                 rows[key].quantiles = found
     finally:

@@ -53,6 +53,7 @@ from services.metrics.job.transforms import (
     role_amounts,
     unit_value,
     unit_vector,
+    unpacked_records,
 )
 
 OVERALL = ""  # the `dimension` and `slice` of a quantile over the whole variant (never a dimension name)
@@ -188,14 +189,13 @@ def window_rank(n_events: int, probability: float) -> int:
     return min(n_events, max(1, math.ceil(n_events * probability)))
 
 
-def block(probabilities: Probabilities, group: Sequence[str], table: pa.Table) -> list[object]:
-    """One QUANTILE_GROUP's values (unit_id, v in millionths, count) -> its block's row (`BLOCK_DDL`).
-
+def block(probabilities: Probabilities, group: Sequence[str], units: np.ndarray, values: np.ndarray,
+          counts: np.ndarray) -> list[object]:  # fmt: skip
+    """One QUANTILE_GROUP's counted values -> its block's row (`BLOCK_DDL`). Per value: its
+    unit (a non-negative code, one per unit), the value in millionths, how many times it counts.
     The order statistic of rank r is the first value, in ascending order, at which the running
     count reaches r; S_u counts a unit's events at or below the p-quantile, M_u all of them."""
     probability, p_num, p_den = probabilities[(group[0], group[1])]
-    table = table.combine_chunks()
-    values, counts = table["v"].to_numpy(), table["count"].to_numpy()
     order = np.argsort(values, kind="stable")
     ordered, running = values[order], np.cumsum(counts[order])
     n_events = int(running[-1])
@@ -205,7 +205,6 @@ def block(probabilities: Probabilities, group: Sequence[str], table: pa.Table) -
 
     quantile = order_statistic(quantile_rank(n_events, p_num, p_den))
     lower_p, upper_p = outer_window_probabilities(probability, n_events)
-    units = pc.dictionary_encode(table["unit_id"]).combine_chunks().indices.to_numpy()
     # Float weights are exact here: every partial sum is at most n_events < 2**53.
     below = np.bincount(units, weights=np.where(values <= quantile, counts, 0)).astype(np.int64)
     sizes = np.bincount(units, weights=counts).astype(np.int64)
@@ -216,10 +215,31 @@ def block(probabilities: Probabilities, group: Sequence[str], table: pa.Table) -
     return [*group, n_events, probability, lower_p, upper_p, quantile, *windows, *sums]
 
 
+# Packed counted values (`unitmath` gives those of a group in one partition of units as one
+# binary value): a unit's index in its partition, a value in millionths, how many times it counts.
+VALUE_RECORD = np.dtype([("unit", "<i8"), ("v", "<i8"), ("count", "<i8")])
+# What `partition_blocks` reads: QUANTILE_GROUP, then either one value (unit_id, v, count) or
+# a partition's packed values of the group (`values`).
+BLOCK_INPUT = ("unit_id", "v", "count", "values")
+
+
+def group_values(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One group's BLOCK_INPUT rows -> (unit code, value, count) per counted value, as `block`
+    reads them. The single values' units are numbered by their unit_id; each packed row's come
+    after those, offset so no two rows share a code (its units are those of one partition)."""
+    single = table.filter(pc.is_null(table["values"]))
+    owner, records = unpacked_records(table.filter(pc.is_valid(table["values"]))["values"], VALUE_RECORD)
+    units = pc.dictionary_encode(single["unit_id"]).combine_chunks().indices.to_numpy().astype(np.int64)
+    stride = int(records["unit"].max(initial=-1)) + 1
+    packed_units = single.num_rows + owner * stride + records["unit"]
+    return (np.concatenate([units, packed_units]),
+            np.concatenate([single["v"].to_numpy(), records["v"]]),
+            np.concatenate([single["count"].to_numpy(), records["count"]]))  # fmt: skip
+
+
 def partition_blocks(probabilities: Probabilities, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """One partition's values (QUANTILE_GROUP, unit_id, v in millionths, count), several groups
-    whole -> one batch of their blocks: the rows sorted by group in Arrow, each group's slice
-    to `block`."""
+    """One partition's QUANTILE_GROUP + BLOCK_INPUT rows, several groups whole -> one batch of
+    their blocks: the rows sorted by group in Arrow, each group's slice to `block`."""
     parts = [batch for batch in batches if batch.num_rows]
     if not parts:
         return
@@ -233,25 +253,40 @@ def partition_blocks(probabilities: Probabilities, batches: Iterable[pa.RecordBa
         changed[1:] |= code[1:] != code[:-1]
     bounds = [*np.flatnonzero(changed).tolist(), table.num_rows]
     keys = table.select(list(QUANTILE_GROUP)).take(pa.array(bounds[:-1])).to_pylist()
-    rows = [dict(zip(BLOCK_SCHEMA.names, block(probabilities, list(key.values()), table.slice(start, end - start)),
+    rows = [dict(zip(BLOCK_SCHEMA.names,
+                     block(probabilities, list(key.values()), *group_values(table.slice(start, end - start))),
                      strict=True))
             for key, start, end in zip(keys, bounds[:-1], bounds[1:], strict=True)]  # fmt: skip
     yield pa.RecordBatch.from_pylist(rows, BLOCK_SCHEMA)
 
 
-def quantile_blocks(values: DataFrame, probabilities: Probabilities, partitions: int) -> DataFrame:
+def quantile_blocks(values: DataFrame | None, probabilities: Probabilities, partitions: int,
+                    packed: DataFrame | None = None) -> DataFrame:  # fmt: skip
     """QUANTILE_GROUP -> n_events, value, lower/upper probability and value, and the S_u / M_u
-    sums: the values hash-partitioned by group into `partitions`, each partition's groups in
-    one Python worker (`partition_blocks`). Not `groupBy().applyInArrow`: Spark would sort
-    every value by the group's five strings first."""
+    sums. `values`: QUANTILE_GROUP + (unit_id, v, count) rows (`sliced_values`); `packed`:
+    (experiment, metric, variant, values), packed VALUE_RECORDs of the whole variant (dimension
+    and slice OVERALL) from the per-unit arrays. Both hash-partitioned by group into
+    `partitions`, each partition's groups in one Python worker (`partition_blocks`). Not
+    `groupBy().applyInArrow`: Spark would sort every value by the group's five strings first."""
     group = list(QUANTILE_GROUP)
-    micros = values.select(*group, "unit_id", (F.col("v") * F.lit(MICROS)).cast("long").alias("v"), "count")
+    frames = []
+    if values is not None:
+        micros = (F.col("v") * F.lit(MICROS)).cast("long").alias("v")
+        frames.append(values.select(*group, "unit_id", micros, "count", F.lit(None).cast("binary").alias("values")))
+    if packed is not None:
+        frames.append(packed.select(
+            "experiment", "metric", F.lit(OVERALL).alias("dimension"), F.lit(OVERALL).alias("slice"), "variant",
+            F.lit(None).cast("string").alias("unit_id"), F.lit(None).cast("long").alias("v"),
+            F.lit(None).cast("long").alias("count"), "values",
+        ))  # fmt: skip
+    assert frames, "quantile_blocks needs values or packed values"
+    rows = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
     kept = dict(probabilities)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield from partition_blocks(kept, batches)
 
-    blocks = micros.repartition(partitions, *group).mapInArrow(run, BLOCK_DDL)
+    blocks = rows.repartition(partitions, *group).mapInArrow(run, BLOCK_DDL)
     exact = {name: (F.col(name).cast("decimal(20,0)") / F.lit(MICROS)).cast(EVENT_VALUE).alias(name)
              for name in ("value", "lower_value", "upper_value")}  # fmt: skip
     return blocks.select(*[exact.get(name, F.col(name)) for name in blocks.columns])

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -98,6 +99,29 @@ def local_frame(spark: SparkSession, rows: Sequence[tuple[object, ...]], ddl: st
     schema = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in fields])
     table = pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows], schema)
     return spark.createDataFrame(table, ddl)
+
+
+def packed_records(records: np.ndarray, starts: np.ndarray) -> pa.Array:
+    """Records of a structured dtype -> one binary value per run beginning at each of `starts`."""
+    offsets = np.append(starts, records.size).astype(np.int32) * records.dtype.itemsize
+    return pa.Array.from_buffers(
+        pa.binary(), starts.size, [None, pa.py_buffer(offsets), pa.py_buffer(records.tobytes())]
+    )
+
+
+def unpacked_records(column: pa.ChunkedArray | pa.Array, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Binary values of packed `dtype` records -> (the value each record came from, the records)."""
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if values.null_count:
+        raise ValueError("a packed value is missing")
+    offsets = np.frombuffer(values.buffers()[1], np.int32)[values.offset : values.offset + len(values) + 1]
+    sizes = np.diff(offsets)
+    if (sizes % dtype.itemsize).any():
+        raise ValueError("packed records that are not whole")
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    records = raw.copy().view(dtype)
+    return np.repeat(np.arange(len(values)), sizes // dtype.itemsize), records
 
 
 def with_micros(frame: DataFrame) -> DataFrame:

@@ -36,6 +36,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from services.metrics.job import transforms as tf
+from services.metrics.job.latest import VALUE_RECORD
 from services.metrics.job.plan import ExperimentPlan
 from services.metrics.job.timeline import DAY_US, HOUR_US
 from services.metrics.job.unitstate import ROW, UNIT_COLUMNS, horizon
@@ -98,6 +99,7 @@ class UnitPlan:
     role_value: np.ndarray  # the event's value (else: 1 per event)
     role_window: np.ndarray  # -1: no window
     role_lookback: np.ndarray
+    sliced: np.ndarray  # [experiment]: it has dimensions (its quantile values come as rows, see `_Units.quantiles`)
     late_threshold_us: int
     horizon: np.ndarray | None  # [experiment]: with per-unit state to keep, its horizon
 
@@ -171,7 +173,9 @@ class UnitPlan:
             roles_from=roles_from, roles_count=roles_count, early_count=early_count,
             role_metric=np.array(role_columns[2], np.int64), role_num=np.array(role_columns[3], bool),
             role_value=np.array(role_columns[4], bool), role_window=np.array(role_columns[5], np.int64),
-            role_lookback=np.array(role_columns[6], np.int64), late_threshold_us=late_threshold_us,
+            role_lookback=np.array(role_columns[6], np.int64),
+            sliced=np.array([bool(plans[key].dimensions) for key in experiments], bool),
+            late_threshold_us=late_threshold_us,
             horizon=np.array([horizon(plans[key].timeline) for key in experiments], np.int64) if keep_units else None,
         )  # fmt: skip
 
@@ -274,11 +278,20 @@ def totals_frame(output: DataFrame) -> DataFrame:
 
 
 def quantile_values(output: DataFrame) -> DataFrame:
-    """The QUANTILES rows: (experiment, metric, variant, unit_id, v, count) as
-    `latest.quantile_values` counts them, with each distinct value of a unit once."""
+    """The QUANTILES rows of experiments with dimensions: (experiment, metric, variant,
+    unit_id, v, count) as `latest.quantile_values` counts them, each distinct value of a unit
+    once."""
     value = (F.col("v").cast("decimal(20,0)") / F.lit(tf.MICROS)).cast(tf.EVENT_VALUE)
-    return output.where(F.col("part") == QUANTILES).select(
+    return output.where((F.col("part") == QUANTILES) & F.col("rows").isNull()).select(
         "experiment", "metric", "variant", "unit_id", value.alias("v"), "count"
+    )
+
+
+def quantile_packs(output: DataFrame) -> DataFrame:
+    """The packed QUANTILES rows of the other experiments: (experiment, metric, variant,
+    values), `values` a partition's VALUE_RECORDs of the group (`latest.quantile_blocks`)."""
+    return output.where((F.col("part") == QUANTILES) & F.col("rows").isNotNull()).select(
+        "experiment", "metric", "variant", F.col("rows").alias("values")
     )
 
 
@@ -310,7 +323,7 @@ def partition_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterato
     pairs = units.pairs()
     yield units.quality(pairs)
     classified = units.classified(pairs)
-    yield units.quantiles(classified)
+    yield from units.quantiles(classified)
     try:
         yield from units.deltas(classified)
     except Overflow:
@@ -554,7 +567,7 @@ class _Units:
     def _kept(self, kept: pa.Table, unit: np.ndarray, variant: np.ndarray) -> _Merged:
         """The kept per-unit rows (`unitstate.UNIT_DDL`, packed) as merged rows."""
         plan = self.plan
-        owner, records = _unpacked(kept["rows"])
+        owner, records = tf.unpacked_records(kept["rows"], ROW)
         experiment = _codes(kept["experiment"], plan.experiments)[owner]
         rank = records["metric"].astype(np.int64)
         known = (experiment >= 0) & (rank >= 0) & (rank < plan.ranked_metric.shape[1])
@@ -659,24 +672,38 @@ class _Units:
         return _Classified(seg, plan.role_metric[role], entry[keep], post[keep], pre[keep], is_num[keep], value, raw,
                            self.ev_valued[event])  # fmt: skip
 
-    def quantiles(self, rows: _Classified) -> pa.RecordBatch:
-        """The counted values of quantile metrics for analysed units at the latest snapshot:
-        one row per (unit, metric, value) with how many times it counts."""
-        seg = rows.seg
-        counted = (rows.post & rows.is_num & rows.valued & (self.plan.metric_kind[rows.metric] == KIND_QUANTILE)
+    def quantiles(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
+        """The counted values of quantile metrics for analysed units at the latest snapshot,
+        one per (unit, metric, value) with how many times it counts. An experiment with
+        dimensions gets them as rows (its slices join them by unit); the others get one row
+        per (metric, variant) with its values packed in `rows` (VALUE_RECORDs, `unit` the
+        unit's index in this partition): a few rows per partition instead of one per value."""
+        plan, seg = self.plan, rows.seg
+        counted = (rows.post & rows.is_num & rows.valued & (plan.metric_kind[rows.metric] == KIND_QUANTILE)
                    & (self.sg_end[seg] < 0) & self.sg_included[seg])  # fmt: skip
         chosen = np.flatnonzero(counted)
         seg, metric, value = seg[chosen], rows.metric[chosen], rows.raw[chosen]
-        order = np.lexsort((value, metric, self.sg_unit[seg]))
-        seg, metric, value = seg[order], metric[order], value[order]
-        firsts = np.flatnonzero(_group_starts(self.sg_unit[seg], metric, value))
-        counts = np.diff(np.append(firsts, seg.size))
-        seg, metric = seg[firsts], metric[firsts]
-        return _batch(
-            QUANTILES, firsts.size, **self._group_columns(metric, self.sg_variant[seg]),
-            unit_id=pc.take(self.unit_ids, pa.array(self.sg_unit[seg])), v=pa.array(value[firsts]),
-            count=pa.array(counts.astype(np.int64)),
-        )  # fmt: skip
+        unit, variant = self.sg_unit[seg], self.sg_variant[seg]
+        order = np.lexsort((value, unit, variant, metric))
+        metric, variant, unit, value = metric[order], variant[order], unit[order], value[order]
+        firsts = np.flatnonzero(_group_starts(metric, variant, unit, value))
+        counts = np.diff(np.append(firsts, value.size))
+        metric, variant, unit, value = metric[firsts], variant[firsts], unit[firsts], value[firsts]
+        sliced = plan.sliced[plan.metric_experiment[metric]]
+        loose = np.flatnonzero(sliced)
+        if loose.size:
+            yield _batch(
+                QUANTILES, loose.size, **self._group_columns(metric[loose], variant[loose]),
+                unit_id=pc.take(self.unit_ids, pa.array(unit[loose])), v=pa.array(value[loose]),
+                count=pa.array(counts[loose].astype(np.int64)),
+            )  # fmt: skip
+        packed = np.flatnonzero(~sliced)
+        if packed.size:
+            records = np.zeros(packed.size, VALUE_RECORD)
+            records["unit"], records["v"], records["count"] = unit[packed], value[packed], counts[packed]
+            groups = np.flatnonzero(_group_starts(metric[packed], variant[packed]))
+            yield _batch(QUANTILES, groups.size, **self._group_columns(metric[packed][groups], variant[packed][groups]),
+                         rows=tf.packed_records(records, groups))  # fmt: skip
 
     def _group_columns(self, metric: np.ndarray, variant: np.ndarray) -> dict[str, pa.Array]:
         plan = self.plan
@@ -789,7 +816,7 @@ class _Units:
                 seg_end=pa.array(end.astype(np.int32), mask=end < 0), first_segment=pa.array(~self.sg_later[rows]),
                 first_us=pa.array(self.sg_first_us[rows]), included=pa.array(self.sg_included[rows]),
                 variant=pc.take(self.variant_names, pa.array(self.sg_variant[rows])),
-                rows=_packed(records[first:last], starts[begin : begin + UNITS_PER_BATCH] - first),
+                rows=tf.packed_records(records[first:last], starts[begin : begin + UNITS_PER_BATCH] - first),
             )  # fmt: skip
 
     def _segments_of(self, unit: np.ndarray, experiment: np.ndarray,
@@ -810,29 +837,6 @@ class _Units:
 
 
 UNITS_PER_BATCH = 100_000  # packed rows per UNITS batch (a binary column holds at most 2 GiB)
-
-
-def _packed(records: np.ndarray, starts: np.ndarray) -> pa.Array:
-    """Records of ROW -> one binary value per run beginning at each of `starts`."""
-    offsets = np.append(starts, records.size).astype(np.int32) * ROW.itemsize
-    return pa.Array.from_buffers(
-        pa.binary(), starts.size, [None, pa.py_buffer(offsets), pa.py_buffer(records.tobytes())]
-    )
-
-
-def _unpacked(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Binary values of packed ROW records -> (the value each record came from, the records)."""
-    values = column.combine_chunks()
-    if values.null_count:
-        raise ValueError("a kept per-unit row has no packed rows")
-    offsets = np.frombuffer(values.buffers()[1], np.int32)[values.offset : values.offset + len(values) + 1]
-    sizes = np.diff(offsets)
-    if (sizes % ROW.itemsize).any():
-        raise ValueError("a kept per-unit row's packed rows are not whole")
-    data = values.buffers()[2]
-    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
-    records = raw.copy().view(ROW)
-    return np.repeat(np.arange(len(values)), sizes // ROW.itemsize), records
 
 
 @dataclass

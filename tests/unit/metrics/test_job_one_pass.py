@@ -157,6 +157,24 @@ def test_the_unit_arrays_publish_what_the_spark_frames_publish(
         assert published(tmp_path, spec.key) == published(together[0], spec.key), spec.key
 
 
+def test_packed_quantile_values_publish_what_the_spark_frames_publish(
+    spark: SparkSession, lake: Path, options: JobOptions, tmp_path: Path
+) -> None:  # fmt: skip
+    """Without dimensions the arrays hand each experiment's quantile values over packed, a
+    few binary rows per partition (`unitmath._Units.quantiles`): the blocks are those of the
+    Spark frames, and the documents the same, with exp-a's dimensions back on beside them."""
+    specs = [replace(spec, dimensions=()) if spec.key == "exp-c" else spec for spec in SPECS]
+    documents = []
+    for arrays in (True, False):
+        results = tmp_path / str(arrays)
+        _, failures, _ = run_experiments(spark, lake, results, specs, CATALOG, replace(options, unit_arrays=arrays))
+        assert failures == 0
+        documents.append({spec.key: published(results, spec.key) for spec in specs})
+    assert documents[0] == documents[1]
+    [p90] = [m for m in documents[0]["exp-c"]["metrics"] if m["name"] == "latency_p90"]
+    assert all(v["quantile"]["n_events"] > 0 for v in p90["variants"]) and "slices" not in documents[0]["exp-c"]
+
+
 def test_the_pass_reads_each_file_once_and_reports_what_it_read(together: tuple[Path, RunStats],
                                                                 lake: Path) -> None:  # fmt: skip
     _, stats = together

@@ -7,13 +7,14 @@ import random
 from decimal import Decimal
 from fractions import Fraction
 
-import pyarrow as pa
+import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 
 from services.common.catalog import parse_catalog
 from services.common.results import MISSING_SLICE, OTHER_SLICE
 from services.metrics.job import latest as lt
+from services.metrics.job import transforms as tf
 
 CATALOG = parse_catalog("""
 metrics:
@@ -115,18 +116,39 @@ def test_a_block_equals_its_definition(monkeypatch: pytest.MonkeyPatch, seed: in
     rng = random.Random(seed)
     p = rng.choice([0.5, 0.3, 0.9, 0.999, 0.01, 0.25])
     rows = random_rows(rng, rng.randint(1, 60))
-    table = pa.table({"unit_id": [r[0] for r in rows], "v": pa.array([r[1] for r in rows], pa.int64()),
-                      "count": pa.array([r[2] for r in rows], pa.int64())})  # fmt: skip
-    row = lt.block({("e", "q"): (p, *Fraction(repr(p)).as_integer_ratio())}, ["e", "q", "", "", "a"], table)
+    codes = {unit: code for code, unit in enumerate(sorted({r[0] for r in rows}))}
+    units = np.array([codes[r[0]] for r in rows], np.int64)
+    values, counts = (np.array([r[i] for r in rows], np.int64) for i in (1, 2))
+    row = lt.block({("e", "q"): (p, *Fraction(repr(p)).as_integer_ratio())}, ["e", "q", "", "", "a"], units, values,
+                   counts)  # fmt: skip
     got = dict(zip(lt.BLOCK_SCHEMA.names, row, strict=True))
     assert {name: got[name] for name in brute_force_block(p, rows)} == brute_force_block(p, rows)
     assert [got[name] for name in lt.QUANTILE_GROUP] == ["e", "q", "", "", "a"]
 
 
+PACKS_DDL = "experiment string, metric string, variant string, values binary"
+
+
+def packs(group: tuple[str, ...], rows: list[tuple[str, int, int]], parts: int) -> list[tuple[object, ...]]:
+    """A group's (unit, value, count) rows as the per-unit arrays pack them: units spread over
+    `parts` partitions, each partition's rows one packed value with its units numbered locally."""
+    by_part: dict[int, list[tuple[str, int, int]]] = {}
+    for row in rows:
+        by_part.setdefault(int(row[0][1:]) % parts, []).append(row)
+    found = []
+    for part_rows in by_part.values():
+        local = {unit: index for index, unit in enumerate(sorted({unit for unit, _, _ in part_rows}, reverse=True))}
+        records = np.array([(local[unit], v, count) for unit, v, count in part_rows], lt.VALUE_RECORD)
+        found.append((group[0], group[1], group[4], tf.packed_records(records, np.array([0]))[0].as_py()))
+    return found
+
+
 def test_blocks_of_several_groups_equal_their_definition(spark: SparkSession) -> None:
     # Through Spark: several experiments, metrics, slices and variants at once (32 groups in three
-    # partitions, so each partition splits several groups), each group's
-    # values in six-decimal units, back as decimals.
+    # partitions, so each partition splits several groups), each group's values in six-decimal
+    # units, back as decimals. The whole-variant groups of e2 come packed as the per-unit arrays
+    # give them (several partitions of units each, local unit numbers that repeat across them),
+    # and e1's treatment p50 both ways at once (half its units each way).
     rng = random.Random(7)
     catalog = parse_catalog("""
 metrics:
@@ -136,10 +158,19 @@ metrics:
     groups = [(e, m, d, s, v) for e in ("e1", "e2") for m in ("p50", "p90") for d, s in (("", ""), ("country", "se"))
               for v in ("control", "treatment")]  # fmt: skip
     drawn = {group: random_rows(rng, rng.randint(1, 40)) for group in groups}
-    rows = [(*group, unit, Decimal(v).scaleb(-6), count) for group, drawn_rows in drawn.items()
-            for unit, v, count in drawn_rows]  # fmt: skip
+    rows, packed = [], []
+    for group, drawn_rows in drawn.items():
+        if group[0] == "e2" and group[2] == "":
+            packed += packs(group, drawn_rows, rng.randint(1, 4))
+            continue
+        single = drawn_rows
+        if group == ("e1", "p50", "", "", "treatment"):
+            single = [row for row in drawn_rows if int(row[0][1:]) % 2]
+            packed += packs(group, [row for row in drawn_rows if not int(row[0][1:]) % 2], 2)
+        rows += [(*group, unit, Decimal(v).scaleb(-6), count) for unit, v, count in single]
     probabilities = lt.quantile_probabilities({"e1": catalog.metrics, "e2": catalog.metrics})
-    blocks = lt.quantile_blocks(spark.createDataFrame(rows, VALUES_DDL), probabilities, 3).collect()
+    values, packed_frame = spark.createDataFrame(rows, VALUES_DDL), spark.createDataFrame(packed, PACKS_DDL)
+    blocks = lt.quantile_blocks(values, probabilities, 3, packed_frame).collect()
     assert len(blocks) == len(groups)
     for row in blocks:
         group = tuple(row[name] for name in lt.QUANTILE_GROUP)

@@ -129,7 +129,7 @@ def _kept_table(rows: list[tuple[str, str, int, str, bool, list[tuple[int, int, 
                "first_segment": pa.array([lowest[(e, u)] == s for e, u, s in zip(experiment, unit, seg_start,
                                                                                   strict=True)], pa.bool_()),
                "first_us": pa.array([0] * len(rows), pa.int64()), "variant": pa.array(variant, pa.string()),
-               "included": pa.array(included, pa.bool_()), "rows": um._packed(records, starts)}  # fmt: skip
+               "included": pa.array(included, pa.bool_()), "rows": tf.packed_records(records, starts)}  # fmt: skip
     inputs = um.kept_inputs(pa.table([columns[name] for name in um.UNIT_COLUMNS], names=list(um.UNIT_COLUMNS)))
     tags = np.asarray(inputs["tag"])
     segment = [(e, u, s) for e, u, s in zip(experiment, unit, seg_start, strict=True)]
@@ -191,4 +191,4 @@ def test_packed_rows_that_are_not_whole_are_refused() -> None:
     records = np.zeros(2, um.ROW)
     values = pa.array([records.tobytes()[:-3]], pa.binary())
     with pytest.raises(ValueError, match="not whole"):
-        um._unpacked(pa.chunked_array([values]))
+        tf.unpacked_records(pa.chunked_array([values]), um.ROW)
