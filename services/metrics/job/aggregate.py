@@ -56,11 +56,11 @@ def by_experiment(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
     return grouped
 
 
-def quality_counts(segments: DataFrame, latest: DataFrame, scoped: DataFrame) -> dict[str, dict[str, Any]]:
-    """Per experiment: the latest snapshot's data-quality counts, in one collect. `latest`:
-    the counts over exposed units' events (`quality.latest_event_summary`'s columns),
-    `scoped`: over all its events (`quality.scoped_summary`'s)."""
-    units = quality.unit_summary(segments)
+def quality_counts(units: DataFrame, latest: DataFrame, scoped: DataFrame) -> dict[str, dict[str, Any]]:
+    """Per experiment: the latest snapshot's data-quality counts, in one collect. `units`:
+    `quality.unit_summary`'s columns, `latest`: the counts over exposed units' events
+    (`quality.latest_event_summary`'s columns), `scoped`: over all its events
+    (`quality.scoped_summary`'s)."""
     seen = quality.event_summary(scoped, latest)
     nested = F.struct(*[F.col(name) for name in NO_EVENTS]).alias("events")
     joined = units.join(seen.select("experiment", *NO_USED_EVENTS, nested), "experiment", "left")
@@ -113,6 +113,27 @@ def materialized(frame: DataFrame) -> DataFrame:
     return frame
 
 
+class Segments:
+    """The units' segments of a pass as a Spark frame (`tf.unit_segments`), computed and
+    persisted when first asked for: a pass whose per-unit arrays compute them itself (see
+    `unitmath.exposure_segments`) needs the frame only for slices, or to sum in Spark after
+    an overflow."""
+
+    def __init__(self, by_unit: DataFrame, timelines: DataFrame) -> None:
+        self.by_unit, self.timelines = by_unit, timelines
+        self._frame: DataFrame | None = None
+
+    @property
+    def frame(self) -> DataFrame:
+        if self._frame is None:
+            self._frame = materialized(tf.unit_segments(tf.with_entry_index(self.by_unit, self.timelines)))
+        return self._frame
+
+    def release(self) -> None:
+        if self._frame is not None:
+            self._frame.unpersist()
+
+
 def compute_statistics(
     exposures: DataFrame,
     events: EventSource,
@@ -129,38 +150,47 @@ def compute_statistics(
     metrics = {key: plan.metrics for key, plan in plans.items()}
     starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in plans.items()],
                             "experiment string, start_us long")  # fmt: skip
+    with_arrays = options.unit_arrays and ansi_mode(spark)
     by_unit = exposures.repartition(shuffle_partitions(spark), "unit_id")
-    segments = materialized(tf.unit_segments(tf.with_entry_index(by_unit, timelines)))
-    seg_events = arrays = None
+    if with_arrays:  # the arrays read the exposures themselves: only their columns, once
+        by_unit = materialized(by_unit.select(*um.EXPOSURE_COLUMNS))
+    segments = Segments(by_unit, timelines)
+    seg_events = arrays = classified = None
     try:
-        # The (segment, event) rows. In ANSI mode the deltas, the quality counts, the quantile
-        # values and the per-unit state come from the per-unit arrays instead (`unitmath`);
-        # what else reads the rows (the slices; the deltas after an overflow) joins them
-        # again from the persisted events, and when several steps read them they are persisted.
-        seg_events = tf.segment_event_rows(tf.with_entry_index(events.exposed(segments), timelines))
-        if options.unit_arrays and ansi_mode(spark):
-            arrays = unit_arrays(events, segments, plans, options, tables)
-        if any(plan.dimensions or (arrays is None and plan.quantile_metrics) for plan in plans.values()):
-            seg_events = materialized(seg_events)
-        roles = tf.metric_roles(spark, metrics)
-        classified = tf.classify_events(seg_events, roles)
+        # In ANSI mode the deltas, the unit counts, the quality counts, the quantile values and
+        # the per-unit state come from the per-unit arrays (`unitmath`), segments included.
+        # The (segment, event) rows are joined in Spark only for what else reads them (the
+        # slices; the deltas after an overflow; everything without the arrays), and when
+        # several steps read them they are persisted.
+        if with_arrays:
+            arrays = unit_arrays(events, by_unit, plans, options, tables)
+        sliced = any(plan.dimensions for plan in plans.values())
+        if arrays is None or arrays.deltas is None or sliced:
+            seg_events = tf.segment_event_rows(tf.with_entry_index(events.exposed(segments.frame), timelines))
+            if any(plan.dimensions or (arrays is None and plan.quantile_metrics) for plan in plans.values()):
+                seg_events = materialized(seg_events)
+            classified = tf.classify_events(seg_events, tf.metric_roles(spark, metrics))
         if arrays is not None and arrays.deltas is not None:
             rows = arrays.deltas
             if tables is not None:
                 tables.add_units(um.unit_rows(arrays.output))
         else:
-            rows = contribution_rows(classified, segments, tf.metric_kinds(spark, metrics))
+            assert classified is not None
+            rows = contribution_rows(classified, segments.frame, tf.metric_kinds(spark, metrics))
             if tables is not None:
                 tables.incomplete("the pass summed in Spark frames")
         deltas = by_experiment(rows)
-        unit_deltas = by_experiment(collected(tf.unit_count_deltas(segments)))
         if arrays is not None:
+            unit_deltas, units = by_experiment(arrays.unit_deltas), arrays.units
             latest_events, scoped = arrays.quality, arrays.scoped
         else:
-            latest_events = quality.latest_event_summary(seg_events, starts, tf.event_uses(roles), timelines,
-                                                         options.late_threshold_us)  # fmt: skip
+            assert seg_events is not None
+            unit_deltas = by_experiment(collected(tf.unit_count_deltas(segments.frame)))
+            units = quality.unit_summary(segments.frame)
+            latest_events = quality.latest_event_summary(seg_events, starts, tf.event_uses(tf.metric_roles(
+                spark, metrics)), timelines, options.late_threshold_us)  # fmt: skip
             scoped = quality.scoped_summary(events.scoped(), starts)
-        counts = quality_counts(segments, latest_events, scoped)
+        counts = quality_counts(units, latest_events, scoped)
         values, packs = (arrays.quantile_values, arrays.quantile_packs) if arrays is not None else (None, None)
         latest = latest_statistics(exposures, segments, classified, plans, values, packs)
     finally:
@@ -168,7 +198,9 @@ def compute_statistics(
             arrays.release()
         if seg_events is not None:
             seg_events.unpersist()
-        segments.unpersist()
+        segments.release()
+        if with_arrays:
+            by_unit.unpersist()
     return {
         key: (Totals.collected(deltas.get(key, []), unit_deltas.get(key, []), counts.get(key)),
               latest.get(key, LatestRows()))
@@ -181,7 +213,8 @@ class UnitArrays:
     """What the per-unit arrays (`unitmath`) give a pass: the deltas (None when some sum could
     leave 64 bits: the caller computes them in Spark), per experiment the latest snapshot's
     quality counts of exposed units (`quality.latest_event_summary`'s columns) and those of
-    all its events (`quality.scoped_summary`'s), and the counted quantile values: of
+    all its events (`quality.scoped_summary`'s), the segments' unit counts (per snapshot, and
+    per experiment at the latest), and the counted quantile values: of
     experiments with dimensions as rows (`latest.quantile_values`' columns), of the others
     packed per partition and group (`um.quantile_packs`); both None without quantile metrics."""
 
@@ -190,34 +223,38 @@ class UnitArrays:
     scoped: DataFrame  # `quality.scoped_summary`'s columns
     quantile_values: DataFrame | None
     quantile_packs: DataFrame | None
+    unit_deltas: list[dict[str, Any]]  # `tf.unit_count_deltas`' rows
+    units: DataFrame  # `quality.unit_summary`'s columns
     output: DataFrame  # persisted when the quantile values or the per-unit state read it after the collect
 
     def release(self) -> None:
         self.output.unpersist()
 
 
-SEGMENTS_PER_PARTITION = 250_000
+EXPOSURES_PER_PARTITION = 250_000
 
 
-def array_partitions(segments: DataFrame) -> int:
+def array_partitions(exposures: DataFrame) -> int:
     """How many partitions of units the arrays run over: the session's shuffle partitions, times
-    one more per SEGMENTS_PER_PARTITION segments (persisted: counting them is cheap). A
-    partition's arrays hold all (segment, event) pairs of its units, and there are about
-    experiments x events of them: more partitions keep each worker's memory bounded."""
-    return shuffle_partitions(segments.sparkSession) * max(1, -(-segments.count() // SEGMENTS_PER_PARTITION))
+    one more per EXPOSURES_PER_PARTITION de-duplicated exposures (persisted: counting them is
+    cheap). A partition's arrays hold all (segment, event) pairs of its units, and there are
+    about experiments x events of them: more partitions keep each worker's memory bounded."""
+    return shuffle_partitions(exposures.sparkSession) * max(1, -(-exposures.count() // EXPOSURES_PER_PARTITION))
 
 
 DELTA_COLUMNS = ("experiment", "metric", "variant", "c",
                  *(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")))  # fmt: skip
 
 
-def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, ExperimentPlan],
+def unit_arrays(events: EventSource, exposures: DataFrame, plans: Mapping[str, ExperimentPlan],
                 options: JobOptions, tables: us.UnitTables | None) -> UnitArrays:  # fmt: skip
-    """The per-unit arrays of a pass, in one collect (see `UnitArrays`); with `tables`, they
-    also give the units' rows for the per-unit state (`um.unit_rows` of the output)."""
-    spark = segments.sparkSession
+    """The per-unit arrays of a pass over its events and de-duplicated exposures (persisted,
+    `um.EXPOSURE_COLUMNS`), in one collect (see `UnitArrays`); with `tables`, they also give the
+    units' rows for the per-unit state (`um.unit_rows` of the output)."""
+    spark = exposures.sparkSession
     plan = um.UnitPlan.build(plans, options.late_threshold_us, keep_units=tables is not None)
-    rows = um.input_rows(events.distinct, events.conflicting, segments, array_partitions(segments))
+    rows = um.input_rows(events.distinct, events.conflicting, None, array_partitions(exposures),
+                         exposures=exposures)  # fmt: skip
     output = um.output_rows(rows, plan)
     quantiles = any(plan.quantile_metrics for plan in plans.values())
     if quantiles or tables is not None:
@@ -234,7 +271,13 @@ def unit_arrays(events: EventSource, segments: DataFrame, plans: Mapping[str, Ex
               if row["scoped"]]  # fmt: skip
     scoped_frame = tf.local_frame(spark, scoped, "experiment string, in_experiment long, watermark_us long")
     values, packs = (um.quantile_values(output), um.quantile_packs(output)) if quantiles else (None, None)
-    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, packs, output)
+    unit_deltas = [{name: row[name] for name in ("experiment", "variant", "c", "units")}
+                   for row in parts[um.UNIT_DELTAS]]  # fmt: skip
+    units = tf.local_frame(spark, [(row["experiment"], row["units"], row["multiple_variant_units"])
+                                   for row in parts[um.UNIT_TOTALS]],
+                           "experiment string, units long, multiple_variant_units long")  # fmt: skip
+    return UnitArrays(deltas, tf.local_frame(spark, counts, ddl), scoped_frame, values, packs, unit_deltas, units,
+                      output)  # fmt: skip
 
 
 def array_parts(output: DataFrame) -> dict[int, list[dict[str, Any]]]:
@@ -268,7 +311,7 @@ def array_event_counts(parts: Mapping[int, list[dict[str, Any]]]) -> dict[str, d
     return counts
 
 
-def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: DataFrame,
+def latest_statistics(exposures: DataFrame, segments: Segments, classified: DataFrame | None,
                       plans: Mapping[str, ExperimentPlan], values: DataFrame | None = None,
                       packs: DataFrame | None = None) -> dict[str, LatestRows]:  # fmt: skip
     """Slices and quantile blocks of the latest snapshot (see `latest`), for the experiments
@@ -283,14 +326,18 @@ def latest_statistics(exposures: DataFrame, segments: DataFrame, classified: Dat
     try:
         if dimensions:
             attributes = lt.first_exposure_attributes(exposures, dimensions)
-            members = lt.slice_members(segments, attributes, lt.dimensions_frame(spark, dimensions))
+            members = lt.slice_members(segments.frame, attributes, lt.dimensions_frame(spark, dimensions))
             labels = lt.slice_labels(members).persist()
             for key, found in by_experiment(collected(lt.slice_units(labels))).items():
                 rows[key].slice_units = found
+            assert classified is not None  # joined whenever some experiment has dimensions
             for key, found in by_experiment(collected(lt.slice_sums(classified, labels, dimensions))).items():
                 rows[key].slice_sums = found
         if quantiles:
-            counted = values if values is not None else lt.quantile_values(classified, quantiles)
+            if values is None:
+                assert classified is not None  # joined whenever the arrays do not give the values
+                values = lt.quantile_values(classified, quantiles)
+            counted = values
             sliced = lt.sliced_values(counted.where(F.col("experiment").isin(sorted(quantiles))), labels)
             blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles), shuffle_partitions(spark), packs)
             for key, found in by_experiment(collected(blocks)).items():

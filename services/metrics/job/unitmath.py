@@ -41,7 +41,7 @@ from services.metrics.job.plan import ExperimentPlan
 from services.metrics.job.timeline import DAY_US, HOUR_US
 from services.metrics.job.unitstate import ROW, UNIT_COLUMNS, horizon
 
-EVENT_TAG, SEGMENT_TAG, KEPT_TAG = 0, 1, 2
+EVENT_TAG, SEGMENT_TAG, KEPT_TAG, EXPOSURE_TAG = 0, 1, 2, 3
 # One frame carries both sides of the join (and, in a rerun, the kept per-unit rows), so all
 # land in the partition of their unit.
 INPUT_DDL = (
@@ -50,7 +50,7 @@ INPUT_DDL = (
     "first_us long, variant string, included boolean, rows binary"
 )
 # What a partition gives: rows of one `part` each (see `partition_rows`).
-DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED, HARD = 0, 1, 2, 3, 4, 5, 6
+DELTAS, QUALITY, QUANTILES, OVERFLOW, UNITS, SCOPED, HARD, UNIT_DELTAS, UNIT_TOTALS = range(9)
 QUALITY_COUNTS = ("exposed_in_experiment", "events_before_exposure", "duplicates", "late_events_included",
                   "late_after_freeze")  # fmt: skip
 OUTPUT_DDL = ", ".join([
@@ -58,7 +58,7 @@ OUTPUT_DDL = ", ".join([
     *(f"{name}_{half} long" for name in tf.SUMS for half in ("hi", "lo")),
     *(f"{name} long" for name in QUALITY_COUNTS),
     "seg_start int, seg_end int, first_segment boolean, first_us long, included boolean, rows binary",
-    "scoped long, in_experiment long, watermark_us long",
+    "scoped long, in_experiment long, watermark_us long, units long, multiple_variant_units long",
 ])  # fmt: skip
 KIND_MEAN, KIND_PROPORTION, KIND_RATIO, KIND_QUANTILE = 0, 1, 2, 3
 # `_group_sums` sums without a sort below these (its float64 sums are exact below 2^21 rows).
@@ -193,13 +193,15 @@ def event_values() -> dict[str, Column]:
 
 INPUT_TYPES = dict(field.split(" ") for field in INPUT_DDL.split(", "))
 SEGMENT_COLUMNS = ("unit_id", "experiment", "seg_start", "seg_end", "first_segment", "first_us", "variant", "included")
+EXPOSURE_COLUMNS = ("unit_id", "experiment", "ts_us", "received_us", "variant")  # what segments come from
 
 
 def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: DataFrame | None, partitions: int,
-               kept: DataFrame | None = None) -> DataFrame:  # fmt: skip
-    """The events (de-duplicated; `conflicting` ones carry their experiment), the segments and
-    (a rerun's) kept per-unit rows (UNIT_COLUMNS) as one frame of INPUT_DDL, hash-partitioned
-    by unit. No `segments`: the kept rows give them (see `kept_inputs`), from one scan."""
+               kept: DataFrame | None = None, exposures: DataFrame | None = None) -> DataFrame:  # fmt: skip
+    """The events (de-duplicated; `conflicting` ones carry their experiment), the segments (or
+    the de-duplicated `exposures` they come from, see `exposure_segments`) and (a rerun's) kept
+    per-unit rows (UNIT_COLUMNS) as one frame of INPUT_DDL, hash-partitioned by unit. No
+    `segments` and no `exposures`: the kept rows give them (see `kept_inputs`), from one scan."""
 
     def shaped(frame: DataFrame, given: Mapping[str, Column]) -> DataFrame:
         columns = [given.get(name, F.lit(None)).cast(kind).alias(name) for name, kind in INPUT_TYPES.items()]
@@ -217,6 +219,10 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
     if segments is not None:
         segment_rows = {"tag": F.lit(SEGMENT_TAG), **{name: F.col(name) for name in SEGMENT_COLUMNS}}
         rows = rows.unionByName(shaped(segments, segment_rows))
+    if exposures is not None:
+        exposure_rows = {"tag": F.lit(EXPOSURE_TAG), **{name: F.col(name) for name in EXPOSURE_COLUMNS}}
+        rows = rows.unionByName(shaped(exposures, exposure_rows))
+        segments = exposures
     if kept is not None:
         kept_rows = {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS}}
         if segments is None:  # each kept row twice: as its segment (without the packed rows), and as itself
@@ -268,11 +274,13 @@ def totals_frame(output: DataFrame) -> DataFrame:
     `transforms.contribution_deltas(..., micros=True)` gives them; per experiment the
     QUALITY_COUNTS, and over its scoped events (exposed units or not) `scoped` (how many),
     `in_experiment` and `watermark_us` (`quality.scoped_summary`); an OVERFLOW row when some
-    partition's sums could leave 64 bits; a rerun's HARD rows (`unit_id`) as they are."""
+    partition's sums could leave 64 bits; a rerun's HARD rows (`unit_id`) as they are; per
+    (experiment, variant, c) the change in analysed `units` (UNIT_DELTAS) and per experiment its
+    `units` and `multiple_variant_units` (UNIT_TOTALS)."""
     summed = [*(f"{name}_{half}" for name in tf.SUMS for half in ("hi", "lo")), *QUALITY_COUNTS, "scoped",
-              "in_experiment"]  # fmt: skip
+              "in_experiment", "units", "multiple_variant_units"]  # fmt: skip
     keys = ("part", "experiment", "metric", "variant", "c", "unit_id")
-    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW, SCOPED, HARD)
+    wanted = F.col("part").isin(DELTAS, QUALITY, OVERFLOW, SCOPED, HARD, UNIT_DELTAS, UNIT_TOTALS)
     totals = [*(F.sum(name).alias(name) for name in summed), F.max("watermark_us").alias("watermark_us")]
     return output.where(wanted).groupBy(*keys).agg(*totals)
 
@@ -313,13 +321,15 @@ OUTPUT_SCHEMA = pa_schema(OUTPUT_DDL)
 
 
 def partition_rows(plan: UnitPlan, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """One partition's input rows -> its QUALITY, QUANTILES, DELTAS and (with a horizon)
-    UNITS rows; OVERFLOW instead of the last two when a sum could leave 64 bits."""
+    """One partition's input rows -> its SCOPED, UNIT_DELTAS, UNIT_TOTALS, QUALITY, QUANTILES,
+    DELTAS and (with a horizon) UNITS rows; OVERFLOW instead of the last two when a sum could
+    leave 64 bits."""
     parts = [batch for batch in batches if batch.num_rows]
     if not parts:
         return
     units = _Units(plan, pa.Table.from_batches(parts).cast(pa_schema(INPUT_DDL)))
     yield units.scoped()
+    yield from units.unit_counts()
     pairs = units.pairs()
     yield units.quality(pairs)
     classified = units.classified(pairs)
@@ -516,6 +526,10 @@ class _Pairs:
     def take(self, rows: np.ndarray) -> _Pairs:
         return _Pairs(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
 
+    def where(self, keep: np.ndarray) -> _Pairs:
+        """The rows where `keep` holds (these very arrays when it holds everywhere, as it mostly does)."""
+        return self if keep.all() else self.take(np.flatnonzero(keep))
+
 
 @dataclass
 class _Classified:
@@ -532,13 +546,77 @@ class _Classified:
     valued: np.ndarray  # the event has a value
 
 
+def _experiment_entry(plan: UnitPlan, experiment: np.ndarray, ts: np.ndarray,
+                      received: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(k_time, k_received) of rows of these experiments (`transforms.with_entry_index`)."""
+    day0 = plan.day0[experiment]
+    by_time = np.clip((ts - day0) // DAY_US, 0, plan.latest[experiment])
+    by_receipt = np.clip((received - day0 - plan.lateness[experiment]) // DAY_US, 0, plan.frozen[experiment])
+    return by_time, by_receipt
+
+
+def _accumulated(values: np.ndarray, position: np.ndarray, combine: np.ufunc) -> np.ndarray:
+    """`combine` accumulated along runs: `position` is each row's place in its run (0: first)."""
+    found = values.copy()
+    for place in range(1, int(position.max(initial=0)) + 1):
+        rows = np.flatnonzero(position == place)
+        found[rows] = combine(found[rows - 1], found[rows])
+    return found
+
+
+def exposure_segments(plan: UnitPlan, exposures: pa.Table) -> pa.Table:
+    """De-duplicated exposures (EXPOSURE_COLUMNS) of the plan's experiments -> their units'
+    segments (SEGMENT_COLUMNS), as `transforms.unit_segments` gives them: per (experiment,
+    unit), one segment per snapshot k at which some exposure enters, until the next one; the
+    first exposure so far; the smallest variant so far (in byte order, as Spark compares
+    strings), included while it is also the largest."""
+    experiment = _codes(exposures["experiment"], plan.experiments)
+    if (experiment < 0).any():
+        raise ValueError("exposures of an experiment the pass does not compute")
+    ts, received = _numbers(exposures["ts_us"]), _numbers(exposures["received_us"])
+    entry = np.maximum(*_experiment_entry(plan, experiment, ts, received))
+    units = pc.dictionary_encode(exposures["unit_id"]).combine_chunks()
+    variants = pc.dictionary_encode(exposures["variant"]).combine_chunks()
+    by_bytes = pc.sort_indices(variants.dictionary).to_numpy()
+    rank = np.empty(by_bytes.size, np.int64)
+    rank[by_bytes] = np.arange(by_bytes.size)
+    unit, variant = _numbers(units.indices), rank[_numbers(variants.indices)]
+    order = _Key((experiment, unit, entry)).order()
+    experiment, unit, entry, ts, variant = (column[order] for column in (experiment, unit, entry, ts, variant))
+    firsts = np.flatnonzero(_group_starts(experiment, unit, entry))
+    earliest = np.minimum.reduceat(ts, firsts) if firsts.size else ts
+    smallest = np.minimum.reduceat(variant, firsts) if firsts.size else variant
+    largest = np.maximum.reduceat(variant, firsts) if firsts.size else variant
+    experiment, unit, entry = experiment[firsts], unit[firsts], entry[firsts]
+    first = _group_starts(experiment, unit)
+    run = np.flatnonzero(first)
+    position = np.arange(first.size) - run[np.cumsum(first) - 1] if first.size else entry
+    smallest = _accumulated(smallest, position, np.minimum)
+    end = np.full(entry.size, -1, np.int64)
+    followed = np.flatnonzero(~first[1:])  # the next segment is the same unit's
+    end[followed] = entry[followed + 1]
+    return pa.table({
+        "unit_id": units.dictionary.take(pa.array(unit)),
+        "experiment": pa.array(np.array(plan.experiments, object)[experiment], pa.string()),
+        "seg_start": pa.array(entry.astype(np.int32)),
+        "seg_end": pa.array(end.astype(np.int32), mask=end < 0),
+        "first_segment": pa.array(first),
+        "first_us": pa.array(_accumulated(earliest, position, np.minimum)),
+        "variant": variants.dictionary.take(pa.array(by_bytes[smallest])),
+        "included": pa.array(smallest == _accumulated(largest, position, np.maximum)),
+    })  # fmt: skip
+
+
 class _Units:
     """One partition's events, segments and kept per-unit rows, decoded to arrays."""
 
     def __init__(self, plan: UnitPlan, table: pa.Table) -> None:
         self.plan = plan
         tags = _numbers(table["tag"])
-        events, segments, kept = (table.filter(pa.array(tags == tag)) for tag in (EVENT_TAG, SEGMENT_TAG, KEPT_TAG))
+        events, segments, kept, exposures = (table.filter(pa.array(tags == tag))
+                                             for tag in (EVENT_TAG, SEGMENT_TAG, KEPT_TAG, EXPOSURE_TAG))  # fmt: skip
+        if exposures.num_rows:
+            segments = pa.concat_tables([segments.select(list(SEGMENT_COLUMNS)), exposure_segments(plan, exposures)])
         units = pc.dictionary_encode(pa.chunked_array(
             events["unit_id"].chunks + segments["unit_id"].chunks + kept["unit_id"].chunks, pa.string()
         )).combine_chunks()  # fmt: skip
@@ -587,26 +665,26 @@ class _Units:
     def pairs(self) -> _Pairs:
         """Every (segment, event) of one unit in the experiment's scope and the segment."""
         plan = self.plan
-        order = np.argsort(self.ev_unit, kind="stable")
-        per_unit = np.bincount(self.ev_unit, minlength=len(self.unit_ids))
+        read = np.flatnonzero(self.ev_name >= 0)  # events of names some experiment reads
+        order = read[np.argsort(self.ev_unit[read], kind="stable")]
+        per_unit = np.bincount(self.ev_unit[read], minlength=len(self.unit_ids))
         unit_first = np.cumsum(per_unit) - per_unit
         seg, position = _spans(per_unit[self.sg_unit], unit_first[self.sg_unit])
         event = order[position]
-        experiment, name, owner = self.sg_experiment[seg], self.ev_name[event], self.ev_experiment[event]
-        keep = (name >= 0) & ((owner < 0) | (owner == experiment))
-        seg, event, experiment, name = seg[keep], event[keep], experiment[keep], name[keep]
+        experiment, name = self.sg_experiment[seg], self.ev_name[event]
+        if (self.ev_experiment[read] >= 0).any():  # events de-duplicated for one experiment only
+            owner = self.ev_experiment[event]
+            keep = np.flatnonzero((owner < 0) | (owner == experiment))
+            seg, event, experiment, name = seg[keep], event[keep], experiment[keep], name[keep]
         ts = self.ev_ts[event]
         keep = ts >= plan.since[experiment, name]
         seg, event, experiment, name, ts = seg[keep], event[keep], experiment[keep], name[keep], ts[keep]
         # The snapshot each enters (`transforms.with_entry_index`), inside its segment (`in_segment`).
-        day0 = plan.day0[experiment]
-        by_time = np.clip((ts - day0) // DAY_US, 0, plan.latest[experiment])
-        by_receipt = np.clip((self.ev_received[event] - day0 - plan.lateness[experiment]) // DAY_US, 0,
-                             plan.frozen[experiment])  # fmt: skip
+        by_time, by_receipt = _experiment_entry(plan, experiment, ts, self.ev_received[event])
         entry = np.maximum(np.maximum(by_time, by_receipt), self.sg_start[seg])
         end = self.sg_end[seg]
         found = _Pairs(seg, event, experiment, name, ts, entry, by_time, by_receipt)
-        return found.take(np.flatnonzero((end < 0) | (entry < end)))
+        return found.where((end < 0) | (entry < end))
 
     def scoped(self) -> pa.RecordBatch:
         """Per experiment, over the events in its scope (its names, from its since; exposed
@@ -628,10 +706,43 @@ class _Units:
         columns = {key: pa.array(values, pa.int64()) for key, values in found.items()}
         return _batch(SCOPED, len(present), experiment=names, **columns)
 
+    def unit_counts(self) -> Iterator[pa.RecordBatch]:
+        """Over this partition's segments: per (experiment, variant, c) the change in analysed
+        units (`transforms.unit_count_deltas`: +1 where an included segment starts, -1 where it
+        ends), then per experiment its units' latest segments, included or not
+        (`quality.unit_summary`)."""
+        plan = self.plan
+        included = np.flatnonzero(self.sg_included)
+        ended = included[self.sg_end[included] >= 0]
+        experiment = np.concatenate([self.sg_experiment[included], self.sg_experiment[ended]])
+        variant = np.concatenate([self.sg_variant[included], self.sg_variant[ended]])
+        entry = np.concatenate([self.sg_start[included], self.sg_end[ended]])
+        change = np.concatenate([np.ones(included.size, np.int64), np.full(ended.size, -1, np.int64)])
+        if change.size:
+            order = _Key((experiment, variant, entry)).order()
+            experiment, variant, entry, change = experiment[order], variant[order], entry[order], change[order]
+            firsts = np.flatnonzero(_group_starts(experiment, variant, entry))
+            names = np.array(plan.experiments, object)
+            yield _batch(
+                UNIT_DELTAS, firsts.size, experiment=pa.array(names[experiment[firsts]], pa.string()),
+                variant=pc.take(self.variant_names, pa.array(variant[firsts])),
+                c=pa.array(entry[firsts].astype(np.int32)), units=pa.array(np.add.reduceat(change, firsts)),
+            )  # fmt: skip
+        latest = self.sg_end < 0
+        size = len(plan.experiments)
+        experiment = self.sg_experiment[latest]
+        present = np.flatnonzero(np.bincount(experiment, minlength=size))
+        analysed = self.sg_included[latest]
+        yield _batch(
+            UNIT_TOTALS, present.size, experiment=pa.array(np.array(plan.experiments, object)[present], pa.string()),
+            units=pa.array(_per_experiment(experiment, analysed, size)[present]),
+            multiple_variant_units=pa.array(_per_experiment(experiment, ~analysed, size)[present]),
+        )  # fmt: skip
+
     def quality(self, pairs: _Pairs) -> pa.RecordBatch:
         """Per experiment, `quality.latest_event_summary`'s counts over this partition's units."""
         plan = self.plan
-        latest = pairs.take(np.flatnonzero(self.sg_end[pairs.seg] < 0))
+        latest = pairs.where(self.sg_end[pairs.seg] < 0)
         experiment, name, ts, seg = latest.experiment, latest.name, latest.ts, latest.seg
         first = self.sg_first_us[seg]
         in_experiment = ts >= plan.start[experiment]
@@ -655,11 +766,12 @@ class _Units:
     def classified(self, pairs: _Pairs) -> _Classified:
         """Each metric role a pair's event feeds, inside its window or pre-period."""
         plan = self.plan
-        where = (pairs.experiment, pairs.name)
+        where = pairs.experiment * len(plan.names) + pairs.name  # [experiment, name], flat
         # An event before the unit's first exposure counts only in a pre-period: it feeds only
         # the roles that have one (each (experiment, name)'s first `early_count`).
         after = pairs.ts >= self.sg_first_us[pairs.seg]
-        pair, role = _spans(np.where(after, plan.roles_count[where], plan.early_count[where]), plan.roles_from[where])
+        counts = np.where(after, plan.roles_count.ravel()[where], plan.early_count.ravel()[where])
+        pair, role = _spans(counts, plan.roles_from.ravel()[where])
         seg, event, ts, entry = pairs.seg[pair], pairs.event[pair], pairs.ts[pair], pairs.entry[pair]
         first, window, lookback = self.sg_first_us[seg], plan.role_window[role], plan.role_lookback[role]
         is_num = plan.role_num[role]
@@ -901,14 +1013,16 @@ def _changes(plan: UnitPlan, merged: _Merged) -> tuple[np.ndarray, np.ndarray, n
         raise Overflow
 
     variant, entry = merged.variant, merged.entry
-    later_rows = np.flatnonzero(~key.starts(2))
-    same = later_rows[variant[later_rows - 1] == variant[later_rows]]
-    moved = later_rows[variant[later_rows - 1] != variant[later_rows]]
+    later = ~key.starts(2)  # not the (unit, metric)'s first row
+    kept = np.zeros(variant.size, bool)
+    kept[1:] = variant[1:] == variant[:-1]
+    same = later & kept  # the previous row is the same unit's, metric's and variant's
+    moved = np.flatnonzero(later & ~kept)
     changes = []
     for column in gated:
-        change = column.copy()
-        change[same] -= column[same - 1]
-        changes.append(np.concatenate([change, -column[moved - 1]]))
+        previous = np.zeros_like(column)
+        previous[1:] = column[:-1]
+        changes.append(np.concatenate([column - np.where(same, previous, 0), -column[moved - 1]]))
     return (np.concatenate([metric, metric[moved]]), np.concatenate([variant, variant[moved - 1]]),
             np.concatenate([entry, entry[moved]]), changes)  # fmt: skip
 

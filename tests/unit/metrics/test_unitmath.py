@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from pyspark.sql import SparkSession
 
 from services.common.catalog import DEFAULT_CATALOG, load_catalog
 from services.metrics.job import transforms as tf
@@ -192,3 +193,32 @@ def test_packed_rows_that_are_not_whole_are_refused() -> None:
     values = pa.array([records.tobytes()[:-3]], pa.binary())
     with pytest.raises(ValueError, match="not whole"):
         tf.unpacked_records(pa.chunked_array([values]), um.ROW)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_segments_from_exposures_are_those_of_the_frames(spark: SparkSession, seed: int) -> None:
+    # Two experiments with their own timelines; units exposed several times, on several days,
+    # some received late (after the freeze), some in more than one variant; variants whose
+    # byte order is not their order of appearance ("é" sorts after "z", "B" before "a").
+    rng = random.Random(seed)
+    day = 86_400_000_000
+    timelines = {"e1": Timeline.build(0, 12 * day, 3 * day), "e2": Timeline.build(4 * day, 12 * day, 3 * day)}
+    plans = {key: ExperimentPlan(key, tuple(load_catalog(DEFAULT_CATALOG).metrics), timeline, timeline.day0_us)
+             for key, timeline in timelines.items()}  # fmt: skip
+    variants = ["é", "z", "a", "B"]
+    rows = []
+    for index in range(300):
+        key, unit = rng.choice(["e1", "e2"]), f"u{rng.randint(0, 60)}"
+        ts = timelines[key].day0_us + rng.randint(0, 11 * day)
+        received = ts + rng.choice([0, 0, 0, 2 * day, 6 * day])
+        variant = variants[(int(unit[1:]) + int(key[1:])) % 3] if rng.random() < 0.9 else rng.choice(variants)
+        rows.append((unit, key, ts, received, variant, index))
+    ddl = "unit_id string, experiment string, ts_us long, received_us long, variant string, event_id long"
+    exposures = spark.createDataFrame(rows, ddl)
+    frame = tf.unit_segments(tf.with_entry_index(exposures, tf.timeline_frame(spark, timelines)))
+    expected = sorted(tuple(row[name] for name in um.SEGMENT_COLUMNS) for row in frame.collect())
+    table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(um.EXPOSURE_COLUMNS)})
+    table = table.cast(pa.schema([(name, um.pa_schema(um.INPUT_DDL).field(name).type) for name in um.EXPOSURE_COLUMNS]))
+    found = um.exposure_segments(um.UnitPlan.build(plans, 0), table).to_pylist()
+    assert sorted(tuple(row[name] for name in um.SEGMENT_COLUMNS) for row in found) == expected
+    assert any(not row[-1] for row in expected) and any(row[3] is not None for row in expected)
