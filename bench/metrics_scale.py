@@ -13,7 +13,9 @@
     quantile metric sends an experiment to a full recompute; `--rerun-all-metrics` keeps it).
 
 Each measurement runs in a fresh worker process; job time excludes the JVM start-up,
-shown apart. Prints a Markdown section (it does not write docs/benchmarks.md).
+shown apart. Workload (a) runs `--rounds` rounds (the Ks in turn, round after round) and
+reports each K's median: one process's first pass varies by several percent. Prints a
+Markdown section (it does not write docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,6 +171,12 @@ def _run_facts(stats: RunStats) -> dict[str, Any]:
             "rows_read": stats.rows_read}  # fmt: skip
 
 
+def median_row(k: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One K's rounds -> the median of each time (the lake facts are the same in every round)."""
+    times = {name: statistics.median(one[name] for one in rounds) for name in ("job_s", "warm_s", "startup_s")}
+    return {"k": k, **rounds[0], **times, "rounds": rounds}
+
+
 def measure(lake_dir: Path, k: int, work: Path) -> dict[str, Any]:
     out = work / f"k{k}.json"
     command = [sys.executable, "-m", "bench.metrics_scale", "--worker", str(k), "--lake", str(lake_dir),
@@ -244,6 +253,7 @@ def rerun_workload(lake_dir: Path, events: int, k: int, work: Path, all_metrics:
 def report(events: int, shape: dict[str, int], rows: list[dict[str, Any]], rerun: dict[str, Any] | None,
            loads: tuple[float, float]) -> str:  # fmt: skip
     base, warm_base = rows[0]["job_s"], rows[0]["warm_s"]
+    rounds = len(rows[0]["rounds"])
     lines = [
         "## Metrics job at platform scale", "",
         "Reproduce with `.venv/bin/python -m bench.metrics_scale --events N --ks 1,8,32` (prints this section).",
@@ -257,13 +267,17 @@ def report(events: int, shape: dict[str, int], rows: list[dict[str, Any]], rerun
         "metrics for every experiment. One pass "
         "computes the K experiments; job time excludes the JVM start-up. *First*: the first pass of a fresh "
         "process (JIT warm-up included); *again*: the same pass once more in the same session, as the "
-        "scheduler's long-lived session runs every round after its first.", "",
-        "| K experiments | first (s) | × K=1 | again (s) | × K=1 | start-up (s) | lake files read "
+        "scheduler's long-lived session runs every round after its first. "
+        f"{rounds} round(s), each a fresh process per K (the Ks in turn, round after round); the table gives "
+        "each K's median, and the range of its first passes.", "",
+        "| K experiments | first (s) | first, range (s) | × K=1 | again (s) | × K=1 | start-up (s) | lake files read "
         "| lake rows read | analysed units |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for row in rows:
-        lines.append(f"| {row['k']} | {row['job_s']:.1f} | {row['job_s'] / base:.2f} | {row['warm_s']:.1f} "
+        firsts = [one["job_s"] for one in row["rounds"]]
+        lines.append(f"| {row['k']} | {row['job_s']:.1f} | {min(firsts):.1f}–{max(firsts):.1f} "
+                     f"| {row['job_s'] / base:.2f} | {row['warm_s']:.1f} "
                      f"| {row['warm_s'] / warm_base:.2f} | {row['startup_s']:.1f} "
                      f"| {row['files_read']:,} | {row['rows_read']:,} | {row['units']:,} |")  # fmt: skip
     if rerun is not None:
@@ -310,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the lake")
     parser.add_argument("--ks", default="1,8,32", help="experiments per run, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per K in workload (a)")
     parser.add_argument("--no-rerun", action="store_true", help="skip workload (b)")
     parser.add_argument("--rerun-all-metrics", action="store_true",
                         help="workload (b) with every catalog metric (a quantile one makes reruns full)")  # fmt: skip
@@ -332,10 +347,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="assay-bench-scale-") as work:
         lake_dir = Path(work) / "lake"
         shape = synthetic_lake(lake_dir, args.events, max(ks))
-        rows = []
-        for k in ks:
-            rows.append({"k": k, **measure(lake_dir, k, Path(work))})
-            print(f"K={k}: {rows[-1]['job_s']:.1f}s", file=sys.stderr, flush=True)
+        measured: dict[int, list[dict[str, Any]]] = {k: [] for k in ks}
+        for _ in range(args.rounds):
+            for k in ks:
+                measured[k].append(measure(lake_dir, k, Path(work)))
+                print(f"K={k}: {measured[k][-1]['job_s']:.1f}s", file=sys.stderr, flush=True)
+        rows = [median_row(k, found) for k, found in measured.items()]
         rerun = None
         if not args.no_rerun:
             rerun = rerun_workload(lake_dir, args.events, max(ks), Path(work), args.rerun_all_metrics)

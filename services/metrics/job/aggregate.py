@@ -119,14 +119,16 @@ class Segments:
     `unitmath.exposure_segments`) needs the frame only for slices, or to sum in Spark after
     an overflow."""
 
-    def __init__(self, by_unit: DataFrame, timelines: DataFrame) -> None:
-        self.by_unit, self.timelines = by_unit, timelines
+    def __init__(self, exposures: DataFrame, timelines: DataFrame) -> None:
+        self.exposures, self.timelines = exposures, timelines
         self._frame: DataFrame | None = None
 
     @property
     def frame(self) -> DataFrame:
+        """Hash-partitioned by unit, as the events are: they join where they are."""
         if self._frame is None:
-            self._frame = materialized(tf.unit_segments(tf.with_entry_index(self.by_unit, self.timelines)))
+            by_unit = self.exposures.repartition(shuffle_partitions(self.exposures.sparkSession), "unit_id")
+            self._frame = materialized(tf.unit_segments(tf.with_entry_index(by_unit, self.timelines)))
         return self._frame
 
     def release(self) -> None:
@@ -151,10 +153,9 @@ def compute_statistics(
     starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in plans.items()],
                             "experiment string, start_us long")  # fmt: skip
     with_arrays = options.unit_arrays and ansi_mode(spark)
-    by_unit = exposures.repartition(shuffle_partitions(spark), "unit_id")
-    if with_arrays:  # the arrays read the exposures themselves: only their columns, once
-        by_unit = materialized(by_unit.select(*um.EXPOSURE_COLUMNS))
-    segments = Segments(by_unit, timelines)
+    if with_arrays:  # the arrays read the exposures themselves: only their columns, read once
+        exposure_rows = materialized(exposures.select(*um.EXPOSURE_COLUMNS))
+    segments = Segments(exposure_rows if with_arrays else exposures, timelines)
     seg_events = arrays = classified = None
     try:
         # In ANSI mode the deltas, the unit counts, the quality counts, the quantile values and
@@ -163,7 +164,7 @@ def compute_statistics(
         # slices; the deltas after an overflow; everything without the arrays), and when
         # several steps read them they are persisted.
         if with_arrays:
-            arrays = unit_arrays(events, by_unit, plans, options, tables)
+            arrays = unit_arrays(events, exposure_rows, plans, options, tables)
         sliced = any(plan.dimensions for plan in plans.values())
         if arrays is None or arrays.deltas is None or sliced:
             seg_events = tf.segment_event_rows(tf.with_entry_index(events.exposed(segments.frame), timelines))
@@ -200,7 +201,7 @@ def compute_statistics(
             seg_events.unpersist()
         segments.release()
         if with_arrays:
-            by_unit.unpersist()
+            exposure_rows.unpersist()
     return {
         key: (Totals.collected(deltas.get(key, []), unit_deltas.get(key, []), counts.get(key)),
               latest.get(key, LatestRows()))

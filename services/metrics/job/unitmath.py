@@ -387,10 +387,8 @@ def _codes(column: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
 
 def _spans(counts: np.ndarray, firsts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For rows with `counts[i]` items starting at `firsts[i]`: (row of each item, item)."""
-    total = int(counts.sum())
     owner = np.repeat(np.arange(counts.size), counts)
-    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    return owner, np.repeat(firsts, counts) + within
+    return owner, np.repeat(firsts - (np.cumsum(counts) - counts), counts) + np.arange(owner.size)
 
 
 def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -767,21 +765,19 @@ class _Units:
         """Each metric role a pair's event feeds, inside its window or pre-period."""
         plan = self.plan
         where = pairs.experiment * len(plan.names) + pairs.name  # [experiment, name], flat
+        since = pairs.ts - self.sg_first_us[pairs.seg]  # from the unit's first exposure
         # An event before the unit's first exposure counts only in a pre-period: it feeds only
         # the roles that have one (each (experiment, name)'s first `early_count`).
-        after = pairs.ts >= self.sg_first_us[pairs.seg]
-        counts = np.where(after, plan.roles_count.ravel()[where], plan.early_count.ravel()[where])
+        counts = np.where(since >= 0, plan.roles_count.ravel()[where], plan.early_count.ravel()[where])
         pair, role = _spans(counts, plan.roles_from.ravel()[where])
-        seg, event, ts, entry = pairs.seg[pair], pairs.event[pair], pairs.ts[pair], pairs.entry[pair]
-        first, window, lookback = self.sg_first_us[seg], plan.role_window[role], plan.role_lookback[role]
-        is_num = plan.role_num[role]
-        post = (ts >= first) & ((window < 0) | (ts < first + window))
-        pre = (ts >= first - lookback) & (ts < first) & is_num
-        keep = np.flatnonzero(post | pre)
-        seg, role, event = seg[keep], role[keep], event[keep]
-        raw = self.ev_amount[event]
+        since, window, lookback = since[pair], plan.role_window[role], plan.role_lookback[role]
+        post = (since >= 0) & ((window < 0) | (since < window))
+        keep = np.flatnonzero(post | ((since >= -lookback) & (since < 0) & plan.role_num[role]))
+        pair, role, post = pair[keep], role[keep], post[keep]  # the others are in a pre-period
+        event = pairs.event[pair]
+        raw, is_num = self.ev_amount[event], plan.role_num[role]
         value = np.where(plan.role_value[role], raw, tf.MICROS)
-        return _Classified(seg, plan.role_metric[role], entry[keep], post[keep], pre[keep], is_num[keep], value, raw,
+        return _Classified(pairs.seg[pair], plan.role_metric[role], pairs.entry[pair], post, ~post, is_num, value, raw,
                            self.ev_valued[event])  # fmt: skip
 
     def quantiles(self, rows: _Classified) -> Iterator[pa.RecordBatch]:
@@ -1001,14 +997,15 @@ def _changes(plan: UnitPlan, merged: _Merged) -> tuple[np.ndarray, np.ndarray, n
     key, metric = merged.key, merged.metric
     in_segment = key.starts(3)
     num, den, before = (_running(column, in_segment) for column in (merged.num, merged.den, merged.pre))
-    kind = plan.metric_kind[metric]
-    y = np.where(kind == KIND_PROPORTION, np.where(num > 0, tf.MICROS, 0), num)
-    x = np.where(kind == KIND_PROPORTION, np.where(before > 0, tf.MICROS, 0), before)
-    d = np.where(kind == KIND_RATIO, den, 0)
+    kind, included = plan.metric_kind[metric], merged.included
+    # A unit seen in more than one variant adds nothing: its values are 0, and so their products.
+    y = np.where(included, np.where(kind == KIND_PROPORTION, np.where(num > 0, tf.MICROS, 0), num), 0)
+    x = np.where(included, np.where(kind == KIND_PROPORTION, np.where(before > 0, tf.MICROS, 0), before), 0)
+    d = np.where(included & (kind == KIND_RATIO), den, 0)
     terms = {"sum": y, "sum_squares": _product(y, y), "cov_sum": x, "cov_sum_squares": _product(x, x),
              "cov_sum_products": _product(y, x), "den_sum": d, "den_sum_squares": _product(d, d),
              "den_sum_products": _product(y, d), "cov_den_products": _product(d, x)}  # fmt: skip
-    gated = [np.where(merged.included, terms[name], 0) for name in tf.SUMS]
+    gated = [terms[name] for name in tf.SUMS]
     if any(np.abs(column).max(initial=0) >= SAFE for column in gated):
         raise Overflow
 
