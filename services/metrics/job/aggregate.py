@@ -74,6 +74,12 @@ def quality_counts(units: DataFrame, latest: DataFrame, scoped: DataFrame) -> di
     return counts
 
 
+def with_arrays(options: JobOptions, spark: SparkSession) -> bool:
+    """Whether the pass's per-unit arithmetic runs in the arrays (`unitmath`): asked for, and
+    in ANSI mode (their 64-bit checks stand in for Spark's)."""
+    return options.unit_arrays and ansi_mode(spark)
+
+
 def ansi_mode(spark: SparkSession) -> bool:
     """Whether integer overflow raises in this session (Spark 4's default). Asked without a
     default of our own: `conf.get(key, default)` answers that default for a key never set."""
@@ -152,10 +158,9 @@ def compute_statistics(
     metrics = {key: plan.metrics for key, plan in plans.items()}
     starts = tf.local_frame(spark, [(key, plan.start_us) for key, plan in plans.items()],
                             "experiment string, start_us long")  # fmt: skip
-    with_arrays = options.unit_arrays and ansi_mode(spark)
-    if with_arrays:  # the arrays read the exposures themselves: only their columns, read once
-        exposure_rows = materialized(exposures.select(*um.EXPOSURE_COLUMNS))
-    segments = Segments(exposure_rows if with_arrays else exposures, timelines)
+    # The arrays read the exposures themselves: only their columns, read once.
+    exposure_rows = materialized(exposures.select(*um.EXPOSURE_COLUMNS)) if with_arrays(options, spark) else None
+    segments = Segments(exposure_rows if exposure_rows is not None else exposures, timelines)
     seg_events = arrays = classified = None
     try:
         # In ANSI mode the deltas, the unit counts, the quality counts, the quantile values and
@@ -163,7 +168,7 @@ def compute_statistics(
         # The (segment, event) rows are joined in Spark only for what else reads them (the
         # slices; the deltas after an overflow; everything without the arrays), and when
         # several steps read them they are persisted.
-        if with_arrays:
+        if exposure_rows is not None:
             arrays = unit_arrays(events, exposure_rows, plans, options, tables)
         sliced = any(plan.dimensions for plan in plans.values())
         if arrays is None or arrays.deltas is None or sliced:
@@ -200,7 +205,7 @@ def compute_statistics(
         if seg_events is not None:
             seg_events.unpersist()
         segments.release()
-        if with_arrays:
+        if exposure_rows is not None:
             exposure_rows.unpersist()
     return {
         key: (Totals.collected(deltas.get(key, []), unit_deltas.get(key, []), counts.get(key)),
@@ -338,8 +343,7 @@ def latest_statistics(exposures: DataFrame, segments: Segments, classified: Data
             if values is None:
                 assert classified is not None  # joined whenever the arrays do not give the values
                 values = lt.quantile_values(classified, quantiles)
-            counted = values
-            sliced = lt.sliced_values(counted.where(F.col("experiment").isin(sorted(quantiles))), labels)
+            sliced = lt.sliced_values(values.where(F.col("experiment").isin(sorted(quantiles))), labels)
             blocks = lt.quantile_blocks(sliced, lt.quantile_probabilities(quantiles), shuffle_partitions(spark), packs)
             for key, found in by_experiment(collected(blocks)).items():
                 rows[key].quantiles = found

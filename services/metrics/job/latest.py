@@ -218,13 +218,11 @@ def block(probabilities: Probabilities, group: Sequence[str], units: np.ndarray,
 # Packed counted values (`unitmath` gives those of a group in one partition of units as one
 # binary value): a unit's index in its partition, a value in millionths, how many times it counts.
 VALUE_RECORD = np.dtype([("unit", "<i8"), ("v", "<i8"), ("count", "<i8")])
-# What `partition_blocks` reads: QUANTILE_GROUP, then either one value (unit_id, v, count) or
-# a partition's packed values of the group (`values`).
-BLOCK_INPUT = ("unit_id", "v", "count", "values")
 
 
 def group_values(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One group's BLOCK_INPUT rows -> (unit code, value, count) per counted value, as `block`
+    """One group's rows, each either one value (unit_id, v, count) or a partition's packed values
+    of the group (`values`) -> (unit code, value, count) per counted value, as `block`
     reads them. The single values' units are numbered by their unit_id; each packed row's come
     after those, offset so no two rows share a code (its units are those of one partition)."""
     single = table.filter(pc.is_null(table["values"]))
@@ -238,7 +236,7 @@ def group_values(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def partition_blocks(probabilities: Probabilities, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """One partition's QUANTILE_GROUP + BLOCK_INPUT rows, several groups whole -> one batch of
+    """One partition's rows (QUANTILE_GROUP, then what `group_values` reads), several groups whole -> one batch of
     their blocks: the rows sorted by group in Arrow, each group's slice to `block`."""
     parts = [batch for batch in batches if batch.num_rows]
     if not parts:

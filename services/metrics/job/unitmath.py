@@ -222,10 +222,11 @@ def input_rows(distinct: DataFrame, conflicting: DataFrame | None, segments: Dat
     if exposures is not None:
         exposure_rows = {"tag": F.lit(EXPOSURE_TAG), **{name: F.col(name) for name in EXPOSURE_COLUMNS}}
         rows = rows.unionByName(shaped(exposures, exposure_rows))
-        segments = exposures
     if kept is not None:
         kept_rows = {"tag": F.lit(KEPT_TAG), **{name: F.col(name) for name in UNIT_COLUMNS}}
-        if segments is None:  # each kept row twice: as its segment (without the packed rows), and as itself
+        # Without segments or exposures, each kept row twice: as its segment (without the packed
+        # rows), and as itself.
+        if segments is None and exposures is None:
             tag = F.explode(F.array(F.lit(SEGMENT_TAG), F.lit(KEPT_TAG))).alias("tag")
             kept = kept.select(*UNIT_COLUMNS, tag)
             kept_rows = {**kept_rows, "tag": F.col("tag"),
@@ -563,7 +564,7 @@ def _accumulated(values: np.ndarray, position: np.ndarray, combine: np.ufunc) ->
 
 
 def exposure_segments(plan: UnitPlan, exposures: pa.Table) -> pa.Table:
-    """De-duplicated exposures (EXPOSURE_COLUMNS) of the plan's experiments -> their units'
+    """De-duplicated exposures (EXPOSURE_COLUMNS, at least one) of the plan's experiments -> their units'
     segments (SEGMENT_COLUMNS), as `transforms.unit_segments` gives them: per (experiment,
     unit), one segment per snapshot k at which some exposure enters, until the next one; the
     first exposure so far; the smallest variant so far (in byte order, as Spark compares
@@ -582,13 +583,12 @@ def exposure_segments(plan: UnitPlan, exposures: pa.Table) -> pa.Table:
     order = _Key((experiment, unit, entry)).order()
     experiment, unit, entry, ts, variant = (column[order] for column in (experiment, unit, entry, ts, variant))
     firsts = np.flatnonzero(_group_starts(experiment, unit, entry))
-    earliest = np.minimum.reduceat(ts, firsts) if firsts.size else ts
-    smallest = np.minimum.reduceat(variant, firsts) if firsts.size else variant
-    largest = np.maximum.reduceat(variant, firsts) if firsts.size else variant
+    earliest, smallest = np.minimum.reduceat(ts, firsts), np.minimum.reduceat(variant, firsts)
+    largest = np.maximum.reduceat(variant, firsts)
     experiment, unit, entry = experiment[firsts], unit[firsts], entry[firsts]
     first = _group_starts(experiment, unit)
     run = np.flatnonzero(first)
-    position = np.arange(first.size) - run[np.cumsum(first) - 1] if first.size else entry
+    position = np.arange(first.size) - run[np.cumsum(first) - 1]
     smallest = _accumulated(smallest, position, np.minimum)
     end = np.full(entry.size, -1, np.int64)
     followed = np.flatnonzero(~first[1:])  # the next segment is the same unit's
